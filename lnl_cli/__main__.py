@@ -1,0 +1,3 @@
+from lnl_cli.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""What every training algorithm is: it owns its networks and optimizers and exposes
+``update(batch) -> losses`` and ``predict(images)`` (the DomainBed shape)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lnl_cli.config import Config
+from lnl_cli.data.base import Batch
+from lnl_cli.models import FeatureExtractor, LabelClassifier, init_paper_weights
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the networks need to know of the data; stored in checkpoints."""
+
+    num_classes: int
+    num_bias_classes: int
+    bias_bins: int
+    in_channels: int = 3
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def sgd(params, config: Config) -> torch.optim.SGD:
+    train = config.train
+    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+
+
+def phase_lr(config: Config, epochs_into_phase: int) -> float:
+    """Step decay counted from the start of the current phase, as the official code restarts its
+    scheduler when the adversarial phase starts from a baseline checkpoint."""
+    train = config.train
+    return train.lr * train.lr_decay_rate ** (epochs_into_phase // train.lr_decay_epochs)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class Algorithm(nn.Module):
+    """Base: f and g trained with cross-entropy. Subclasses add a bias head and their own update."""
+
+    has_bias_head = False
+
+    def __init__(self, config: Config, task: TaskSpec):
+        super().__init__()
+        self.config = config
+        self.task = task
+        self.featurizer = FeatureExtractor(task.in_channels)
+        self.classifier = LabelClassifier(task.num_classes, self.featurizer.out_channels)
+        init_paper_weights(self.featurizer)
+        init_paper_weights(self.classifier)
+        self.optimizer = sgd(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
+        self.label_loss = nn.CrossEntropyLoss()
+
+    # -- the interface the engine uses ---------------------------------------------------
+    def begin_epoch(self, epoch: int) -> str:
+        """Set learning rates for `epoch` (0-based); return the phase name for logs."""
+        set_lr(self.optimizer, phase_lr(self.config, epoch))
+        return "baseline"
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.featurizer(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The representation the bias is removed from (what the bias head reads)."""
+        return self.featurizer(images)
+
+    def bias_logits(self, images: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {name: opt.state_dict() for name, opt in self.optimizers().items()}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state[name])
+
+    # -- shared step pieces -------------------------------------------------------------
+    def _classification_step(self, batch: Batch) -> torch.Tensor:
+        """One plain cross-entropy step of f and g; returns the (detached) label loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.label_loss(self.predict(batch.images), batch.labels)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+class Baseline(Algorithm):
+    """Plain cross-entropy on labels: learns whatever predicts them, colour included."""
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"label_loss": self._classification_step(batch)}

@@ -1,0 +1,93 @@
+"""Learning Not to Learn (Kim et al., CVPR 2019).
+
+f and g minimise the label loss plus lambda times the negative entropy of h's prediction
+(so f makes the bias unpredictable); h minimises its bias loss while f receives that loss's
+gradient reversed and scaled by ``lnl.grl_scale`` (so f removes what h can read).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
+from lnl_cli.algorithms.grad_reverse import grad_reverse
+from lnl_cli.config import Config
+from lnl_cli.data.base import IGNORE_INDEX, Batch
+from lnl_cli.models import ColorBiasHead
+from lnl_cli.models.heads import COLOR_CHANNELS
+
+
+def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over samples and pixels of sum_k p_k log p_k over the bin axis (dim 1).
+
+    Minimising it maximises the entropy of h's prediction. log_softmax keeps it finite where
+    the official code's log(softmax) gives NaN for saturated probabilities.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return (log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def bias_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the colour heads over stroke pixels, summed over the three heads as in the
+    official code (each head's mean loss counts once; every head sees the same pixels)."""
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX) * COLOR_CHANNELS
+
+
+class LearningNotToLearn(Algorithm):
+    has_bias_head = True
+
+    def __init__(self, config: Config, task: TaskSpec):
+        super().__init__(config, task)
+        self.bias_head = ColorBiasHead(task.bias_bins, self.featurizer.out_channels)
+        self.bias_optimizer = sgd(self.bias_head.parameters(), config)
+        self.adversarial = False
+
+    def begin_epoch(self, epoch: int) -> str:
+        warmup = self.config.train.pretrain_epochs
+        self.adversarial = epoch >= warmup
+        phase_epoch = epoch - warmup if self.adversarial else epoch
+        lr = phase_lr(self.config, phase_epoch)
+        set_lr(self.optimizer, lr)
+        set_lr(self.bias_optimizer, lr)
+        return "adversarial" if self.adversarial else "warm-up"
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer, "bias_optimizer": self.bias_optimizer}
+
+    def bias_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.bias_head(self.featurizer(images))
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if not self.adversarial:
+            return {"label_loss": self._classification_step(batch)}
+        label_loss, neg_entropy = self._feature_step(batch)
+        head_loss = self._bias_step(batch)
+        return {
+            "label_loss": label_loss,
+            "neg_entropy": neg_entropy,
+            "bias_loss": head_loss / COLOR_CHANNELS,  # per head, as the official log
+        }
+
+    def _feature_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a) f, g <- CE(y) + lambda * negative entropy of h(f(x)); h stays fixed."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bias_head.requires_grad_(False)  # gradients flow through h to f, not into h
+        features = self.featurizer(batch.images)
+        label_loss = self.label_loss(self.classifier(features), batch.labels)
+        neg_entropy = negative_entropy(self.bias_head(features))
+        (label_loss + self.config.lnl.lambda_ * neg_entropy).backward()
+        self.bias_head.requires_grad_(True)
+        self.optimizer.step()
+        return label_loss.detach(), neg_entropy.detach()
+
+    def _bias_step(self, batch: Batch) -> torch.Tensor:
+        """(b) h <- its bias loss on f(x) recomputed after (a); f receives the reversed gradient."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bias_optimizer.zero_grad(set_to_none=True)
+        features = grad_reverse(self.featurizer(batch.images), self.config.lnl.grl_scale)
+        loss = bias_loss(self.bias_head(features), batch.bias_targets)
+        loss.backward()
+        self.optimizer.step()
+        self.bias_optimizer.step()
+        return loss.detach()

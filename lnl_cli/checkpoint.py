@@ -1,0 +1,94 @@
+"""One plain dict per checkpoint, used for both resume and inference (the nanoGPT way).
+
+Saved atomically; loaded with ``weights_only=True`` so a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lnl_cli import __version__
+from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
+from lnl_cli.config import Config, from_dict, to_dict
+from lnl_cli.errors import CheckpointError, ConfigError
+from lnl_cli.fileio import atomic_write
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "config", "task", "model", "epoch")
+
+
+def make_checkpoint(algorithm: Algorithm, config: Config, epoch: int, **extra: Any) -> dict[str, Any]:
+    """`epoch` counts finished epochs; the learning-rate schedule is derived from it."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": to_dict(config),
+        "task": algorithm.task.to_dict(),
+        "model": algorithm.state_dict(),
+        "optimizers": algorithm.optimizer_state(),
+        "epoch": epoch,
+        "versions": {"lnl": __version__, "torch": str(torch.__version__)},
+        **extra,
+    }
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    payload = buffer.getvalue()
+    atomic_write(Path(path), lambda handle: handle.write(payload))
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Read and check a checkpoint; every failure is a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        globals_needed = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        if not globals_needed:
+            raise CheckpointError(f"{path} is truncated or not a checkpoint (unreadable pickle)") from None
+        raise CheckpointError(f"refusing to load {path}: it needs arbitrary unpickling, which can run code "
+                              f"({globals_needed[0][:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(exc).__name__})") from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
+    if checkpoint["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {checkpoint['format_version']}, this lnl reads {FORMAT_VERSION}")
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any], path: Path | str) -> Config:
+    try:
+        return from_dict(checkpoint["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
+
+
+def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | str) -> Algorithm:
+    """Rebuild the networks the checkpoint describes and load its weights."""
+    try:
+        task = TaskSpec(**checkpoint["task"])
+    except TypeError:
+        raise CheckpointError(f"{path} has an unreadable task description") from None
+    method = checkpoint["config"].get("method")
+    if method not in ALGORITHMS:
+        raise CheckpointError(f"{path} was trained with unknown method {method!r}")
+    if config.method != method:
+        raise CheckpointError(f"{path} was trained with method {method!r}, not {config.method!r}")
+    algorithm = build_algorithm(config, task)
+    try:
+        algorithm.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        detail = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path} does not fit this architecture: {detail}") from None
+    return algorithm

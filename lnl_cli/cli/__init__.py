@@ -1,0 +1,49 @@
+"""The `lnl` command: one small module per subcommand, all thin over the core."""
+
+from __future__ import annotations
+
+import typer
+
+from lnl_cli import __version__
+from lnl_cli.cli.evaluate import evaluate
+from lnl_cli.cli.presets import presets
+from lnl_cli.cli.probe_bias import probe_bias
+from lnl_cli.cli.train import train
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 probe-bias gate failed; 2 usage or config error; 3 data error; "
+    "4 checkpoint error; 5 training diverged (NaN/inf loss); 70 internal error; "
+    "130 interrupted (SIGINT); 143 terminated (SIGTERM)."
+)
+
+app = typer.Typer(
+    name="lnl",
+    help="Train deep networks that do not learn a known bias in their data "
+         "(Learning Not to Learn, Kim et al., CVPR 2019).\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train", context_settings={"allow_interspersed_args": True})(train)
+app.command("evaluate")(evaluate)
+app.command("probe-bias")(probe_bias)
+app.command("presets")(presets)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lnl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

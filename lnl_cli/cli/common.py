@@ -1,0 +1,139 @@
+"""What every command shares: error mapping, overrides, progress rendering, output.
+
+Results go to stdout (JSON with --json); progress, warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lnl_cli.engine import StopRequest, TrainCallbacks
+from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError
+
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+SET_HELP = "Override a config key, e.g. --set train.lr=0.02 (repeatable; bare key=value words work too)."
+PRESET_HELP = "Built-in preset name (see `lnl presets`) or path to a YAML preset."
+JSON_HELP = "Print the result as JSON on stdout and nothing else there."
+DATA_ROOT_HELP = "Folder holding MNIST/raw (same as --set data.root=...; default $LNL_DATA_ROOT)."
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    stderr.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Map the project's errors to one line on stderr and their exit code; LNL_DEBUG=1 shows tracebacks."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except LnlError as exc:
+        if os.environ.get("LNL_DEBUG"):
+            raise
+        raise fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_SIGINT) from None
+    except Exception as exc:  # a bug, not a user error: say so, briefly
+        if os.environ.get("LNL_DEBUG"):
+            raise
+        raise fail(f"internal error: {type(exc).__name__}: {exc} (set LNL_DEBUG=1 for a traceback)",
+                   EXIT_INTERNAL) from None
+
+
+def collect_overrides(set_values: list[str] | None, extra: list[str] | None,
+                      data_root: str | None = None) -> list[str]:
+    overrides = list(set_values or []) + list(extra or [])
+    if data_root is not None:
+        overrides.append(f"data.root={json.dumps(data_root)}")
+    return overrides
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@contextlib.contextmanager
+def graceful_stop() -> Iterator[StopRequest]:
+    """First SIGINT/SIGTERM asks the loop to stop at a step boundary and save; a second SIGINT aborts."""
+    stop = StopRequest()
+    previous = {}
+
+    def handler(signum, _frame):
+        if stop.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        stop.request(name, EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM)
+        stderr.print(f"{name} received: finishing the current step and saving a checkpoint")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class PlainProgress(TrainCallbacks):
+    """One line per epoch: for logs and pipes."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        stderr.print(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
+                     f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}")
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        skip = {"epoch", "phase", "seconds", "train_seconds"}
+        parts = [f"{k}={fmt(v)}" for k, v in record.items() if k not in skip and v is not None]
+        stderr.print(f"epoch {record['epoch']} [{record['phase']}] " + " ".join(parts)
+                     + f" ({record['seconds']:.1f}s)", soft_wrap=True)
+
+    def on_message(self, text: str) -> None:
+        stderr.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
+
+
+class RichProgress(PlainProgress):
+    """A live progress bar per epoch, for people at a terminal."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=stderr, transient=True)
+        self.task = None
+
+    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs} [{phase}]", total=steps)
+
+    def on_steps(self, done: int, steps: int) -> None:
+        self.progress.update(self.task, completed=done)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.progress.stop()
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        super().on_epoch_end(record)
+
+
+def progress_callbacks() -> TrainCallbacks:
+    return RichProgress() if stderr.is_terminal else PlainProgress()

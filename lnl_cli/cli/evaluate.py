@@ -1,0 +1,64 @@
+"""`lnl evaluate`: report a checkpoint on the unbiased test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from lnl_cli import api
+from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stdout,
+                                user_errors)
+
+
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `lnl train`."),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="Preset applied over the checkpoint's own config."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Accuracy, bias-aligned/conflicting accuracy, per-(label, bias) cells, worst group, confusion matrix."""
+    with user_errors():
+        report = api.evaluate(checkpoint, preset, collect_overrides(set_values, overrides, data_root))
+    if json_output:
+        print_json(report)
+    else:
+        render_report(report)
+
+
+def render_report(report: dict[str, Any]) -> None:
+    summary = Table(title=f"{report['method']} checkpoint on {report['dataset']} (unbiased test set)",
+                    show_header=False)
+    for label, key in (("accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
+                       ("bias-conflicting accuracy", "conflicting_accuracy"),
+                       ("worst-group accuracy", "worst_group_accuracy"),
+                       ("bias-head accuracy", "bias_head_accuracy"), ("samples", "num_samples")):
+        summary.add_row(label, fmt(report.get(key)))
+    stdout.print(summary)
+    stdout.print(_grid("accuracy per cell (rows: label, columns: bias; diagonal = aligned)",
+                       _cell_matrix(report["cells"]), digits=2))
+    stdout.print(_grid("confusion matrix (rows: true label, columns: predicted)", report["confusion_matrix"]))
+
+
+def _cell_matrix(cells: list[dict[str, Any]]) -> list[list[Any]]:
+    labels = 1 + max(c["label"] for c in cells)
+    biases = 1 + max(c["bias"] for c in cells)
+    matrix: list[list[Any]] = [[None] * biases for _ in range(labels)]
+    for cell in cells:
+        matrix[cell["label"]][cell["bias"]] = cell["accuracy"]
+    return matrix
+
+
+def _grid(title: str, rows: list[list[Any]], digits: int = 4) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for j in range(len(rows[0])):
+        table.add_column(str(j), justify="right")
+    for i, row in enumerate(rows):
+        table.add_row(str(i), *(fmt(v, digits) for v in row))
+    return table

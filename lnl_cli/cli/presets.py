@@ -1,0 +1,23 @@
+"""`lnl presets`: the built-in presets, one line each."""
+
+from __future__ import annotations
+
+import typer
+
+from lnl_cli.cli.common import JSON_HELP, print_json, stdout
+from lnl_cli.config import builtin_presets, preset_description
+
+
+def print_presets(json_output: bool) -> None:
+    presets = {name: preset_description(path) for name, path in builtin_presets().items()}
+    if json_output:
+        print_json([{"name": name, "description": text} for name, text in presets.items()])
+        return
+    width = max(map(len, presets), default=0)
+    for name, text in presets.items():
+        stdout.print(f"{name:<{width}}  {text}", soft_wrap=True)
+
+
+def presets(json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List the built-in presets with a one-line description."""
+    print_presets(json_output)

@@ -1,0 +1,68 @@
+"""`lnl probe-bias`: train fresh probes on frozen features and gate on the bias they recover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stderr,
+                                stdout, user_errors)
+from lnl_cli.errors import EXIT_GATE_FAILED
+from lnl_cli.probe import DEFAULT_LAYER, ProbeSettings, probe_checkpoint
+
+
+def probe_bias(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `lnl train`."),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="Preset applied over the checkpoint's own config."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    layer: str = typer.Option(DEFAULT_LAYER, "--layer",
+                              help="features (f's output, what the bias head reads), embedding (g's pooled "
+                                   "features) or input (the images: a sanity check)."),
+    probe: str = typer.Option("linear", "--probe", help="linear or mlp."),
+    seeds: int = typer.Option(3, "--seeds", help="Probe seeds to average over."),
+    source: str = typer.Option("test", "--source",
+                               help="Split that supplies probe data; test is bias-independent in Colored-MNIST."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the stratified train/held-out split."),
+    steps: int = typer.Option(ProbeSettings.steps, "--steps", help="Optimizer steps of each probe."),
+    max_leakage: Optional[float] = typer.Option(
+        None, "--max-leakage", help="Exit 1 when mean normalised leakage exceeds this (0 = none, 1 = all)."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Measure how much bias the features leak; with --max-leakage, fail (exit 1) above the threshold."""
+    settings = ProbeSettings(kind=probe, layer=layer, seeds=seeds, source=source, split_seed=split_seed,
+                             steps=steps)
+
+    def on_seed(done: int, total: int) -> None:
+        stderr.print(f"probe {done}/{total} trained")
+
+    with user_errors():
+        report = probe_checkpoint(checkpoint, preset, collect_overrides(set_values, overrides, data_root),
+                                  settings, max_leakage, on_seed)
+    if json_output:
+        print_json(report)
+    else:
+        render(report)
+    if report["passed"] is False:
+        stderr.print(f"[bold red]FAIL:[/] leakage {report['leakage']['mean']:.4f} > {max_leakage}")
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def render(report: dict[str, Any]) -> None:
+    table = Table(title=f"bias leakage of {report['method']} features ({report['layer']}, {report['probe']} probe, "
+                        f"{report['seeds']} seeds)", show_header=False)
+    for label, key in (("probe accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
+                       ("normalised leakage", "leakage"), ("MI lower bound (bits)", "mi_lower_bound_bits")):
+        table.add_row(label, f"{fmt(report[key]['mean'])} ± {fmt(report[key]['std'])}")
+    table.add_row("chance (majority class)", fmt(report["chance_accuracy"]))
+    table.add_row("bias classes K", str(report["num_classes"]))
+    table.add_row("samples (probe train / held out)", f"{report['train_samples']} / {report['heldout_samples']}")
+    table.add_row("feature size", str(report["feature_size"]))
+    if report["passed"] is not None:
+        table.add_row("gate", f"{'passed' if report['passed'] else 'FAILED'} (max leakage {report['max_leakage']})")
+    stdout.print(table)

@@ -1,0 +1,47 @@
+"""`lnl train`: parse, call the core, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lnl_cli import api
+from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, PRESET_HELP, SET_HELP, collect_overrides, fmt,
+                                graceful_stop, print_json, progress_callbacks, stdout, user_errors)
+from lnl_cli.cli.presets import print_presets
+
+
+def train(
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    preset: str = typer.Option("colored-mnist", "--preset", "-p", help=PRESET_HELP),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<preset>-<method>-N)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
+) -> None:
+    """Train a model on a preset; writes config.yaml, metrics.jsonl, checkpoint.pt and summary.json."""
+    if list_presets:
+        print_presets(json_output)
+        return
+    with user_errors():
+        config = api.load_config(preset, collect_overrides(set_values, overrides, data_root))
+        with graceful_stop() as stop:
+            summary = api.train(config, out, progress_callbacks(), stop)
+    if json_output:
+        print_json(summary)
+        return
+    table = Table(title=f"{summary['method']} on {summary['dataset']}", show_header=False)
+    test = summary["test"]
+    for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
+                       ("bias-conflicting accuracy", "conflicting_accuracy"),
+                       ("worst-group accuracy", "worst_group_accuracy"),
+                       ("bias-head accuracy", "bias_head_accuracy")):
+        table.add_row(label, fmt(test.get(key)))
+    table.add_row("train images/s", fmt(summary["train_images_per_second"], 1))
+    table.add_row("wall time (s)", fmt(summary["seconds"], 1))
+    table.add_row("run folder", summary["run_dir"])
+    stdout.print(table)

@@ -1,0 +1,159 @@
+"""Colored-MNIST, the paper's protocol, generated from real MNIST.
+
+Train: the stroke of a digit of class y is filled with clip(mean[y] + N(0, sigma^2 I), 0, 1);
+test: the same with a mean colour drawn uniformly, independent of the label. The index of
+the mean colour is each image's bias attribute. Generation is vectorised and cached per
+parameter set in the user cache folder, with a checksum so a damaged file is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from lnl_cli.config import Config
+from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, BiasedSplit, cache_dir, resolve_data_root
+from lnl_cli.errors import DataError
+from lnl_cli.fileio import atomic_write, atomic_write_text
+
+# Input normalisation of the official implementation (it reuses CIFAR-10's statistics);
+# the network's input batch norm makes the exact values immaterial.
+NORMALISE_MEAN = (0.4914, 0.4822, 0.4465)
+NORMALISE_STD = (0.2023, 0.1994, 0.2010)
+CACHE_FORMAT = 1
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def load_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grayscale digits (uint8, N x 28 x 28) and labels through torchvision's MNIST reader."""
+    from torchvision.datasets import MNIST
+
+    raw = root / "MNIST" / "raw"
+    try:
+        dataset = MNIST(root=str(root), train=train, download=download)
+    except RuntimeError as exc:
+        if "not found" not in str(exc).lower():
+            raise DataError(f"cannot read MNIST in {raw}: {exc}") from None
+        raise DataError(
+            f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}); "
+            "point data.root, --data-root or LNL_DATA_ROOT at the folder holding MNIST/raw, "
+            "or set data.download=true") from None
+    except OSError as exc:
+        raise DataError(f"cannot read or download MNIST into {raw}: {exc}") from None
+    return dataset.data.clone(), dataset.targets.clone().long()
+
+
+def colorize(
+    digits: torch.Tensor,
+    color_index: torch.Tensor,
+    class_colors: torch.Tensor,
+    color_var: float,
+    threshold: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """RGB uint8 images: stroke pixels take the image's jittered colour, background stays black."""
+    noise = torch.randn(len(color_index), 3, generator=generator) * color_var ** 0.5
+    colors = (class_colors[color_index] + noise).clamp_(0.0, 1.0)
+    colors_u8 = colors.mul_(255.0).round_().to(torch.uint8)
+    stroke = (digits > threshold).to(torch.uint8)
+    return stroke[:, None, :, :] * colors_u8[:, :, None, None]
+
+
+def color_bin_targets(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """Per-pixel colour bins of the half-resolution image (what the bias head predicts).
+
+    The downsampling takes pixel 2i+1, as PIL's nearest-neighbour resize to 14x14 does in the
+    official code; background pixels (all channels zero) get IGNORE_INDEX.
+    """
+    small = images[:, :, 1::2, 1::2]
+    targets = (small.long() * bins // 256).to(torch.uint8)
+    background = (small == 0).all(dim=1, keepdim=True).expand_as(targets)
+    return targets.masked_fill(background, IGNORE_INDEX)
+
+
+def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    data = config.data
+    generator = torch.Generator().manual_seed(data.seed * 2 + (0 if train else 1))
+    class_colors = torch.tensor(data.class_colors, dtype=torch.float32) / 255.0
+    if train:
+        bias = labels.clone()
+    else:
+        bias = torch.randint(0, len(class_colors), (len(labels),), generator=generator)
+    images = colorize(digits, bias, class_colors, data.color_var, data.stroke_threshold, generator)
+    return {"images": images, "labels": labels, "bias": bias}
+
+
+def _cache_key(config: Config, train: bool) -> str:
+    data = config.data
+    params = {
+        "format": CACHE_FORMAT, "split": "train" if train else "test", "color_var": data.color_var,
+        "seed": data.seed, "class_colors": data.class_colors, "stroke_threshold": data.stroke_threshold,
+    }
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
+    checksum_path = path.with_suffix(".sha256")
+    try:
+        payload = path.read_bytes()
+        expected = checksum_path.read_text().strip()
+    except OSError:
+        return None
+    if hashlib.sha256(payload).hexdigest() != expected:
+        return None
+    try:
+        tensors = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception:  # a damaged cache is rebuilt, whatever the unpickler says
+        return None
+    if not isinstance(tensors, dict) or set(tensors) != {"images", "labels", "bias"}:
+        return None
+    return tensors
+
+
+def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    payload = buffer.getvalue()
+    try:
+        atomic_write(path, lambda handle: handle.write(payload))
+        atomic_write_text(path.with_suffix(".sha256"), hashlib.sha256(payload).hexdigest() + "\n")
+    except OSError:
+        pass  # an unwritable cache only costs regeneration next time
+
+
+def _load_split(config: Config, train: bool) -> dict[str, torch.Tensor]:
+    path = cache_dir() / "colored_mnist" / f"{'train' if train else 'test'}-{_cache_key(config, train)}.pt"
+    tensors = _read_cache(path)
+    if tensors is None:
+        digits, labels = load_mnist(resolve_data_root(config), train, config.data.download)
+        tensors = _generate(config, train, digits, labels)
+        _write_cache(path, tensors)
+    return tensors
+
+
+def _take_subset(tensors: dict[str, torch.Tensor], size: int | None, seed: int) -> dict[str, torch.Tensor]:
+    n = len(tensors["labels"])
+    if size is None or size >= n:
+        return tensors
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+    return {name: t[index] for name, t in tensors.items()}
+
+
+def load_colored_mnist(config: Config) -> BiasedDataset:
+    data = config.data
+    splits = {}
+    for train, size in ((True, data.train_size), (False, data.test_size)):
+        tensors = _take_subset(_load_split(config, train), size, data.seed + 1)
+        splits[train] = BiasedSplit(
+            images=tensors["images"], labels=tensors["labels"], bias=tensors["bias"],
+            bias_targets=color_bin_targets(tensors["images"], data.color_bins))
+    num_colors = len(data.class_colors)
+    return BiasedDataset(
+        train=splits[True], test=splits[False], num_classes=10, num_bias_classes=num_colors,
+        bias_bins=data.color_bins, mean=NORMALISE_MEAN, std=NORMALISE_STD,
+        description=f"Colored-MNIST (sigma^2={data.color_var:g})")

@@ -1,0 +1,43 @@
+"""Load a checkpoint with its config (optionally overridden) and report on the unbiased test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algorithm
+from lnl_cli.config import Config, load_config
+from lnl_cli.algorithms import Algorithm
+from lnl_cli.data.base import BiasedDataset, load_dataset, resolve_data_root
+from lnl_cli.engine import apply_threads, select_device
+from lnl_cli.metrics import evaluate_split
+
+
+def config_for_checkpoint(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
+                          overrides: Iterable[str] | dict[str, Any]) -> Config:
+    """The checkpoint's config, then the preset's values, then overrides."""
+    return load_config(preset, overrides, base=checkpoint_config(checkpoint, path))
+
+
+def load_for_inference(path: Path, preset: str | Path | None = None,
+                       overrides: Iterable[str] | dict[str, Any] = ()) -> tuple[Config, Algorithm, BiasedDataset]:
+    checkpoint = load_checkpoint(path)
+    config = config_for_checkpoint(checkpoint, path, preset, overrides)
+    apply_threads(config)
+    device = select_device(config.device)
+    algorithm = restore_algorithm(checkpoint, config, path).to(device)
+    dataset = load_dataset(config).to(device)
+    return config, algorithm, dataset
+
+
+def evaluate_checkpoint(path: Path, preset: str | Path | None = None,
+                        overrides: Iterable[str] | dict[str, Any] = ()) -> dict[str, Any]:
+    config, algorithm, dataset = load_for_inference(path, preset, overrides)
+    report = evaluate_split(algorithm, dataset.test, dataset)
+    return {
+        "checkpoint": str(path),
+        "method": config.method,
+        "dataset": dataset.description,
+        "data_root": str(resolve_data_root(config)),
+        **report,
+    }

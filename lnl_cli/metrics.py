@@ -1,0 +1,86 @@
+"""Unbiased-test metrics from per-(label, bias) counts, computed on the device in whole tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lnl_cli.algorithms import Algorithm
+from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, BiasedSplit, iterate_batches
+
+EVAL_BATCH_SIZE = 1024
+
+
+@torch.no_grad()
+def count_predictions(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset,
+                      batch_size: int = EVAL_BATCH_SIZE) -> dict[str, torch.Tensor]:
+    """Per-cell totals and hits, the confusion matrix and the bias head's pixel hits.
+
+    Counts (not averages) so that shards and subsets add up exactly.
+    """
+    was_training = algorithm.training
+    algorithm.eval()
+    classes, bias_classes = dataset.num_classes, dataset.num_bias_classes
+    device = split.labels.device
+    cell_total = torch.zeros(classes * bias_classes, dtype=torch.long, device=device)
+    cell_correct = torch.zeros_like(cell_total)
+    confusion = torch.zeros(classes * classes, dtype=torch.long, device=device)
+    bias_hits = torch.zeros((), dtype=torch.long, device=device)
+    bias_pixels = torch.zeros((), dtype=torch.long, device=device)
+    for batch in iterate_batches(split, batch_size, dataset.mean, dataset.std, shuffle=False):
+        features = algorithm.features(batch.images)
+        predicted = algorithm.classifier(features).argmax(dim=1)
+        cell = batch.labels * bias_classes + batch.bias
+        cell_total += torch.bincount(cell, minlength=cell_total.numel())
+        cell_correct += torch.bincount(cell[predicted == batch.labels], minlength=cell_total.numel())
+        confusion += torch.bincount(batch.labels * classes + predicted, minlength=confusion.numel())
+        if algorithm.has_bias_head:
+            bias_predicted = algorithm.bias_head(features).argmax(dim=1)
+            valid = batch.bias_targets != IGNORE_INDEX
+            bias_hits += (bias_predicted == batch.bias_targets)[valid].sum()
+            bias_pixels += valid.sum()
+    algorithm.train(was_training)
+    return {
+        "cell_total": cell_total.view(classes, bias_classes).cpu(),
+        "cell_correct": cell_correct.view(classes, bias_classes).cpu(),
+        "confusion": confusion.view(classes, classes).cpu(),
+        "bias_hits": bias_hits.cpu(), "bias_pixels": bias_pixels.cpu(),
+    }
+
+
+def _ratio(hits: torch.Tensor, total: torch.Tensor) -> float | None:
+    total_count = int(total.sum())
+    return float(hits.sum()) / total_count if total_count else None
+
+
+def summarise_counts(counts: dict[str, torch.Tensor], with_cells: bool = True) -> dict[str, Any]:
+    """Accuracy overall, on bias-aligned (bias == label) and bias-conflicting cells, worst group."""
+    total, correct = counts["cell_total"], counts["cell_correct"]
+    aligned = torch.zeros_like(total, dtype=torch.bool)
+    size = min(total.shape)
+    aligned[torch.arange(size), torch.arange(size)] = True
+    filled = total > 0
+    cell_accuracy = correct.double() / total.clamp(min=1).double()
+    report: dict[str, Any] = {
+        "accuracy": _ratio(correct, total),
+        "aligned_accuracy": _ratio(correct[aligned], total[aligned]),
+        "conflicting_accuracy": _ratio(correct[~aligned], total[~aligned]),
+        "worst_group_accuracy": float(cell_accuracy[filled].min()) if filled.any() else None,
+        "num_samples": int(total.sum()),
+        "bias_head_accuracy": (float(counts["bias_hits"]) / int(counts["bias_pixels"])
+                               if int(counts["bias_pixels"]) else None),
+    }
+    if with_cells:
+        report["cells"] = [
+            {"label": y, "bias": b, "count": int(total[y, b]), "correct": int(correct[y, b]),
+             "accuracy": float(cell_accuracy[y, b]) if total[y, b] else None}
+            for y in range(total.shape[0]) for b in range(total.shape[1])
+        ]
+        report["confusion_matrix"] = counts["confusion"].tolist()
+    return report
+
+
+def evaluate_split(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset,
+                   with_cells: bool = True) -> dict[str, Any]:
+    return summarise_counts(count_predictions(algorithm, split, dataset), with_cells)

@@ -1,0 +1,32 @@
+"""h for Colored-MNIST: per-pixel colour-bin classifiers for the R, G and B channels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+COLOR_CHANNELS = 3
+
+
+class ColorBiasHead(nn.Module):
+    """Three heads (conv3x3 -> BN -> ReLU -> conv3x3 to `bins` logits), one per colour channel.
+
+    They are computed as one wide conv and one grouped conv: the same functions as three
+    separate modules (batch norm is per channel, groups keep the heads apart), in two kernels
+    instead of six.
+    """
+
+    def __init__(self, bins: int, in_channels: int = 32, width: int = 32):
+        super().__init__()
+        self.bins = bins
+        heads = COLOR_CHANNELS
+        self.hidden = nn.Conv2d(in_channels, heads * width, kernel_size=3, padding=1)
+        self.norm = nn.BatchNorm2d(heads * width)
+        self.relu = nn.ReLU(inplace=True)
+        self.out = nn.Conv2d(heads * width, heads * bins, kernel_size=3, padding=1, groups=heads)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits shaped N x bins x 3 x H x W, so that cross-entropy over dim 1 takes N x 3 x H x W targets."""
+        logits = self.out(self.relu(self.norm(self.hidden(features))))
+        n, _, height, width = logits.shape
+        return logits.view(n, COLOR_CHANNELS, self.bins, height, width).transpose(1, 2)

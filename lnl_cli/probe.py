@@ -1,0 +1,194 @@
+"""Bias leakage: how well a *fresh* classifier recovers the bias from frozen features.
+
+LNL's own bias head sitting at chance proves little (an adversary can be fooled while the
+information is still there; Elazar & Goldberg, 2018). Here a new probe is trained on half of a
+source where bias and label are independent and scored on the other, disjoint half.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lnl_cli.algorithms import Algorithm
+from lnl_cli.data.base import BiasedDataset, BiasedSplit, iterate_batches
+from lnl_cli.errors import ConfigError
+from lnl_cli.evaluation import load_for_inference
+
+FEATURE_BATCH_SIZE = 1024
+LAYERS = ("features", "embedding", "input")
+DEFAULT_LAYER = "features"  # what LNL's bias head reads
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    kind: str = "linear"          # linear | mlp
+    layer: str = DEFAULT_LAYER
+    seeds: int = 3
+    split_seed: int = 0           # fixes the stratified train/held-out split
+    source: str = "test"          # which split supplies the (bias-independent) probe data
+    steps: int = 600              # optimizer steps per probe, whatever the sample count
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    mlp_hidden: int = 256
+
+    def check(self) -> None:
+        problems = []
+        if self.kind not in ("linear", "mlp"):
+            problems.append(f"--probe must be linear or mlp, got {self.kind!r}")
+        if self.layer not in LAYERS:
+            problems.append(f"--layer must be one of {', '.join(LAYERS)}, got {self.layer!r}")
+        if self.source not in ("test", "train"):
+            problems.append(f"--source must be test or train, got {self.source!r}")
+        for name in ("seeds", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if problems:
+            raise ConfigError(problems)
+
+
+def stratified_halves(strata: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint index sets, alternating within every stratum in a seeded random order."""
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(strata), generator=generator)
+    order = shuffled[torch.sort(strata[shuffled], stable=True).indices]
+    sorted_strata = strata[order]
+    starts = torch.searchsorted(sorted_strata, sorted_strata)  # first position of each element's stratum
+    rank_in_stratum = torch.arange(len(strata)) - starts
+    first = order[rank_in_stratum % 2 == 0]
+    second = order[rank_in_stratum % 2 == 1]
+    return first, second
+
+
+@torch.no_grad()
+def extract_features(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset, layer: str) -> torch.Tensor:
+    """Flattened float features of every image in `split` at `layer`, with f frozen in eval mode."""
+    algorithm.eval()
+    chunks = []
+    for batch in iterate_batches(split, FEATURE_BATCH_SIZE, dataset.mean, dataset.std, shuffle=False):
+        if layer == "input":
+            out = batch.images
+        else:
+            out = algorithm.features(batch.images)
+            if layer == "embedding":
+                out = algorithm.classifier.layers[:-1](out)
+        chunks.append(out.flatten(1).float())
+    return torch.cat(chunks)
+
+
+def _make_probe(settings: ProbeSettings, in_features: int, classes: int) -> nn.Module:
+    if settings.kind == "linear":
+        return nn.Linear(in_features, classes)
+    return nn.Sequential(nn.Linear(in_features, settings.mlp_hidden), nn.ReLU(), nn.Linear(settings.mlp_hidden, classes))
+
+
+def train_probe(features: torch.Tensor, targets: torch.Tensor, classes: int, settings: ProbeSettings,
+                seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    probe = _make_probe(settings, features.shape[1], classes).to(features.device)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(targets)
+    step = 0
+    while step < settings.steps:
+        order = torch.randperm(n, generator=generator).to(features.device)
+        for start in range(0, n, settings.batch_size):
+            index = order[start:start + settings.batch_size]
+            loss = F.cross_entropy(probe(features[index]), targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step == settings.steps:
+                break
+    return probe.eval()
+
+
+def entropy_bits(targets: torch.Tensor, classes: int) -> float:
+    p = torch.bincount(targets, minlength=classes).double() / len(targets)
+    p = p[p > 0]
+    return float(-(p * p.log2()).sum())
+
+
+@torch.no_grad()
+def score_probe(probe: nn.Module, features: torch.Tensor, targets: torch.Tensor, classes: int) -> dict[str, float]:
+    logits = probe(features)
+    predicted = logits.argmax(dim=1)
+    present = torch.bincount(targets, minlength=classes) > 0
+    recall = torch.zeros(classes, dtype=torch.float64, device=targets.device)
+    for k in range(classes):  # per class, not per sample: K iterations
+        if present[k]:
+            recall[k] = (predicted[targets == k] == k).double().mean()
+    balanced = float(recall[present].mean())
+    k_present = int(present.sum())
+    cross_entropy_bits = float(F.cross_entropy(logits, targets)) / math.log(2)
+    return {
+        "accuracy": float((predicted == targets).double().mean()),
+        "balanced_accuracy": balanced,
+        "leakage": (balanced - 1 / k_present) / (1 - 1 / k_present) if k_present > 1 else 0.0,
+        "mi_lower_bound_bits": max(0.0, entropy_bits(targets, classes) - cross_entropy_bits),
+    }
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Tensor, classes: int,
+                   settings: ProbeSettings, on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train/score `settings.seeds` probes on disjoint stratified halves; mean and std of each metric."""
+    first, second = stratified_halves(strata.cpu(), settings.split_seed)
+    first, second = first.to(features.device), second.to(features.device)
+    train_x, held_x = features[first], features[second]
+    mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp(min=1e-6)
+    train_x, held_x = (train_x - mean) / std, (held_x - mean) / std
+    train_y, held_y = bias[first], bias[second]
+    runs = []
+    for seed in range(settings.seeds):
+        probe = train_probe(train_x, train_y, classes, settings, seed)
+        runs.append(score_probe(probe, held_x, held_y, classes))
+        if on_seed:
+            on_seed(seed + 1, settings.seeds)
+    majority = float(torch.bincount(held_y, minlength=classes).max()) / len(held_y)
+    return {
+        **{name: _mean_std([r[name] for r in runs]) for name in runs[0]},
+        "chance_accuracy": majority,
+        "num_classes": classes,
+        "train_samples": len(first),
+        "heldout_samples": len(second),
+        "feature_size": int(features.shape[1]),
+        "per_seed": runs,
+    }
+
+
+def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: Iterable[str] | dict[str, Any] = (),
+                     settings: ProbeSettings = ProbeSettings(), max_leakage: float | None = None,
+                     on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Leakage report of a checkpoint's frozen features; `passed` compares mean leakage to `max_leakage`."""
+    settings.check()
+    config, algorithm, dataset = load_for_inference(path, preset, overrides)
+    split = dataset.test if settings.source == "test" else dataset.train
+    features = extract_features(algorithm, split, dataset, settings.layer)
+    strata = split.labels * dataset.num_bias_classes + split.bias
+    result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed)
+    leakage = result["leakage"]["mean"]
+    return {
+        "checkpoint": str(path),
+        "method": config.method,
+        "dataset": dataset.description,
+        "source": settings.source,
+        "layer": settings.layer,
+        "probe": settings.kind,
+        "seeds": settings.seeds,
+        **result,
+        "max_leakage": max_leakage,
+        "passed": None if max_leakage is None else bool(leakage <= max_leakage),
+    }

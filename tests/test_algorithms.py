@@ -1,0 +1,89 @@
+"""Every registered algorithm, on tiny synthetic data."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from lnl_cli import load_config
+from lnl_cli.algorithms import ALGORITHMS, TaskSpec, build_algorithm
+from lnl_cli.data.base import iterate_batches
+
+from helpers import tiny_dataset
+
+
+def _setup(method, *overrides):
+    config = load_config("colored-mnist", [f"method={method}", "train.pretrain_epochs=0", *overrides])
+    dataset = tiny_dataset()
+    torch.manual_seed(0)
+    algorithm = build_algorithm(config, TaskSpec(10, 10, 8))
+    batch = next(iterate_batches(dataset.train, 32, dataset.mean, dataset.std, torch.Generator().manual_seed(0)))
+    return config, algorithm, batch
+
+
+@pytest.mark.parametrize("method", sorted(ALGORITHMS))
+def test_every_algorithm_updates_predicts_and_round_trips_its_state(method):
+    config, algorithm, batch = _setup(method)
+    before = copy.deepcopy(algorithm.state_dict())
+    algorithm.begin_epoch(0)
+    losses = algorithm.update(batch)
+    assert "label_loss" in losses
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    changed = [k for k, v in algorithm.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("featurizer") for k in changed) and any(k.startswith("classifier") for k in changed)
+    assert algorithm.predict(batch.images).shape == (32, 10)
+    clone = build_algorithm(config, TaskSpec(10, 10, 8))
+    clone.load_state_dict(algorithm.state_dict())
+    clone.load_optimizer_state(algorithm.optimizer_state())
+    algorithm.eval(), clone.eval()
+    assert torch.equal(clone.predict(batch.images), algorithm.predict(batch.images))
+
+
+def test_lnl_reports_its_adversarial_losses_and_trains_the_bias_head():
+    _, algorithm, batch = _setup("lnl")
+    assert algorithm.begin_epoch(0) == "adversarial"
+    head_before = copy.deepcopy(algorithm.bias_head.state_dict())
+    losses = algorithm.update(batch)
+    assert set(losses) == {"label_loss", "neg_entropy", "bias_loss"}
+    assert -math.log(8) - 1e-6 <= float(losses["neg_entropy"]) <= 0
+    assert not torch.equal(algorithm.bias_head.hidden.weight, head_before["hidden.weight"])
+
+
+def test_lnl_feature_step_leaves_the_bias_head_untouched():
+    _, algorithm, batch = _setup("lnl")
+    algorithm.begin_epoch(0)
+    head_before = copy.deepcopy(algorithm.bias_head.state_dict())
+    algorithm._feature_step(batch)
+    for name, value in algorithm.bias_head.state_dict().items():
+        if "running" not in name and "num_batches" not in name:  # BN statistics do move in train mode
+            assert torch.equal(value, head_before[name]), name
+
+
+def test_lnl_bias_step_sends_the_reversed_scaled_gradient_to_f():
+    """With grl_scale s, f's gradient from the bias step is -s times the plain bias-loss gradient."""
+    from lnl_cli.algorithms.lnl import bias_loss
+
+    for scale in (0.1, 1.0):
+        _, algorithm, batch = _setup("lnl", f"lnl.grl_scale={scale}")
+        algorithm.optimizer.step = lambda: None  # keep weights fixed to read the gradient
+        algorithm.bias_optimizer.step = lambda: None
+        algorithm._bias_step(batch)
+        reversed_grad = algorithm.featurizer.layers[1].weight.grad.clone()
+        algorithm.zero_grad(set_to_none=True)
+        bias_loss(algorithm.bias_head(algorithm.featurizer(batch.images)), batch.bias_targets).backward()
+        plain = algorithm.featurizer.layers[1].weight.grad
+        assert torch.allclose(reversed_grad, -scale * plain, rtol=1e-4, atol=1e-7)
+
+
+def test_lnl_warm_up_is_plain_cross_entropy_and_the_lr_restarts_with_the_game():
+    config, algorithm, batch = _setup("lnl", "train.pretrain_epochs=2", "train.lr_decay_epochs=1",
+                                      "train.lr_decay_rate=0.5")
+    assert algorithm.begin_epoch(0) == "warm-up"
+    assert set(algorithm.update(batch)) == {"label_loss"}
+    assert algorithm.begin_epoch(1) == "warm-up"
+    assert algorithm.optimizer.param_groups[0]["lr"] == pytest.approx(config.train.lr * 0.5)
+    assert algorithm.begin_epoch(2) == "adversarial"
+    assert algorithm.optimizer.param_groups[0]["lr"] == pytest.approx(config.train.lr)
+    assert algorithm.begin_epoch(3) == "adversarial"
+    assert algorithm.bias_optimizer.param_groups[0]["lr"] == pytest.approx(config.train.lr * 0.5)

@@ -1,0 +1,69 @@
+import pickle
+
+import pytest
+import torch
+
+from lnl_cli import load_config
+from lnl_cli.algorithms import TaskSpec, build_algorithm
+from lnl_cli.checkpoint import load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
+from lnl_cli.errors import CheckpointError
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def _saved(tmp_path, method="lnl"):
+    config = load_config("colored-mnist", [f"method={method}"])
+    algorithm = build_algorithm(config, TaskSpec(10, 10, 8))
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, make_checkpoint(algorithm, config, epoch=3))
+    return config, algorithm, path
+
+
+def test_checkpoint_round_trip_restores_weights(tmp_path):
+    config, algorithm, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["epoch"] == 3 and checkpoint["config"]["method"] == "lnl"
+    restored = restore_algorithm(checkpoint, config, path)
+    for key, value in algorithm.state_dict().items():
+        assert torch.equal(value, restored.state_dict()[key])
+
+
+def test_a_checkpoint_that_needs_arbitrary_unpickling_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "payload": Payload()}, path)
+    with pytest.raises(CheckpointError, match="arbitrary unpickling"):
+        load_checkpoint(path)
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(raw)
+
+
+def test_truncated_missing_and_foreign_files_are_one_line_errors(tmp_path):
+    _, _, path = _saved(tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not an lnl checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_incompatible_architecture_is_refused(tmp_path):
+    config, algorithm, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["task"]["num_classes"] = 7
+    with pytest.raises(CheckpointError, match="does not fit"):
+        restore_algorithm(checkpoint, config, path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["format_version"] = 99
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="format 99"):
+        load_checkpoint(path)

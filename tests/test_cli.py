@@ -1,0 +1,135 @@
+"""The `lnl` command end to end, as a user or a CI job runs it (subprocesses, real exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMALL = ["data.train_size=1000", "data.test_size=600", "train.epochs=2", "train.pretrain_epochs=1",
+         "train.num_threads=2"]
+
+
+def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LNL_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "lnl_cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("Error:"), result.stderr
+    assert result.stdout == ""
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+def test_help_lists_the_commands_and_the_exit_codes():
+    result = lnl("--help")
+    assert result.returncode == 0
+    for word in ("train", "evaluate", "probe-bias", "Exit codes"):
+        assert word in result.stdout
+    version = lnl("--version")
+    assert version.returncode == 0 and version.stdout.startswith("lnl ")
+
+
+def test_presets_are_listed_with_descriptions():
+    result = lnl("presets", "--json")
+    assert result.returncode == 0
+    names = {p["name"]: p["description"] for p in json.loads(result.stdout)}
+    assert "colored-mnist" in names and names["colored-mnist"]
+
+
+def test_config_errors_exit_2_before_any_work(tmp_path):
+    result = lnl("train", "--set", "trian.lr=0.1", "train.batch_size=-1", "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, 2, "did you mean 'train.lr'", "train.batch_size")
+    assert not (tmp_path / "r").exists()
+    assert_one_line_error(lnl("train", "--preset", "nope"), 2, "unknown preset")
+
+
+def test_missing_mnist_exits_3_and_names_the_folder(tmp_path):
+    result = lnl("train", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), *SMALL)
+    assert_one_line_error(result, 3, str(tmp_path / "MNIST" / "raw"), "train-images-idx3-ubyte")
+
+
+def test_bad_checkpoints_exit_4(tmp_path):
+    assert_one_line_error(lnl("evaluate", "--checkpoint", str(tmp_path / "none.pt")), 4, "not found")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert_one_line_error(lnl("evaluate", "--checkpoint", str(junk)), 4, "truncated or not a checkpoint")
+    assert_one_line_error(lnl("probe-bias", "--checkpoint", str(junk)), 4)
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, request):
+    """A baseline and an lnl run on a real MNIST subset, through the CLI."""
+    root = request.getfixturevalue("mnist_root")
+    base = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for method in ("baseline", "lnl"):
+        out = base / method
+        result = lnl("train", "--preset", "colored-mnist", "--data-root", str(root), "--out", str(out), "--json",
+                     "--set", f"method={method}", *SMALL)
+        assert result.returncode == 0, result.stderr
+        runs[method] = (out, json.loads(result.stdout), result)
+    return root, runs
+
+
+@pytest.mark.mnist
+def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
+    _, runs = trained_runs
+    for method, (out, summary, result) in runs.items():
+        assert summary["method"] == method and summary["epochs"] == 2
+        assert summary["train_size"] == 1000 and summary["test_size"] == 600
+        assert 0.0 <= summary["test"]["accuracy"] <= 1.0
+        for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json"):
+            assert (out / name).is_file(), name
+        assert json.loads((out / "summary.json").read_text()) == summary
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in lines] == [1, 2]
+        assert {"label_loss", "test_accuracy", "test_bias_head_accuracy", "seconds"} <= set(lines[-1])
+        assert "epoch 2" in result.stderr  # progress went to stderr
+    lnl_metrics = [json.loads(x) for x in (runs["lnl"][0] / "metrics.jsonl").read_text().splitlines()]
+    assert lnl_metrics[0]["phase"] == "warm-up" and lnl_metrics[1]["phase"] == "adversarial"
+    assert "bias_loss" in lnl_metrics[1] and "neg_entropy" in lnl_metrics[1]
+
+
+@pytest.mark.mnist
+def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
+    _, runs = trained_runs
+    out, summary, _ = runs["lnl"]
+    result = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert report["aligned_accuracy"] == pytest.approx(summary["test"]["aligned_accuracy"])
+    assert report["num_samples"] == 600
+    assert sum(c["count"] for c in report["cells"]) == 600 and len(report["cells"]) == 100
+    assert sum(map(sum, report["confusion_matrix"])) == 600
+    human = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"))
+    assert human.returncode == 0 and "bias-conflicting accuracy" in human.stdout
+
+
+@pytest.mark.mnist
+def test_probe_bias_gate_exit_codes(trained_runs):
+    _, runs = trained_runs
+    checkpoint = str(runs["baseline"][0] / "checkpoint.pt")
+    fast = ["--seeds", "2", "--steps", "100"]
+    passed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "1.0", "--json", *fast)
+    assert passed.returncode == 0, passed.stderr
+    report = json.loads(passed.stdout)
+    assert report["passed"] is True and report["max_leakage"] == 1.0
+    assert report["num_classes"] == 10 and report["train_samples"] + report["heldout_samples"] == 600
+    assert report["layer"] == "features" and report["feature_size"] == 32 * 14 * 14
+    failed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "-0.5", "--json", *fast)
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["passed"] is False
+    usage = lnl("probe-bias", "--checkpoint", checkpoint, "--probe", "svm")
+    assert_one_line_error(usage, 2, "--probe")
+    assert lnl("probe-bias", "--checkpoint", checkpoint, "--seeds", "many").returncode == 2

@@ -1,0 +1,133 @@
+"""The Colored-MNIST generator on synthetic digits (no MNIST needed) and its cache."""
+
+import torch
+
+from lnl_cli import load_config
+from lnl_cli.data import colored_mnist as cm
+from lnl_cli.data.base import IGNORE_INDEX
+
+N_PER_CLASS = 400
+
+
+def _synthetic_digits(n_per_class=N_PER_CLASS):
+    generator = torch.Generator().manual_seed(0)
+    digits = torch.randint(0, 256, (10 * n_per_class, 28, 28), generator=generator, dtype=torch.int64)
+    digits = digits.to(torch.uint8)
+    labels = torch.arange(10).repeat_interleave(n_per_class)
+    return digits, labels
+
+
+def _image_colors(images):
+    """The solid colour of each image (max over pixels; background is black), on [0, 1]."""
+    return images.flatten(2).max(dim=2).values.float() / 255.0
+
+
+def _config(**overrides):
+    return load_config("colored-mnist", {f"data.{k}": v for k, v in overrides.items()})
+
+
+def test_train_colours_cluster_by_class_with_the_configured_variance():
+    config = _config(color_var=0.01)
+    digits, labels = _synthetic_digits()
+    out = cm._generate(config, True, digits, labels)
+    assert torch.equal(out["bias"], labels)
+    colors = _image_colors(out["images"])
+    means = torch.tensor(config.data.class_colors, dtype=torch.float32) / 255
+    for y in range(10):
+        mine = colors[labels == y]
+        assert torch.allclose(mine.mean(0), means[y], atol=0.03)
+        # away from the clip boundaries the per-channel variance is the configured one
+        for c in range(3):
+            if 0.25 < means[y, c] < 0.75:
+                assert abs(float(mine[:, c].var()) - 0.01) < 0.003
+
+
+def test_background_is_black_and_stroke_is_one_solid_colour():
+    config = _config()
+    digits, labels = _synthetic_digits(20)
+    images = cm._generate(config, True, digits, labels)["images"]
+    background = digits <= config.data.stroke_threshold
+    assert (images.permute(1, 0, 2, 3)[:, background] == 0).all()
+    stroke = ~background
+    for i in range(5):
+        pixels = images[i][:, stroke[i]]
+        assert (pixels == pixels[:, :1]).all()
+
+
+def test_test_colours_are_independent_of_labels():
+    config = _config()
+    digits, labels = _synthetic_digits()
+    bias = cm._generate(config, False, digits, labels)["bias"]
+    table = torch.zeros(10, 10)
+    table.index_put_((labels, bias), torch.ones(len(labels)), accumulate=True)
+    expected = N_PER_CLASS / 10
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    assert chi2 < 150  # 81 degrees of freedom: p < 1e-5 above ~150
+    assert float((bias == labels).float().mean()) < 0.2
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    digits, labels = _synthetic_digits(20)
+    a = cm._generate(_config(seed=3), False, digits, labels)
+    b = cm._generate(_config(seed=3), False, digits, labels)
+    c = cm._generate(_config(seed=4), False, digits, labels)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["images"], c["images"])
+
+
+def test_colour_bins_take_the_pil_nearest_pixel_and_ignore_background():
+    images = torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
+    images[0, :, 1, 1] = torch.tensor([0, 100, 255], dtype=torch.uint8)
+    images[0, :, 0, 0] = 200  # never sampled by a 28 -> 14 nearest resize
+    targets = cm.color_bin_targets(images, bins=8)
+    assert targets.shape == (1, 3, 14, 14)
+    assert targets[0, :, 0, 0].tolist() == [0, 100 // 32, 255 // 32]
+    assert (targets[0, :, 1:, :] == IGNORE_INDEX).all()
+    assert (targets[0, :, 0, 1:] == IGNORE_INDEX).all()
+
+
+def test_cache_is_reused_and_a_corrupted_cache_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path))
+    calls = []
+    digits, labels = _synthetic_digits(5)
+
+    def fake_mnist(root, train, download):
+        calls.append(train)
+        return digits, labels
+
+    monkeypatch.setattr(cm, "load_mnist", fake_mnist)
+    config = _config()
+    first = cm.load_colored_mnist(config)
+    assert len(calls) == 2
+    again = cm.load_colored_mnist(config)
+    assert len(calls) == 2 and torch.equal(first.test.images, again.test.images)
+    for path in (tmp_path / "colored_mnist").glob("*.pt"):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    rebuilt = cm.load_colored_mnist(config)
+    assert len(calls) == 4 and torch.equal(first.test.images, rebuilt.test.images)
+    # other parameters, other cache entry
+    cm.load_colored_mnist(_config(color_var=0.05))
+    assert len(calls) == 6
+
+
+def test_subsets_are_deterministic(monkeypatch, tmp_path):
+    monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path))
+    digits, labels = _synthetic_digits(10)
+    monkeypatch.setattr(cm, "load_mnist", lambda root, train, download: (digits, labels))
+    a = cm.load_colored_mnist(_config(train_size=30, test_size=20))
+    b = cm.load_colored_mnist(_config(train_size=30, test_size=20))
+    assert len(a.train) == 30 and len(a.test) == 20
+    assert torch.equal(a.train.labels, b.train.labels) and torch.equal(a.test.images, b.test.images)
+
+
+def test_missing_mnist_is_a_data_error_naming_the_folder(tmp_path):
+    import pytest
+
+    from lnl_cli.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        cm.load_mnist(tmp_path, train=True, download=False)
+    assert str(tmp_path / "MNIST" / "raw") in str(info.value)
+    assert "train-images-idx3-ubyte" in str(info.value)

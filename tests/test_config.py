@@ -1,0 +1,124 @@
+import pytest
+import yaml
+
+from lnl_cli import load_config
+from lnl_cli.config import Config, builtin_presets, dump_yaml, from_dict, parse_override, preset_description, to_dict
+from lnl_cli.errors import ConfigError
+
+PUBLIC_KEYS = ["method", "seed", "device", "data.root", "data.color_var", "data.train_size", "data.test_size",
+               "train.epochs", "train.pretrain_epochs", "train.batch_size", "train.lr", "lnl.lambda",
+               "lnl.grl_scale"]
+
+
+def test_every_public_key_can_be_overridden():
+    values = {"method": "baseline", "seed": 3, "device": "cpu", "data.root": "/x", "data.color_var": 0.03,
+              "data.train_size": 100, "data.test_size": 50, "train.epochs": 2, "train.pretrain_epochs": 1,
+              "train.batch_size": 64, "train.lr": 0.02, "lnl.lambda": 0.1, "lnl.grl_scale": 0.5}
+    assert set(values) == set(PUBLIC_KEYS)
+    config = load_config("colored-mnist", [f"{k}={v}" for k, v in values.items()])
+    flat = {}
+    for section, inner in to_dict(config).items():
+        if isinstance(inner, dict):
+            flat.update({f"{section}.{k}": v for k, v in inner.items()})
+        else:
+            flat[section] = inner
+    for key, value in values.items():
+        assert flat[key] == value, key
+
+
+def test_layers_merge_defaults_then_preset_then_overrides(tmp_path):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("extends: colored-mnist\ntrain:\n  lr: 0.5\n  epochs: 7\n")
+    config = load_config(preset, ["train.lr=0.25"])
+    assert config.train.lr == 0.25          # override beats preset
+    assert config.train.epochs == 7         # preset beats default
+    assert config.train.batch_size == Config().train.batch_size  # default survives
+    assert config.data.class_colors == load_config("colored-mnist").data.class_colors  # from the base preset
+    assert config.name == "mine"
+
+
+def test_extends_loops_and_bad_parents_are_config_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: no-such-preset\n")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_all_problems_are_reported_at_once_with_did_you_mean():
+    with pytest.raises(ConfigError) as info:
+        load_config("colored-mnist", ["trian.lr=0.1", "train.batch_size=0", "method=magic", "lnl.lambda=abc"])
+    message = str(info.value)
+    assert "4 config problems" in message
+    assert "did you mean 'train.lr'" in message
+    assert "train.batch_size" in message and ">= 1" in message
+    assert "method" in message and "magic" in message
+    assert "lnl.lambda" in message
+
+
+@pytest.mark.parametrize("text, expected", [("a=1", ("a", 1)), ("a=0.001", ("a", 0.001)), ("a=true", ("a", True)),
+                                            ("a=null", ("a", None)), ("a=x=y", ("a", "x=y")),
+                                            ("a=[1, 2]", ("a", [1, 2]))])
+def test_override_values_are_yaml_scalars(text, expected):
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=3"])
+def test_malformed_overrides_are_config_errors(bad):
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("colored-mnist", [bad])
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    assert load_config("colored-mnist", ["train.lr=1e-3"]).train.lr == 1e-3
+
+
+def test_wrong_types_are_rejected_not_coerced():
+    for bad in ["train.epochs=1.5", "train.epochs=true", "data.download=yes please", "train.lr=nan",
+                "data.class_colors=[[1,2]]"]:
+        with pytest.raises(ConfigError):
+            load_config("colored-mnist", [bad])
+
+
+def test_unknown_preset_suggests_the_closest_name():
+    with pytest.raises(ConfigError, match="did you mean 'colored-mnist'"):
+        load_config("colored-mnsit")
+
+
+@pytest.mark.parametrize("content, match", [("", "empty"), ("- a\n- b\n", "mapping"), ("a: [1,\n", "not valid YAML")])
+def test_broken_preset_files_are_config_errors(tmp_path, content, match):
+    path = tmp_path / "broken.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_relative_data_root_in_a_preset_is_relative_to_the_preset(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "p.yaml"
+    path.write_text("extends: colored-mnist\ndata:\n  root: ../data\n")
+    assert load_config(path).data.root == str((tmp_path / "data").resolve())
+
+
+def test_config_round_trips_through_dict_and_yaml():
+    config = load_config("colored-mnist", ["lnl.lambda=0.2"])
+    assert from_dict(to_dict(config)) == config
+    assert from_dict(yaml.safe_load(dump_yaml(config))) == config
+    assert to_dict(config)["lnl"]["lambda"] == 0.2
+
+
+@pytest.mark.parametrize("name", list(builtin_presets()))
+def test_every_shipped_preset_validates_and_says_what_it_is_for(name):
+    path = builtin_presets()[name]
+    assert preset_description(path), f"{name} needs a header comment"
+    assert "lnl train" in path.read_text(), f"{name} header should say how to run it"
+    config = load_config(name)
+    assert config.name == name
+
+
+def test_base_config_is_overlaid():
+    base = load_config("colored-mnist", ["train.lr=0.3", "seed=5"])
+    config = load_config(None, ["seed=6"], base=base)
+    assert config.train.lr == 0.3 and config.seed == 6
