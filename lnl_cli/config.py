@@ -69,6 +69,12 @@ class TrainConfig:
     eval_every: int = field(default=1, metadata=_meta("evaluate on the test set every N epochs (and at the end)", min=1))
     num_threads: Union[int, None] = field(
         default=None, metadata=_meta("CPU threads for torch; default: all cores", min=1))
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        default="auto",
+        metadata=_meta("autocast dtype of the forward passes; auto: bf16 on CUDA and on CPUs with native "
+                       "bf16 (AVX512-BF16/AMX), else fp32"))
+    channels_last: bool = field(default=True, metadata=_meta("channels-last memory layout (faster convolutions)"))
+    compile: bool = field(default=False, metadata=_meta("torch.compile the networks (slow start, faster steps)"))
 
 
 @dataclass
@@ -78,6 +84,10 @@ class LnlConfig:
         default=0.01, metadata=_meta("weight of the negative-entropy (mutual-information) term", min=0.0, key="lambda"))
     grl_scale: float = field(
         default=0.1, metadata=_meta("scale of the reversed bias gradient that reaches f", min=0.0))
+    step: Literal["alternating", "single_pass"] = field(
+        default="alternating",
+        metadata=_meta("alternating: the paper's two passes per batch; single_pass: one forward of f, "
+                       "the same gradients routed in one update"))
 
 
 @dataclass
@@ -217,9 +227,17 @@ def _did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
 # ---------------------------------------------------------------------------- presets
 
 
+def _presets_folder():
+    """The installed `lnl_cli.presets` package, or the checkout's `presets/` when run from source."""
+    try:
+        return resources.files("lnl_cli.presets")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "presets"
+
+
 def builtin_presets() -> dict[str, Path]:
     """Name -> path of every preset shipped with the package."""
-    folder = resources.files("lnl_cli.presets")
+    folder = _presets_folder()
     found = {}
     for entry in folder.iterdir():
         if entry.name.endswith(PRESET_SUFFIXES):

@@ -141,7 +141,7 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
     torch.manual_seed(config.seed)
     task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins,
                     int(dataset.train.images.shape[1]))
-    algorithm = build_algorithm(config, task).to(device)
+    algorithm = build_algorithm(config, task).prepare(device)
     ctx = RunContext(config, run_dir, device, dataset, algorithm, callbacks, stop or StopRequest())
     atomic_write_text(run_dir / "config.yaml", dump_yaml(config))
     if config.method == "lnl" and config.train.pretrain_epochs >= config.train.epochs:

@@ -25,7 +25,7 @@ def load_for_inference(path: Path, preset: str | Path | None = None,
     config = config_for_checkpoint(checkpoint, path, preset, overrides)
     apply_threads(config)
     device = select_device(config.device)
-    algorithm = restore_algorithm(checkpoint, config, path).to(device)
+    algorithm = restore_algorithm(checkpoint, config, path).prepare(device)
     dataset = load_dataset(config).to(device)
     return config, algorithm, dataset
 

@@ -30,13 +30,15 @@ def count_predictions(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedD
     bias_pixels = torch.zeros((), dtype=torch.long, device=device)
     for batch in iterate_batches(split, batch_size, dataset.mean, dataset.std, shuffle=False):
         features = algorithm.features(batch.images)
-        predicted = algorithm.classifier(features).argmax(dim=1)
+        with algorithm.autocast():
+            predicted = algorithm.classifier(features).argmax(dim=1)
         cell = batch.labels * bias_classes + batch.bias
         cell_total += torch.bincount(cell, minlength=cell_total.numel())
         cell_correct += torch.bincount(cell[predicted == batch.labels], minlength=cell_total.numel())
         confusion += torch.bincount(batch.labels * classes + predicted, minlength=confusion.numel())
         if algorithm.has_bias_head:
-            bias_predicted = algorithm.bias_head(features).argmax(dim=1)
+            with algorithm.autocast():
+                bias_predicted = algorithm.bias_head(features).argmax(dim=1)
             valid = batch.bias_targets != IGNORE_INDEX
             bias_hits += (bias_predicted == batch.bias_targets)[valid].sum()
             bias_pixels += valid.sum()

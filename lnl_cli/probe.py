@@ -79,7 +79,8 @@ def extract_features(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDa
         else:
             out = algorithm.features(batch.images)
             if layer == "embedding":
-                out = algorithm.classifier.layers[:-1](out)
+                with algorithm.autocast():
+                    out = algorithm.classifier.layers[:-1](out)
         chunks.append(out.flatten(1).float())
     return torch.cat(chunks)
 

@@ -87,3 +87,40 @@ def test_lnl_warm_up_is_plain_cross_entropy_and_the_lr_restarts_with_the_game():
     assert algorithm.optimizer.param_groups[0]["lr"] == pytest.approx(config.train.lr)
     assert algorithm.begin_epoch(3) == "adversarial"
     assert algorithm.bias_optimizer.param_groups[0]["lr"] == pytest.approx(config.train.lr * 0.5)
+
+
+def test_single_pass_step_applies_the_same_gradients_as_the_two_alternating_passes():
+    """At fixed weights, one single-pass update equals the sum of the paper's two passes per parameter:
+    f gets CE + lambda*negentropy + reversed bias loss, g gets CE only, h gets its bias loss only."""
+    grads = {}
+    for mode in ("alternating", "single_pass"):
+        _, algorithm, batch = _setup("lnl", f"lnl.step={mode}", "lnl.lambda=0.5", "lnl.grl_scale=0.3")
+        algorithm.begin_epoch(0)
+        algorithm.optimizer.step = lambda: None
+        algorithm.bias_optimizer.step = lambda: None
+        total = {}
+        if mode == "alternating":
+            algorithm._feature_step(batch)
+            total = {n: p.grad.clone() for n, p in algorithm.named_parameters() if p.grad is not None}
+            algorithm._bias_step(batch)
+            for n, p in algorithm.named_parameters():
+                if p.grad is not None:
+                    total[n] = total.get(n, 0) + p.grad
+        else:
+            algorithm.update(batch)
+            total = {n: p.grad.clone() for n, p in algorithm.named_parameters() if p.grad is not None}
+        grads[mode] = total
+    assert set(grads["alternating"]) == set(grads["single_pass"])
+    for name, expected in grads["alternating"].items():
+        assert torch.allclose(grads["single_pass"][name], expected, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("method", sorted(ALGORITHMS))
+def test_bf16_autocast_path_runs_on_cpu(method):
+    config, algorithm, batch = _setup(method, "train.precision=bf16")
+    algorithm.prepare(torch.device("cpu"))
+    assert algorithm.autocast_dtype == torch.bfloat16
+    algorithm.begin_epoch(0)
+    losses = algorithm.update(batch)
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    assert algorithm.predict(batch.images).dtype == torch.bfloat16

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,6 +45,14 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def native_bf16(device: torch.device) -> bool:
+    """bf16 pays off on CUDA (Ampere and newer) and on CPUs with AVX512-BF16 or AMX; elsewhere it is emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 class Algorithm(nn.Module):
     """Base: f and g trained with cross-entropy. Subclasses add a bias head and their own update."""
 
@@ -59,6 +68,36 @@ class Algorithm(nn.Module):
         init_paper_weights(self.classifier)
         self.optimizer = sgd(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
         self.label_loss = nn.CrossEntropyLoss()
+        self.device_type = "cpu"
+        self.autocast_dtype: torch.dtype | None = None
+        self.channels_last = False
+
+    def prepare(self, device: torch.device) -> "Algorithm":
+        """Move to `device` and pick the fast path there: bf16 autocast where the hardware runs it
+        natively, channels-last layout, optional torch.compile."""
+        train = self.config.train
+        self.to(device)
+        self.device_type = device.type
+        bf16 = train.precision == "bf16" or (train.precision == "auto" and native_bf16(device))
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
+        self.channels_last = train.channels_last
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if train.compile:
+            for module in self.networks():
+                module.compile()
+        return self
+
+    def networks(self) -> list[nn.Module]:
+        return [self.featurizer, self.classifier]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     # -- the interface the engine uses ---------------------------------------------------
     def begin_epoch(self, epoch: int) -> str:
@@ -70,11 +109,13 @@ class Algorithm(nn.Module):
         raise NotImplementedError
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.featurizer(images))
+        with self.autocast():
+            return self.classifier(self.features(images))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The representation the bias is removed from (what the bias head reads)."""
-        return self.featurizer(images)
+        with self.autocast():
+            return self.featurizer(self._input(images))
 
     def bias_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         return None
@@ -93,7 +134,7 @@ class Algorithm(nn.Module):
     def _classification_step(self, batch: Batch) -> torch.Tensor:
         """One plain cross-entropy step of f and g; returns the (detached) label loss."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.label_loss(self.predict(batch.images), batch.labels)
+        loss = self.label_loss(self.predict(batch.images).float(), batch.labels)
         loss.backward()
         self.optimizer.step()
         return loss.detach()

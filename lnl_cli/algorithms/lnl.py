@@ -55,14 +55,21 @@ class LearningNotToLearn(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer, "bias_optimizer": self.bias_optimizer}
 
+    def networks(self) -> list[torch.nn.Module]:
+        return [self.featurizer, self.classifier, self.bias_head]
+
     def bias_logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.bias_head(self.featurizer(images))
+        with self.autocast():
+            return self.bias_head(self.features(images))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.adversarial:
             return {"label_loss": self._classification_step(batch)}
-        label_loss, neg_entropy = self._feature_step(batch)
-        head_loss = self._bias_step(batch)
+        if self.config.lnl.step == "single_pass":
+            label_loss, neg_entropy, head_loss = self._single_pass_step(batch)
+        else:
+            label_loss, neg_entropy = self._feature_step(batch)
+            head_loss = self._bias_step(batch)
         return {
             "label_loss": label_loss,
             "neg_entropy": neg_entropy,
@@ -73,9 +80,12 @@ class LearningNotToLearn(Algorithm):
         """(a) f, g <- CE(y) + lambda * negative entropy of h(f(x)); h stays fixed."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bias_head.requires_grad_(False)  # gradients flow through h to f, not into h
-        features = self.featurizer(batch.images)
-        label_loss = self.label_loss(self.classifier(features), batch.labels)
-        neg_entropy = negative_entropy(self.bias_head(features))
+        with self.autocast():
+            features = self.features(batch.images)
+            label_logits = self.classifier(features)
+            head_logits = self.bias_head(features)
+        label_loss = self.label_loss(label_logits.float(), batch.labels)
+        neg_entropy = negative_entropy(head_logits)
         (label_loss + self.config.lnl.lambda_ * neg_entropy).backward()
         self.bias_head.requires_grad_(True)
         self.optimizer.step()
@@ -85,9 +95,38 @@ class LearningNotToLearn(Algorithm):
         """(b) h <- its bias loss on f(x) recomputed after (a); f receives the reversed gradient."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bias_optimizer.zero_grad(set_to_none=True)
-        features = grad_reverse(self.featurizer(batch.images), self.config.lnl.grl_scale)
-        loss = bias_loss(self.bias_head(features), batch.bias_targets)
+        with self.autocast():
+            features = grad_reverse(self.features(batch.images), self.config.lnl.grl_scale)
+            head_logits = self.bias_head(features)
+        loss = bias_loss(head_logits, batch.bias_targets)
         loss.backward()
         self.optimizer.step()
         self.bias_optimizer.step()
         return loss.detach()
+
+    def _single_pass_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both updates from one forward of f and h.
+
+        f's gradient is that of CE + lambda * negative entropy minus grl_scale times that of the bias
+        loss; h's gradient is that of the bias loss alone; g's that of CE. h is run once on detached
+        features so the two upstream gradients can be pulled back through it separately (one full
+        and one input-only backward through h), then f is back-propagated once with their sum.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bias_optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            features = self.features(batch.images)
+            label_logits = self.classifier(features)
+            head_input = features.detach().requires_grad_(True)
+            head_logits = self.bias_head(head_input)
+        label_loss = self.label_loss(label_logits.float(), batch.labels)
+        neg_entropy = negative_entropy(head_logits)
+        head_loss = bias_loss(head_logits, batch.bias_targets)
+        head_params = [p for p in self.bias_head.parameters() if p.requires_grad]
+        torch.autograd.backward(head_loss, inputs=head_params + [head_input], retain_graph=True)
+        (entropy_grad,) = torch.autograd.grad(self.config.lnl.lambda_ * neg_entropy, head_input)
+        feature_grad = entropy_grad - self.config.lnl.grl_scale * head_input.grad
+        torch.autograd.backward([label_loss, features], [None, feature_grad.to(features.dtype)])
+        self.optimizer.step()
+        self.bias_optimizer.step()
+        return label_loss.detach(), neg_entropy.detach(), head_loss.detach()

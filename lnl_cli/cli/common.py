@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lnl_cli.engine import StopRequest, TrainCallbacks
@@ -29,7 +30,7 @@ DATA_ROOT_HELP = "Folder holding MNIST/raw (same as --set data.root=...; default
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    stderr.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    stderr.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -106,11 +107,11 @@ class PlainProgress(TrainCallbacks):
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         skip = {"epoch", "phase", "seconds", "train_seconds"}
         parts = [f"{k}={fmt(v)}" for k, v in record.items() if k not in skip and v is not None]
-        stderr.print(f"epoch {record['epoch']} [{record['phase']}] " + " ".join(parts)
-                     + f" ({record['seconds']:.1f}s)", soft_wrap=True)
+        stderr.print(escape(f"epoch {record['epoch']} [{record['phase']}] " + " ".join(parts)
+                            + f" ({record['seconds']:.1f}s)"), soft_wrap=True)
 
     def on_message(self, text: str) -> None:
-        stderr.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
+        stderr.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
 class RichProgress(PlainProgress):
@@ -123,7 +124,7 @@ class RichProgress(PlainProgress):
 
     def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs} [{phase}]", total=steps)
+        self.task = self.progress.add_task(escape(f"epoch {epoch + 1}/{epochs} [{phase}]"), total=steps)
 
     def on_steps(self, done: int, steps: int) -> None:
         self.progress.update(self.task, completed=done)
