@@ -22,6 +22,14 @@ def train(config: Config, out_dir: str | Path | None = None, callbacks=None, sto
     return run_training(config, Path(out_dir) if out_dir is not None else None, callbacks, stop)
 
 
+def resume(run_dir: str | Path, overrides: Iterable[str] | dict[str, Any] = (), callbacks=None,
+           stop=None) -> dict[str, Any]:
+    """Continue an interrupted or extended run (only safe keys such as train.epochs may change)."""
+    from lnl_cli.engine import resume_training
+
+    return resume_training(Path(run_dir), overrides, callbacks, stop)
+
+
 def evaluate(checkpoint: str | Path, preset: str | Path | None = None,
              overrides: Iterable[str] | dict[str, Any] = ()) -> dict[str, Any]:
     """Unbiased-test report of a checkpoint: accuracy, aligned/conflicting, per-cell, worst group,

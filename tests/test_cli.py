@@ -24,7 +24,9 @@ def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
     assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("Error:"), result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error:"), result.stderr
+    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
     assert result.stdout == ""
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)

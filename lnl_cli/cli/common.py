@@ -102,7 +102,9 @@ class PlainProgress(TrainCallbacks):
 
     def on_start(self, info: dict[str, Any]) -> None:
         stderr.print(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
-                     f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}")
+                     f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}"
+                     + (f", resuming at epoch {info['start_epoch'] + 1}" if info.get("start_epoch") else ""),
+                     soft_wrap=True)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         skip = {"epoch", "phase", "seconds", "train_seconds"}

@@ -9,30 +9,45 @@ import typer
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, PRESET_HELP, SET_HELP, collect_overrides, fmt,
+from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, PRESET_HELP, SET_HELP, collect_overrides, fail, fmt,
                                 graceful_stop, print_json, progress_callbacks, stdout, user_errors)
+from lnl_cli.errors import EXIT_USAGE
+
+DEFAULT_PRESET = "colored-mnist"
 from lnl_cli.cli.presets import print_presets
 
 
 def train(
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    preset: str = typer.Option("colored-mnist", "--preset", "-p", help=PRESET_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " [default: colored-mnist]"),
     set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<preset>-<method>-N)."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
 ) -> None:
     """Train a model on a preset; writes config.yaml, metrics.jsonl, checkpoint.pt and summary.json."""
     if list_presets:
         print_presets(json_output)
         return
+    if resume is not None and (preset is not None or out is not None):
+        raise fail("--resume continues a run with its own config and folder; drop --preset and --out", EXIT_USAGE)
     with user_errors():
-        config = api.load_config(preset, collect_overrides(set_values, overrides, data_root))
-        with graceful_stop() as stop:
-            summary = api.train(config, out, progress_callbacks(), stop)
+        all_overrides = collect_overrides(set_values, overrides, data_root)
+        if resume is not None:
+            with graceful_stop() as stop:
+                summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
+        else:
+            config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
+            with graceful_stop() as stop:
+                summary = api.train(config, out, progress_callbacks(), stop)
     if json_output:
         print_json(summary)
+        return
+    if summary.get("already_finished"):
+        stdout.print(f"{summary['run_dir']} already finished")
         return
     table = Table(title=f"{summary['method']} on {summary['dataset']}", show_header=False)
     test = summary["test"]

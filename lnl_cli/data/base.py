@@ -72,16 +72,18 @@ def iterate_batches(
     std: tuple[float, ...],
     generator: torch.Generator | None = None,
     shuffle: bool = True,
+    start_batch: int = 0,
 ) -> Iterator[Batch]:
     """Batches of `split` on its own device; the permutation is drawn on the CPU so that it is
-    reproducible across devices from the same generator."""
+    reproducible across devices from the same generator. `start_batch` skips batches already
+    trained (a resumed epoch)."""
     device = split.labels.device
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order.to(device)
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    for start in range(0, n, batch_size):
+    for start in range(start_batch * batch_size, n, batch_size):
         yield make_batch(split, order[start:start + batch_size], mean_t, std_t)
 
 

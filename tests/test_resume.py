@@ -1,0 +1,87 @@
+"""Interrupt and resume: a resumed run ends with the same weights as an uninterrupted one."""
+
+import json
+
+import pytest
+import torch
+
+from lnl_cli import api, engine, load_config
+from lnl_cli.checkpoint import load_checkpoint
+from lnl_cli.errors import ConfigError, TrainingInterrupted
+
+from helpers import tiny_dataset
+
+TINY = ["method=lnl", "train.epochs=3", "train.pretrain_epochs=1", "train.batch_size=16", "train.num_threads=1",
+        "lnl.step=alternating"]
+
+
+@pytest.fixture(autouse=True)
+def _tiny_data(monkeypatch):
+    monkeypatch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=64))
+
+
+class StopAfter(engine.TrainCallbacks):
+    """Asks the loop to stop after `steps` progress reports, as a signal handler would."""
+
+    def __init__(self, stop: engine.StopRequest, epoch: int):
+        self.stop, self.epoch = stop, epoch
+
+    def on_epoch_start(self, epoch, epochs, phase, steps):
+        if epoch == self.epoch:
+            self.stop.request("SIGINT", 130)
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
+
+
+@pytest.mark.parametrize("stop_epoch", [1, 2])
+def test_interrupt_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, stop_epoch):
+    config = load_config("colored-mnist", TINY)
+    reference = api.train(config, tmp_path / "straight")
+    stop = engine.StopRequest()
+    with pytest.raises(TrainingInterrupted) as info:
+        api.train(config, tmp_path / "cut", StopAfter(stop, stop_epoch), stop)
+    assert info.value.exit_code == 130
+    partial = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert partial["epoch"] == stop_epoch and partial["partial_epoch"]["step"] == 1
+    resumed = api.resume(tmp_path / "cut")
+    for key, value in _weights(tmp_path / "straight").items():
+        assert torch.equal(value, _weights(tmp_path / "cut")[key]), key
+    assert resumed["test"]["accuracy"] == reference["test"]["accuracy"]
+    lines = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    for a, b in zip(lines, straight):
+        assert a["label_loss"] == pytest.approx(b["label_loss"], rel=1e-6)
+
+
+def test_extending_a_finished_run_equals_training_longer(tmp_path):
+    short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
+    api.train(short, tmp_path / "a")
+    api.resume(tmp_path / "a", ["train.epochs=3"])
+    api.train(load_config("colored-mnist", TINY), tmp_path / "b")
+    for key, value in _weights(tmp_path / "b").items():
+        assert torch.equal(value, _weights(tmp_path / "a")[key]), key
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path):
+    config = load_config("colored-mnist", TINY)
+    api.train(config, tmp_path / "done")
+    before = (tmp_path / "done" / "checkpoint.pt").read_bytes()
+    summary = api.resume(tmp_path / "done")
+    assert summary["already_finished"] is True
+    assert (tmp_path / "done" / "checkpoint.pt").read_bytes() == before
+
+
+def test_resuming_with_a_changed_training_key_is_refused(tmp_path):
+    api.train(load_config("colored-mnist", TINY), tmp_path / "r")
+    with pytest.raises(ConfigError, match="train.lr"):
+        api.resume(tmp_path / "r", ["train.lr=0.5", "train.epochs=4"])
+
+
+def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path):
+    config = load_config("colored-mnist", TINY)
+    api.train(config, tmp_path / "r")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        api.train(config, tmp_path / "r")
