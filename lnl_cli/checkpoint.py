@@ -77,8 +77,8 @@ def checkpoint_config(checkpoint: dict[str, Any], path: Path | str) -> Config:
 def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | str) -> Algorithm:
     """Rebuild the networks the checkpoint describes and load its weights."""
     try:
-        task = TaskSpec(**checkpoint["task"])
-    except TypeError:
+        task = TaskSpec.from_dict(checkpoint["task"])
+    except (TypeError, ValueError):
         raise CheckpointError(f"{path} has an unreadable task description") from None
     method = checkpoint["config"].get("method")
     if method not in ALGORITHMS:

@@ -66,6 +66,8 @@ class TrainConfig:
         default=0.1, metadata=_meta("factor applied to the learning rate every lr_decay_epochs", min_exclusive=0.0, max=1.0))
     lr_decay_epochs: int = field(
         default=40, metadata=_meta("epochs between learning-rate decays, counted within each phase", min=1))
+    pretrain_lr_decay_epochs: Union[int, None] = field(
+        default=None, metadata=_meta("lr_decay_epochs of the warm-up phase; null: train.lr_decay_epochs", min=1))
     eval_every: int = field(default=1, metadata=_meta("evaluate on the test set every N epochs (and at the end)", min=1))
     num_threads: Union[int, None] = field(
         default=None, metadata=_meta("CPU threads for torch; default: all cores", min=1))
@@ -91,14 +93,23 @@ class LnlConfig:
 
 
 @dataclass
+class BlindEyeConfig:
+    confusion_weight: float = field(
+        default=0.1, metadata=_meta("weight of the confusion loss (h's prediction vs uniform) in f and g's loss",
+                                    min=0.0))
+
+
+@dataclass
 class Config:
-    method: Literal["baseline", "lnl"] = field(default="lnl", metadata=_meta("training algorithm"))
+    method: Literal["baseline", "lnl", "gray", "blind_eye"] = field(
+        default="lnl", metadata=_meta("training algorithm"))
     seed: int = field(default=0, metadata=_meta("seed of weights and batch order", min=0))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_meta("where to train"))
     name: str = field(default="run", metadata=_meta("preset name, used in run folder names"))
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lnl: LnlConfig = field(default_factory=LnlConfig)
+    blind_eye: BlindEyeConfig = field(default_factory=BlindEyeConfig)
 
 
 # ---------------------------------------------------------------------------- schema

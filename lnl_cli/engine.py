@@ -82,8 +82,13 @@ def next_run_dir(base: Path, name: str, method: str) -> Path:
     return base / f"{prefix}{max(taken, default=0) + 1}"
 
 
+def resolve_run_dir(out_dir: Path | None, config: Config) -> Path:
+    """`out_dir`, or the next free runs/<preset>-<method>-N."""
+    return Path(out_dir) if out_dir is not None else next_run_dir(Path("runs"), config.name, config.method)
+
+
 def prepare_run_dir(out_dir: Path | None, config: Config) -> Path:
-    run_dir = Path(out_dir) if out_dir is not None else next_run_dir(Path("runs"), config.name, config.method)
+    run_dir = resolve_run_dir(out_dir, config)
     if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
     try:
@@ -164,7 +169,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     torch.manual_seed(config.seed)
     if checkpoint is None:
         task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins,
-                        int(dataset.train.images.shape[1]))
+                        int(dataset.train.images.shape[1]), tuple(dataset.mean), tuple(dataset.std))
         algorithm = build_algorithm(config, task).prepare(device)
     else:
         algorithm = restore_algorithm(checkpoint, config, run_dir / CHECKPOINT_NAME).prepare(device)

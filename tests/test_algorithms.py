@@ -124,3 +124,27 @@ def test_bf16_autocast_path_runs_on_cpu(method):
     losses = algorithm.update(batch)
     assert all(math.isfinite(float(v)) for v in losses.values())
     assert algorithm.predict(batch.images).dtype == torch.bfloat16
+
+
+def test_gray_sees_only_luma():
+    config = load_config("colored-mnist", ["method=gray"])
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    algorithm = build_algorithm(config, TaskSpec(10, 10, 8, 3, mean, std))
+    red = torch.tensor([0.6, 0.0, 0.0])
+    green_same_luma = torch.tensor([0.0, 0.6 * 0.299 / 0.587, 0.0])
+    images = torch.stack([red, green_same_luma]).view(2, 3, 1, 1).expand(2, 3, 4, 4)
+    normalised = (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    seen = algorithm._input(normalised)
+    assert torch.allclose(seen[0], seen[1], atol=1e-6)
+    assert not torch.allclose(normalised[0], normalised[1])
+
+
+def test_blind_eye_head_step_does_not_reach_f_and_its_confusion_term_is_bounded():
+    _, algorithm, batch = _setup("blind_eye", "lnl.step=alternating")
+    algorithm.begin_epoch(0)
+    algorithm.optimizer.step = lambda: None
+    algorithm._bias_step(batch)
+    assert all(p.grad is None or not p.grad.any() for p in algorithm.featurizer.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in algorithm.bias_head.parameters())
+    losses = algorithm.update(batch)
+    assert float(losses["confusion"]) >= math.log(8) - 1e-5  # CE to uniform >= entropy of uniform

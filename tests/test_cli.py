@@ -129,9 +129,64 @@ def test_probe_bias_gate_exit_codes(trained_runs):
     assert report["passed"] is True and report["max_leakage"] == 1.0
     assert report["num_classes"] == 10 and report["train_samples"] + report["heldout_samples"] == 600
     assert report["layer"] == "features" and report["feature_size"] == 32 * 14 * 14
+    recorded = json.loads((runs["baseline"][0] / "probe.json").read_text())
+    assert recorded["leakage"] == report["leakage"]  # kept beside the checkpoint for `lnl compare`
     failed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "-0.5", "--json", *fast)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["passed"] is False
     usage = lnl("probe-bias", "--checkpoint", checkpoint, "--probe", "svm")
     assert_one_line_error(usage, 2, "--probe")
     assert lnl("probe-bias", "--checkpoint", checkpoint, "--seeds", "many").returncode == 2
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+@pytest.mark.mnist
+def test_train_writes_plots_and_evaluate_plots_the_report(trained_runs, tmp_path):
+    _, runs = trained_runs
+    for out, _, _ in runs.values():
+        for name in ("losses.png", "accuracy.png"):
+            width, height = _png_size(out / name)
+            assert 300 < width < 3000 and 200 < height < 3000
+    out = runs["lnl"][0]
+    result = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--plots", str(tmp_path / "plots"), "--json")
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)  # stdout stays pure JSON
+    for name in ("confusion_matrix.png", "cell_accuracy.png"):
+        width, height = _png_size(tmp_path / "plots" / name)
+        assert 300 < width < 3000 and 300 < height < 3000
+
+
+@pytest.mark.mnist
+def test_compare_json_and_csv_match_the_summaries(trained_runs):
+    import csv
+    import io
+
+    _, runs = trained_runs
+    dirs = [str(out) for out, _, _ in runs.values()]
+    result = lnl("compare", *dirs, "--json", "--sort", "accuracy")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2
+    assert rows[0]["accuracy"] >= rows[1]["accuracy"]
+    by_run = {row["run"]: row for row in rows}
+    for out, summary, _ in runs.values():
+        row = by_run[str(out)]
+        assert row["method"] == summary["method"]
+        for key in ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"):
+            assert row[key] == pytest.approx(summary["test"][key])
+    table = lnl("compare", *dirs, "--csv")
+    assert table.returncode == 0
+    parsed = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert {r["run"] for r in parsed} == set(dirs)
+    for r in parsed:
+        assert float(r["accuracy"]) == pytest.approx(by_run[r["run"]]["accuracy"])
+    assert_one_line_error(lnl("compare", *dirs, "--sort", "nope"), 2, "cannot sort")

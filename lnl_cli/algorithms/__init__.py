@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from lnl_cli.algorithms.base import Algorithm, Baseline, TaskSpec
-from lnl_cli.algorithms.lnl import LearningNotToLearn
+from lnl_cli.algorithms.base import Algorithm, Baseline, Gray, TaskSpec
+from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn
 from lnl_cli.config import Config
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "baseline": Baseline,
     "lnl": LearningNotToLearn,
+    "gray": Gray,
+    "blind_eye": BlindEye,
 }
 
 
@@ -16,4 +18,5 @@ def build_algorithm(config: Config, task: TaskSpec) -> Algorithm:
     return ALGORITHMS[config.method](config, task)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "Baseline", "LearningNotToLearn", "TaskSpec", "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "Baseline", "BlindEye", "Gray", "LearningNotToLearn", "TaskSpec",
+           "build_algorithm"]

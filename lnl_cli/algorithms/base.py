@@ -23,6 +23,16 @@ class TaskSpec:
     num_bias_classes: int
     bias_bins: int
     in_channels: int = 3
+    input_mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # normalisation of the inputs the networks see
+    input_std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TaskSpec":
+        values = dict(values)
+        for key in ("input_mean", "input_std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -33,11 +43,12 @@ def sgd(params, config: Config) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
 
 
-def phase_lr(config: Config, epochs_into_phase: int) -> float:
+def phase_lr(config: Config, epochs_into_phase: int, warm_up: bool = False) -> float:
     """Step decay counted from the start of the current phase, as the official code restarts its
     scheduler when the adversarial phase starts from a baseline checkpoint."""
     train = config.train
-    return train.lr * train.lr_decay_rate ** (epochs_into_phase // train.lr_decay_epochs)
+    period = (train.pretrain_lr_decay_epochs or train.lr_decay_epochs) if warm_up else train.lr_decay_epochs
+    return train.lr * train.lr_decay_rate ** (epochs_into_phase // period)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -145,3 +156,23 @@ class Baseline(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"label_loss": self._classification_step(batch)}
+
+
+# ITU-R BT.601 luma weights, the usual RGB -> gray conversion (PIL's "L" mode uses them too).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class Gray(Baseline):
+    """The baseline trained and tested on grayscale copies: hue is gone, brightness remains."""
+
+    def __init__(self, config: Config, task: TaskSpec):
+        super().__init__(config, task)
+        shape = (1, task.in_channels, 1, 1)
+        self.register_buffer("input_mean", torch.tensor(task.input_mean).view(shape), persistent=False)
+        self.register_buffer("input_std", torch.tensor(task.input_std).view(shape), persistent=False)
+        self.register_buffer("luma", torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1), persistent=False)
+
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
+        raw = images * self.input_std + self.input_mean
+        gray = (raw * self.luma).sum(dim=1, keepdim=True)
+        return super()._input((gray - self.input_mean) / self.input_std)

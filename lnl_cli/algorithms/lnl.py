@@ -34,8 +34,15 @@ def bias_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX) * COLOR_CHANNELS
 
 
+def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between h's prediction and the uniform distribution (Alvi et al., 2018),
+    averaged over samples and pixels: lowest when h cannot tell the bins apart."""
+    return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
+
+
 class LearningNotToLearn(Algorithm):
     has_bias_head = True
+    feature_term_name = "neg_entropy"
 
     def __init__(self, config: Config, task: TaskSpec):
         super().__init__(config, task)
@@ -47,7 +54,7 @@ class LearningNotToLearn(Algorithm):
         warmup = self.config.train.pretrain_epochs
         self.adversarial = epoch >= warmup
         phase_epoch = epoch - warmup if self.adversarial else epoch
-        lr = phase_lr(self.config, phase_epoch)
+        lr = phase_lr(self.config, phase_epoch, warm_up=not self.adversarial)
         set_lr(self.optimizer, lr)
         set_lr(self.bias_optimizer, lr)
         return "adversarial" if self.adversarial else "warm-up"
@@ -62,22 +69,34 @@ class LearningNotToLearn(Algorithm):
         with self.autocast():
             return self.bias_head(self.features(images))
 
+    # What f and g add to the label loss (weighted), and how strongly f climbs h's loss.
+    def feature_term(self, head_logits: torch.Tensor) -> torch.Tensor:
+        return negative_entropy(head_logits)
+
+    @property
+    def feature_term_weight(self) -> float:
+        return self.config.lnl.lambda_
+
+    @property
+    def reversal_scale(self) -> float:
+        return self.config.lnl.grl_scale
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.adversarial:
             return {"label_loss": self._classification_step(batch)}
         if self.config.lnl.step == "single_pass":
-            label_loss, neg_entropy, head_loss = self._single_pass_step(batch)
+            label_loss, feature_term, head_loss = self._single_pass_step(batch)
         else:
-            label_loss, neg_entropy = self._feature_step(batch)
+            label_loss, feature_term = self._feature_step(batch)
             head_loss = self._bias_step(batch)
         return {
             "label_loss": label_loss,
-            "neg_entropy": neg_entropy,
+            self.feature_term_name: feature_term,
             "bias_loss": head_loss / COLOR_CHANNELS,  # per head, as the official log
         }
 
     def _feature_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a) f, g <- CE(y) + lambda * negative entropy of h(f(x)); h stays fixed."""
+        """(a) f, g <- CE(y) + lambda * feature term (LNL: negative entropy) of h(f(x)); h stays fixed."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bias_head.requires_grad_(False)  # gradients flow through h to f, not into h
         with self.autocast():
@@ -85,18 +104,19 @@ class LearningNotToLearn(Algorithm):
             label_logits = self.classifier(features)
             head_logits = self.bias_head(features)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
-        neg_entropy = negative_entropy(head_logits)
-        (label_loss + self.config.lnl.lambda_ * neg_entropy).backward()
+        term = self.feature_term(head_logits)
+        (label_loss + self.feature_term_weight * term).backward()
         self.bias_head.requires_grad_(True)
         self.optimizer.step()
-        return label_loss.detach(), neg_entropy.detach()
+        return label_loss.detach(), term.detach()
 
     def _bias_step(self, batch: Batch) -> torch.Tensor:
         """(b) h <- its bias loss on f(x) recomputed after (a); f receives the reversed gradient."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bias_optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            features = grad_reverse(self.features(batch.images), self.config.lnl.grl_scale)
+            features = self.features(batch.images)
+            features = grad_reverse(features, self.reversal_scale) if self.reversal_scale else features.detach()
             head_logits = self.bias_head(features)
         loss = bias_loss(head_logits, batch.bias_targets)
         loss.backward()
@@ -120,13 +140,32 @@ class LearningNotToLearn(Algorithm):
             head_input = features.detach().requires_grad_(True)
             head_logits = self.bias_head(head_input)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
-        neg_entropy = negative_entropy(head_logits)
+        term = self.feature_term(head_logits)
         head_loss = bias_loss(head_logits, batch.bias_targets)
         head_params = [p for p in self.bias_head.parameters() if p.requires_grad]
         torch.autograd.backward(head_loss, inputs=head_params + [head_input], retain_graph=True)
-        (entropy_grad,) = torch.autograd.grad(self.config.lnl.lambda_ * neg_entropy, head_input)
-        feature_grad = entropy_grad - self.config.lnl.grl_scale * head_input.grad
+        (term_grad,) = torch.autograd.grad(self.feature_term_weight * term, head_input)
+        feature_grad = term_grad - self.reversal_scale * head_input.grad
         torch.autograd.backward([label_loss, features], [None, feature_grad.to(features.dtype)])
         self.optimizer.step()
         self.bias_optimizer.step()
-        return label_loss.detach(), neg_entropy.detach(), head_loss.detach()
+        return label_loss.detach(), term.detach(), head_loss.detach()
+
+
+class BlindEye(LearningNotToLearn):
+    """Turning a Blind Eye (Alvi et al., 2018): h learns the bias from f's features without touching
+    f; f and g minimise the label loss plus a confusion loss that makes h's prediction uniform.
+    No gradient reversal. Same schedule, warm-up and step modes as LNL."""
+
+    feature_term_name = "confusion"
+
+    def feature_term(self, head_logits: torch.Tensor) -> torch.Tensor:
+        return confusion_loss(head_logits)
+
+    @property
+    def feature_term_weight(self) -> float:
+        return self.config.blind_eye.confusion_weight
+
+    @property
+    def reversal_scale(self) -> float:
+        return 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lnl_cli import __version__
+from lnl_cli.cli.compare import compare
 from lnl_cli.cli.evaluate import evaluate
 from lnl_cli.cli.presets import presets
 from lnl_cli.cli.probe_bias import probe_bias
@@ -29,6 +30,7 @@ app.command("train", context_settings={"allow_interspersed_args": True})(train)
 app.command("evaluate")(evaluate)
 app.command("probe-bias")(probe_bias)
 app.command("presets")(presets)
+app.command("compare")(compare)
 
 
 def _version(value: bool) -> None:

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stdout,
-                                user_errors)
+from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stderr,
+                                stdout, user_errors)
 
 
 def evaluate(
@@ -20,11 +20,18 @@ def evaluate(
                                          help="Preset applied over the checkpoint's own config."),
     set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    plots: Optional[Path] = typer.Option(
+        None, "--plots", help="Write confusion_matrix.png and cell_accuracy.png into this folder."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Accuracy, bias-aligned/conflicting accuracy, per-(label, bias) cells, worst group, confusion matrix."""
     with user_errors():
         report = api.evaluate(checkpoint, preset, collect_overrides(set_values, overrides, data_root))
+        if plots is not None:
+            from lnl_cli.plots import plot_report
+
+            for path in plot_report(report, plots):
+                stderr.print(f"wrote {path}")
     if json_output:
         print_json(report)
     else:

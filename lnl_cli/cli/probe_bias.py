@@ -10,7 +10,9 @@ from rich.table import Table
 
 from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stderr,
                                 stdout, user_errors)
+from lnl_cli.compare import PROBE_FILE
 from lnl_cli.errors import EXIT_GATE_FAILED
+from lnl_cli.fileio import atomic_write_json
 from lnl_cli.probe import DEFAULT_LAYER, ProbeSettings, probe_checkpoint
 
 
@@ -44,6 +46,7 @@ def probe_bias(
     with user_errors():
         report = probe_checkpoint(checkpoint, preset, collect_overrides(set_values, overrides, data_root),
                                   settings, max_leakage, on_seed)
+    _record_beside(checkpoint, report)
     if json_output:
         print_json(report)
     else:
@@ -51,6 +54,14 @@ def probe_bias(
     if report["passed"] is False:
         stderr.print(f"[bold red]FAIL:[/] leakage {report['leakage']['mean']:.4f} > {max_leakage}")
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _record_beside(checkpoint: Path, report: dict[str, Any]) -> None:
+    """Keep the result in the run folder so `lnl compare` can show leakage; best effort."""
+    try:
+        atomic_write_json(checkpoint.parent / PROBE_FILE, report)
+    except OSError:
+        pass
 
 
 def render(report: dict[str, Any]) -> None:

@@ -1,0 +1,106 @@
+"""PNG plots of runs and evaluation reports (optional extra: ``pip install lnl[plots]``).
+
+matplotlib is imported lazily with the non-interactive Agg backend, so the rest of the tool
+works without it and no display is ever needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lnl_cli.errors import ConfigError
+
+LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion")
+ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
+                 "test_worst_group_accuracy", "test_bias_head_accuracy")
+FIGURE_SIZE = (7.0, 4.5)
+DPI = 110
+
+
+class PlotsUnavailable(ConfigError):
+    """matplotlib is not installed."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsUnavailable("plots need matplotlib: pip install 'lnl[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    tmp.replace(path)
+    return path
+
+
+def plot_training(run_dir: Path) -> list[Path]:
+    """losses.png and accuracy.png from a run's metrics.jsonl."""
+    plt = _pyplot()
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    if not metrics_path.is_file():
+        return []
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if not records:
+        return []
+    written = []
+    for name, keys, ylabel in (("losses.png", LOSS_KEYS, "loss (epoch mean)"),
+                               ("accuracy.png", ACCURACY_KEYS, "accuracy (unbiased test set)")):
+        fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+        for key in keys:
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=key.removeprefix("test_"))
+        _shade_warm_up(ax, records)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{run_dir.name}: {ylabel.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        written.append(_save(fig, run_dir / name))
+        plt.close(fig)
+    return written
+
+
+def _shade_warm_up(ax, records: list[dict[str, Any]]) -> None:
+    warm = [r["epoch"] for r in records if r.get("phase") == "warm-up"]
+    if warm and len(warm) < len(records):
+        ax.axvspan(0.5, max(warm) + 0.5, color="gray", alpha=0.12, label="warm-up")
+
+
+def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """confusion_matrix.png and cell_accuracy.png (label x bias: a colour shortcut shows as a bright diagonal)."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    confusion = report["confusion_matrix"]
+    cells = report["cells"]
+    labels = 1 + max(c["label"] for c in cells)
+    biases = 1 + max(c["bias"] for c in cells)
+    grid = [[float("nan")] * biases for _ in range(labels)]
+    for cell in cells:
+        if cell["accuracy"] is not None:
+            grid[cell["label"]][cell["bias"]] = cell["accuracy"]
+    written = []
+    for name, matrix, title, xlabel, vmax in (
+            ("confusion_matrix.png", confusion, "label confusion matrix", "predicted label", None),
+            ("cell_accuracy.png", grid, "accuracy per (label, bias) cell", "bias (colour index)", 1.0)):
+        fig, ax = plt.subplots(figsize=(5.5, 4.8))
+        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_xticks(range(len(matrix[0])))
+        ax.set_yticks(range(len(matrix)))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("true label")
+        ax.set_title(f"{title}\n{report['method']}: accuracy {report['accuracy']:.3f}")
+        written.append(_save(fig, out_dir / name))
+        plt.close(fig)
+    return written
