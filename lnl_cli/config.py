@@ -67,7 +67,9 @@ class TrainConfig:
     lr_decay_epochs: int = field(
         default=40, metadata=_meta("epochs between learning-rate decays, counted within each phase", min=1))
     pretrain_lr_decay_epochs: Union[int, None] = field(
-        default=None, metadata=_meta("lr_decay_epochs of the warm-up phase; null: train.lr_decay_epochs", min=1))
+        default=None,
+        metadata=_meta("lr_decay_epochs of plain cross-entropy training (LNL's warm-up, a whole baseline run); "
+                       "null: train.lr_decay_epochs", min=1))
     eval_every: int = field(default=1, metadata=_meta("evaluate on the test set every N epochs (and at the end)", min=1))
     num_threads: Union[int, None] = field(
         default=None, metadata=_meta("CPU threads for torch; default: all cores", min=1))

@@ -148,3 +148,17 @@ def test_blind_eye_head_step_does_not_reach_f_and_its_confusion_term_is_bounded(
     assert any(p.grad is not None and p.grad.any() for p in algorithm.bias_head.parameters())
     losses = algorithm.update(batch)
     assert float(losses["confusion"]) >= math.log(8) - 1e-5  # CE to uniform >= entropy of uniform
+
+
+def test_plain_cross_entropy_phases_follow_their_own_decay_period():
+    config, algorithm, _ = _setup("lnl", "train.pretrain_epochs=4", "train.pretrain_lr_decay_epochs=2",
+                                  "train.lr_decay_epochs=1", "train.lr_decay_rate=0.5")
+    lrs = []
+    for epoch in range(6):
+        algorithm.begin_epoch(epoch)
+        lrs.append(algorithm.optimizer.param_groups[0]["lr"] / config.train.lr)
+    assert lrs == pytest.approx([1, 1, 0.5, 0.5, 1, 0.5])  # warm-up every 2 epochs, then every epoch
+    baseline_config, baseline, _ = _setup("baseline", "train.pretrain_lr_decay_epochs=2", "train.lr_decay_epochs=1",
+                                          "train.lr_decay_rate=0.5")
+    baseline.begin_epoch(3)
+    assert baseline.optimizer.param_groups[0]["lr"] == pytest.approx(baseline_config.train.lr * 0.5)

@@ -112,8 +112,9 @@ class Algorithm(nn.Module):
 
     # -- the interface the engine uses ---------------------------------------------------
     def begin_epoch(self, epoch: int) -> str:
-        """Set learning rates for `epoch` (0-based); return the phase name for logs."""
-        set_lr(self.optimizer, phase_lr(self.config, epoch))
+        """Set learning rates for `epoch` (0-based); return the phase name for logs. A baseline run is
+        one long plain cross-entropy phase, scheduled like LNL's warm-up."""
+        set_lr(self.optimizer, phase_lr(self.config, epoch, warm_up=True))
         return "baseline"
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -97,18 +97,22 @@ def _cache_key(config: Config, train: bool) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def _file_sha256(path: Path) -> str:
+    """Streamed, so checking a 140 MB cache does not hold a second copy of it in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
-    checksum_path = path.with_suffix(".sha256")
     try:
-        payload = path.read_bytes()
-        expected = checksum_path.read_text().strip()
-    except OSError:
-        return None
-    if hashlib.sha256(payload).hexdigest() != expected:
-        return None
-    try:
-        tensors = torch.load(io.BytesIO(payload), weights_only=True)
-    except Exception:  # a damaged cache is rebuilt, whatever the unpickler says
+        expected = path.with_suffix(".sha256").read_text().strip()
+        if _file_sha256(path) != expected:
+            return None
+        tensors = torch.load(path, weights_only=True)
+    except Exception:  # a missing or damaged cache is rebuilt, whatever the unpickler says
         return None
     if not isinstance(tensors, dict) or set(tensors) != {"images", "labels", "bias"}:
         return None
