@@ -38,12 +38,13 @@ class EpochLog(TrainCallbacks):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="colored-mnist")
-    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl"])
+    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl"],
+                        help="any of baseline, lnl, gray, blind_eye")
     parser.add_argument("--color-vars", nargs="+", type=float, default=[0.020])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--set", dest="common", nargs="*", default=[], help="overrides for every run")
-    parser.add_argument("--baseline-set", nargs="*", default=[], help="overrides for baseline runs only")
-    parser.add_argument("--lnl-set", nargs="*", default=[], help="overrides for lnl runs only")
+    parser.add_argument("--baseline-set", nargs="*", default=[], help="overrides for baseline and gray runs")
+    parser.add_argument("--lnl-set", nargs="*", default=[], help="overrides for lnl and blind_eye runs")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--json", type=Path, help="also write all results as JSON here")
     return parser.parse_args(argv)
@@ -53,7 +54,7 @@ def run_all(args) -> list[dict]:
     results = []
     for color_var in args.color_vars:
         for method in args.methods:
-            extra = args.baseline_set if method == "baseline" else args.lnl_set
+            extra = args.lnl_set if method in ("lnl", "blind_eye") else args.baseline_set
             for seed in args.seeds:
                 overrides = [*args.common, *extra, f"method={method}", f"data.color_var={color_var}", f"seed={seed}"]
                 config = load_config(args.preset, overrides)
@@ -89,13 +90,51 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[dict], path: Path) -> Path | None:
+    """Unbiased accuracy versus sigma^2 per method (mean over seeds), beside the paper's curves we have."""
+    try:
+        from lnl_cli.plots import _pyplot, _save
+        plt = _pyplot()
+    except Exception:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, method in enumerate(dict.fromkeys(r["method"] for r in results)):
+        color = f"C{index}"
+        points = {}
+        for r in results:
+            if r["method"] == method:
+                points.setdefault(r["color_var"], []).append(r["accuracy"])
+        xs = sorted(points)
+        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "o-", color=color, label=f"{method} (lnl)")
+        if method in PAPER:
+            paper_xs = sorted(PAPER[method])
+            ax.plot(paper_xs, [PAPER[method][x] for x in paper_xs], "--", color=color, alpha=0.6,
+                    label=f"{method} (paper)")
+    ax.set_xlabel("colour variance σ²")
+    ax.set_ylabel("unbiased test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     results = run_all(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
-    print(markdown(results))
+    table = markdown(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure = plot(results, args.out / "accuracy_vs_variance.png")
+    report = [f"# Colored-MNIST reproduction\n", f"preset `{args.preset}`, common overrides `{' '.join(args.common)}`",
+              f"baseline overrides `{' '.join(args.baseline_set)}`, lnl overrides `{' '.join(args.lnl_set)}`\n",
+              table, ""]
+    if figure:
+        report.append(f"![accuracy vs variance]({figure.name})")
+    (args.out / "report.md").write_text("\n".join(report) + "\n")
+    print(table)
 
 
 if __name__ == "__main__":
