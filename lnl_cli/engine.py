@@ -87,15 +87,22 @@ def resolve_run_dir(out_dir: Path | None, config: Config) -> Path:
     return Path(out_dir) if out_dir is not None else next_run_dir(Path("runs"), config.name, config.method)
 
 
-def prepare_run_dir(out_dir: Path | None, config: Config) -> Path:
+def check_run_dir(out_dir: Path | None, config: Config) -> Path:
+    """The run folder to use; refused if it already holds a run. Created only once training starts,
+    so a run that fails on bad data or config leaves nothing behind."""
     run_dir = resolve_run_dir(out_dir, config)
     if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} is a file")
+    return run_dir
+
+
+def _create_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
 
 
 def apply_threads(config: Config) -> None:
@@ -183,6 +190,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
 
 def _announce(ctx: RunContext, start_epoch: int) -> None:
     config = ctx.config
+    _create_run_dir(ctx.run_dir)
     atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(config))
     if config.method == "lnl" and config.train.pretrain_epochs >= config.train.epochs:
         ctx.callbacks.on_message(
@@ -198,7 +206,7 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
 def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCallbacks | None = None,
                  stop: StopRequest | None = None) -> dict[str, Any]:
     """Train `config` into a new run folder; return the summary (also written as summary.json)."""
-    run_dir = prepare_run_dir(out_dir, config)
+    run_dir = check_run_dir(out_dir, config)
     ctx = _build(config, run_dir, callbacks, stop)
     _announce(ctx, 0)
     return _loop(ctx, 0, torch.Generator().manual_seed(config.seed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.table import Table
@@ -12,6 +12,7 @@ from rich.table import Table
 from lnl_cli import api
 from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, PRESET_HELP, SET_HELP, collect_overrides, fail, fmt,
                                 graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
+from lnl_cli.cli.presets import print_presets
 from lnl_cli.engine import resolve_run_dir
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
 
@@ -19,14 +20,14 @@ DEFAULT_PRESET = "colored-mnist"
 
 
 @contextlib.contextmanager
-def plots_afterwards(run_dir: Callable[[], Path]) -> Iterator[None]:
+def plots_afterwards(run_dir: Path) -> Iterator[None]:
     """Write the run's PNG plots when training ends, finished or interrupted."""
     try:
         yield
     except TrainingInterrupted:
-        _write_plots(run_dir())
+        _write_plots(run_dir)
         raise
-    _write_plots(run_dir())
+    _write_plots(run_dir)
 
 
 def _write_plots(run_dir: Path) -> None:
@@ -36,7 +37,6 @@ def _write_plots(run_dir: Path) -> None:
         plot_training(run_dir)
     except PlotsUnavailable as exc:
         stderr.print(f"plots skipped: {exc}", soft_wrap=True)
-from lnl_cli.cli.presets import print_presets
 
 
 def train(
@@ -59,12 +59,12 @@ def train(
     with user_errors():
         all_overrides = collect_overrides(set_values, overrides, data_root)
         if resume is not None:
-            with graceful_stop() as stop, plots_afterwards(lambda: resume):
+            with graceful_stop() as stop, plots_afterwards(resume):
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
         else:
             config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
             run_dir = resolve_run_dir(out, config)
-            with graceful_stop() as stop, plots_afterwards(lambda: run_dir):
+            with graceful_stop() as stop, plots_afterwards(run_dir):
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
     if json_output:
         print_json(summary)
