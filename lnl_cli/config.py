@@ -88,9 +88,6 @@ class LnlConfig:
         default=0.01, metadata=_meta("weight of the negative-entropy (mutual-information) term", min=0.0, key="lambda"))
     grl_scale: float = field(
         default=0.1, metadata=_meta("scale of the reversed bias gradient that reaches f", min=0.0))
-    head_warmup_epochs: int = field(
-        default=0, metadata=_meta("last warm-up epochs in which h already learns the bias from detached features, "
-                                  "so the game starts against a trained adversary (0: the paper's fresh h)", min=0))
     step: Literal["alternating", "single_pass"] = field(
         default="alternating",
         metadata=_meta("alternating: the paper's two passes per batch; single_pass: one forward of f, "

@@ -162,20 +162,3 @@ def test_plain_cross_entropy_phases_follow_their_own_decay_period():
                                           "train.lr_decay_rate=0.5")
     baseline.begin_epoch(3)
     assert baseline.optimizer.param_groups[0]["lr"] == pytest.approx(baseline_config.train.lr * 0.5)
-
-
-def test_head_warm_up_trains_h_on_detached_features_before_the_game():
-    _, algorithm, batch = _setup("lnl", "train.pretrain_epochs=2", "lnl.head_warmup_epochs=1")
-    assert algorithm.begin_epoch(0) == "warm-up" and not algorithm.head_warm_up
-    assert set(algorithm.update(batch)) == {"label_loss"}
-    assert algorithm.begin_epoch(1) == "warm-up" and algorithm.head_warm_up
-    head_before = copy.deepcopy(algorithm.bias_head.hidden.weight)
-    features_before = copy.deepcopy(algorithm.featurizer.state_dict())
-    algorithm.optimizer.step = lambda: None  # isolate what the bias step does to f
-    algorithm._bias_step(batch, reversal_scale=0.0)
-    assert all(p.grad is None or not p.grad.any() for p in algorithm.featurizer.parameters())
-    assert not torch.equal(head_before, algorithm.bias_head.hidden.weight)
-    del algorithm.optimizer.step
-    losses = algorithm.update(batch)
-    assert set(losses) == {"label_loss", "bias_loss"}
-    assert features_before.keys() == algorithm.featurizer.state_dict().keys()

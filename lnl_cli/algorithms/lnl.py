@@ -49,16 +49,14 @@ class LearningNotToLearn(Algorithm):
         self.bias_head = ColorBiasHead(task.bias_bins, self.featurizer.out_channels)
         self.bias_optimizer = sgd(self.bias_head.parameters(), config)
         self.adversarial = False
-        self.head_warm_up = False
 
     def begin_epoch(self, epoch: int) -> str:
         warmup = self.config.train.pretrain_epochs
         self.adversarial = epoch >= warmup
-        self.head_warm_up = not self.adversarial and epoch >= warmup - self.config.lnl.head_warmup_epochs
         phase_epoch = epoch - warmup if self.adversarial else epoch
         lr = phase_lr(self.config, phase_epoch, warm_up=not self.adversarial)
         set_lr(self.optimizer, lr)
-        set_lr(self.bias_optimizer, self.config.train.lr if self.head_warm_up else lr)  # a fresh h needs full steps
+        set_lr(self.bias_optimizer, lr)
         return "adversarial" if self.adversarial else "warm-up"
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -85,10 +83,7 @@ class LearningNotToLearn(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.adversarial:
-            losses = {"label_loss": self._classification_step(batch)}
-            if self.head_warm_up:
-                losses["bias_loss"] = self._bias_step(batch, reversal_scale=0.0) / COLOR_CHANNELS
-            return losses
+            return {"label_loss": self._classification_step(batch)}
         if self.config.lnl.step == "single_pass":
             label_loss, feature_term, head_loss = self._single_pass_step(batch)
         else:
@@ -115,15 +110,13 @@ class LearningNotToLearn(Algorithm):
         self.optimizer.step()
         return label_loss.detach(), term.detach()
 
-    def _bias_step(self, batch: Batch, reversal_scale: float | None = None) -> torch.Tensor:
-        """(b) h <- its bias loss on f(x) recomputed after (a); f receives the reversed gradient
-        (none when the scale is 0: h then learns from detached features)."""
-        scale = self.reversal_scale if reversal_scale is None else reversal_scale
+    def _bias_step(self, batch: Batch) -> torch.Tensor:
+        """(b) h <- its bias loss on f(x) recomputed after (a); f receives the reversed gradient."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bias_optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             features = self.features(batch.images)
-            features = grad_reverse(features, scale) if scale else features.detach()
+            features = grad_reverse(features, self.reversal_scale) if self.reversal_scale else features.detach()
             head_logits = self.bias_head(features)
         loss = bias_loss(head_logits, batch.bias_targets)
         loss.backward()
