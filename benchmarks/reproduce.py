@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     table = markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)
     figure = plot(results, args.out / "accuracy_vs_variance.png")
-    report = [f"# Colored-MNIST reproduction\n", f"preset `{args.preset}`, common overrides `{' '.join(args.common)}`",
+    report = ["# Colored-MNIST reproduction\n", f"preset `{args.preset}`, common overrides `{' '.join(args.common)}`",
               f"baseline overrides `{' '.join(args.baseline_set)}`, lnl overrides `{' '.join(args.lnl_set)}`\n",
               table, ""]
     if figure:

@@ -10,7 +10,8 @@ import json
 import os
 import signal
 import sys
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -23,10 +24,18 @@ from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
-SET_HELP = "Override a config key, e.g. --set train.lr=0.02 (repeatable; bare key=value words work too)."
 PRESET_HELP = "Built-in preset name (see `lnl presets`) or path to a YAML preset."
-JSON_HELP = "Print the result as JSON on stdout and nothing else there."
-DATA_ROOT_HELP = "Folder holding MNIST/raw (same as --set data.root=...; default $LNL_DATA_ROOT)."
+
+# The parameters several commands share, declared once.
+Overrides = Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="Config overrides.")]
+SetValues = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", help="Override a config key, e.g. --set train.lr=0.02 (repeatable; bare key=value words work too).")]
+DataRoot = Annotated[Optional[str], typer.Option(
+    "--data-root", help="Folder holding MNIST/raw (same as --set data.root=...; default $LNL_DATA_ROOT).")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout and nothing else there.")]
+CheckpointPath = Annotated[Path, typer.Option("--checkpoint", "-c", help="checkpoint.pt written by `lnl train`.")]
+OverlayPreset = Annotated[Optional[str], typer.Option(
+    "--preset", "-p", help="Preset applied over the checkpoint's own config.")]
 
 
 def fail(message: str, code: int) -> typer.Exit:

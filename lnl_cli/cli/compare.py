@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lnl_cli.cli.common import JSON_HELP, fmt, print_json, stdout, user_errors
+from lnl_cli.cli.common import JsonOutput, fmt, print_json, stdout, user_errors
 from lnl_cli.compare import COLUMNS, compare_runs
 
 
@@ -18,7 +18,7 @@ def compare(
     runs: list[Path] = typer.Argument(..., help="Run folders written by `lnl train`."),
     sort: Optional[str] = typer.Option("accuracy", "--sort", help=f"Column to sort by: {', '.join(COLUMNS)}."),
     ascending: bool = typer.Option(False, "--ascending", help="Sort smallest first."),
-    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_output: JsonOutput = False,
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
 ) -> None:
     """Key config values and final metrics of several runs in one table (leakage when probed)."""

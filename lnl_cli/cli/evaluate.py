@@ -9,20 +9,19 @@ import typer
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stderr,
-                                stdout, user_errors)
+from lnl_cli.cli.common import (CheckpointPath, DataRoot, JsonOutput, OverlayPreset, Overrides, SetValues,
+                                collect_overrides, fmt, print_json, stderr, stdout, user_errors)
 
 
 def evaluate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `lnl train`."),
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p",
-                                         help="Preset applied over the checkpoint's own config."),
-    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    checkpoint: CheckpointPath,
+    overrides: Overrides = None,
+    preset: OverlayPreset = None,
+    set_values: SetValues = None,
+    data_root: DataRoot = None,
     plots: Optional[Path] = typer.Option(
         None, "--plots", help="Write confusion_matrix.png and cell_accuracy.png into this folder."),
-    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_output: JsonOutput = False,
 ) -> None:
     """Accuracy, bias-aligned/conflicting accuracy, per-(label, bias) cells, worst group, confusion matrix."""
     with user_errors():

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import typer
 
-from lnl_cli.cli.common import JSON_HELP, print_json, stdout
+from lnl_cli.cli.common import JsonOutput, print_json, stdout
 from lnl_cli.config import builtin_presets, preset_description
 
 
@@ -18,6 +17,6 @@ def print_presets(json_output: bool) -> None:
         stdout.print(f"{name:<{width}}  {text}", soft_wrap=True)
 
 
-def presets(json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+def presets(json_output: JsonOutput = False) -> None:
     """List the built-in presets with a one-line description."""
     print_presets(json_output)

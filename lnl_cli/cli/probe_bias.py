@@ -8,8 +8,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, SET_HELP, collect_overrides, fmt, print_json, stderr,
-                                stdout, user_errors)
+from lnl_cli.cli.common import (CheckpointPath, DataRoot, JsonOutput, OverlayPreset, Overrides, SetValues,
+                                collect_overrides, fmt, print_json, stderr, stdout, user_errors)
 from lnl_cli.compare import PROBE_FILE
 from lnl_cli.errors import EXIT_GATE_FAILED
 from lnl_cli.fileio import atomic_write_json
@@ -17,12 +17,11 @@ from lnl_cli.probe import DEFAULT_LAYER, ProbeSettings, probe_checkpoint
 
 
 def probe_bias(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `lnl train`."),
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p",
-                                         help="Preset applied over the checkpoint's own config."),
-    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    checkpoint: CheckpointPath,
+    overrides: Overrides = None,
+    preset: OverlayPreset = None,
+    set_values: SetValues = None,
+    data_root: DataRoot = None,
     layer: str = typer.Option(DEFAULT_LAYER, "--layer",
                               help="features (f's output, what the bias head reads), embedding (g's pooled "
                                    "features) or input (the images: a sanity check)."),
@@ -34,7 +33,7 @@ def probe_bias(
     steps: int = typer.Option(ProbeSettings.steps, "--steps", help="Optimizer steps of each probe."),
     max_leakage: Optional[float] = typer.Option(
         None, "--max-leakage", help="Exit 1 when mean normalised leakage exceeds this (0 = none, 1 = all)."),
-    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_output: JsonOutput = False,
 ) -> None:
     """Measure how much bias the features leak; with --max-leakage, fail (exit 1) above the threshold."""
     settings = ProbeSettings(kind=probe, layer=layer, seeds=seeds, source=source, split_seed=split_seed,

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (DATA_ROOT_HELP, JSON_HELP, PRESET_HELP, SET_HELP, collect_overrides, fail, fmt,
-                                graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
+from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
+                                fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
 from lnl_cli.cli.presets import print_presets
 from lnl_cli.engine import resolve_run_dir
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
@@ -40,12 +40,12 @@ def _write_plots(run_dir: Path) -> None:
 
 
 def train(
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    overrides: Overrides = None,
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " [default: colored-mnist]"),
-    set_values: Optional[list[str]] = typer.Option(None, "--set", "-s", help=SET_HELP),
+    set_values: SetValues = None,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<preset>-<method>-N)."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    data_root: DataRoot = None,
+    json_output: JsonOutput = False,
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
