@@ -119,9 +119,27 @@ def entropy_bits(targets: torch.Tensor, classes: int) -> float:
     return float(-(p * p.log2()).sum())
 
 
+MIN_FEATURE_STD = 1e-4
+CALIBRATION_EVERY = 5  # every 5th probe-training sample calibrates the probe's temperature instead
+TEMPERATURES = torch.logspace(-1.0, 4.0, 101)
+
+
 @torch.no_grad()
-def score_probe(probe: nn.Module, features: torch.Tensor, targets: torch.Tensor, classes: int) -> dict[str, float]:
-    logits = probe(features)
+def fit_temperature(probe: nn.Module, features: torch.Tensor, targets: torch.Tensor) -> float:
+    """Softmax temperature that minimises cross-entropy on calibration data the probe did not fit.
+
+    An over-confident probe's held-out cross-entropy can exceed H(b) and void the MI bound; the bound
+    I(b; z) >= H(b) - CE holds for any fixed predictor, so calibrating it on disjoint data keeps it valid.
+    """
+    logits = probe(features).float()
+    losses = torch.stack([F.cross_entropy(logits / t, targets) for t in TEMPERATURES.tolist()])
+    return float(TEMPERATURES[int(losses.argmin())])
+
+
+@torch.no_grad()
+def score_probe(probe: nn.Module, features: torch.Tensor, targets: torch.Tensor, classes: int,
+                temperature: float = 1.0) -> dict[str, float]:
+    logits = probe(features) / temperature
     predicted = logits.argmax(dim=1)
     present = torch.bincount(targets, minlength=classes) > 0
     recall = torch.zeros(classes, dtype=torch.float64, device=targets.device)
@@ -149,13 +167,18 @@ def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Ten
     first, second = stratified_halves(strata.cpu(), settings.split_seed)
     first, second = first.to(features.device), second.to(features.device)
     train_x, held_x = features[first], features[second]
-    mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp(min=1e-6)
+    mean, std = train_x.mean(dim=0), train_x.std(dim=0)
+    # A dimension (almost) constant on the probe-training half carries nothing the probe can learn; scaling
+    # it by its tiny spread would blow up the held-out values and the cross-entropy, so it is zeroed.
+    std = torch.where(std > MIN_FEATURE_STD, std, torch.full_like(std, float("inf")))
     train_x, held_x = (train_x - mean) / std, (held_x - mean) / std
     train_y, held_y = bias[first], bias[second]
+    calibrate = torch.arange(len(train_y), device=train_y.device) % CALIBRATION_EVERY == 0
     runs = []
     for seed in range(settings.seeds):
-        probe = train_probe(train_x, train_y, classes, settings, seed)
-        runs.append(score_probe(probe, held_x, held_y, classes))
+        probe = train_probe(train_x[~calibrate], train_y[~calibrate], classes, settings, seed)
+        temperature = fit_temperature(probe, train_x[calibrate], train_y[calibrate])
+        runs.append(score_probe(probe, held_x, held_y, classes, temperature))
         if on_seed:
             on_seed(seed + 1, settings.seeds)
     majority = float(torch.bincount(held_y, minlength=classes).max()) / len(held_y)
