@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -240,11 +241,21 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     _announce(ctx, start_epoch)
     generator = torch.Generator()
     generator.set_state(checkpoint["batch_order_state"])
+    _restore_rng(checkpoint.get("rng"))
     progress = None
     if partial is not None:
         progress = EpochProgress(partial["order_state"], int(partial["step"]), int(partial["seen"]),
                                  dict(partial["loss_sums"]))
     return _loop(ctx, start_epoch, generator, progress, float(checkpoint.get("train_seconds", 0.0)))
+
+
+def _restore_rng(rng: dict[str, Any] | None) -> None:
+    """Global RNGs as they were at the checkpoint (nothing in training draws from them today, but an
+    algorithm that does, e.g. with dropout, resumes exactly too)."""
+    if not rng:
+        return
+    torch.set_rng_state(rng["torch"])
+    random.setstate((3, tuple(rng["python"]), rng["python_position"]))
 
 
 def _loop(ctx: RunContext, start_epoch: int, generator: torch.Generator, progress: EpochProgress | None = None,
@@ -294,8 +305,10 @@ def _sync(device: torch.device) -> None:
 
 def _save(ctx: RunContext, epochs_done: int, generator: torch.Generator, train_seconds: float,
           partial_epoch: dict[str, Any] | None = None) -> None:
+    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+           "python_position": random.getstate()[2]}
     checkpoint = make_checkpoint(ctx.algorithm, ctx.config, epochs_done, batch_order_state=generator.get_state(),
-                                 train_seconds=train_seconds, partial_epoch=partial_epoch)
+                                 rng=rng, train_seconds=train_seconds, partial_epoch=partial_epoch)
     save_checkpoint(ctx.run_dir / CHECKPOINT_NAME, checkpoint)
 
 

@@ -56,7 +56,8 @@ def test_config_errors_exit_2_before_any_work(tmp_path):
 
 
 def test_missing_mnist_exits_3_and_names_the_folder(tmp_path):
-    result = lnl("train", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), *SMALL)
+    fresh_cache = {"LNL_CACHE_DIR": str(tmp_path / "cache")}  # a cached dataset would not need MNIST
+    result = lnl("train", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), *SMALL, env=fresh_cache)
     assert_one_line_error(result, 3, str(tmp_path / "MNIST" / "raw"), "train-images-idx3-ubyte")
     assert not (tmp_path / "r").exists()  # nothing half-made on disk
 

@@ -85,3 +85,16 @@ def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path):
     api.train(config, tmp_path / "r")
     with pytest.raises(ConfigError, match="already holds a run"):
         api.train(config, tmp_path / "r")
+
+
+def test_checkpoints_carry_the_global_rng_states(tmp_path):
+    import random
+
+    api.train(load_config("colored-mnist", TINY), tmp_path / "r")
+    rng = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["rng"]
+    torch.set_rng_state(rng["torch"])
+    expected = torch.rand(3)
+    random.seed(123)
+    engine._restore_rng(rng)
+    assert torch.equal(torch.rand(3), expected)
+    assert random.getstate()[1] == tuple(rng["python"])
