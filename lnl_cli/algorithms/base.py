@@ -129,9 +129,6 @@ class Algorithm(nn.Module):
         with self.autocast():
             return self.featurizer(self._input(images))
 
-    def bias_logits(self, images: torch.Tensor) -> torch.Tensor | None:
-        return None
-
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
 

@@ -65,10 +65,6 @@ class LearningNotToLearn(Algorithm):
     def networks(self) -> list[torch.nn.Module]:
         return [self.featurizer, self.classifier, self.bias_head]
 
-    def bias_logits(self, images: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            return self.bias_head(self.features(images))
-
     # What f and g add to the label loss (weighted), and how strongly f climbs h's loss.
     def feature_term(self, head_logits: torch.Tensor) -> torch.Tensor:
         return negative_entropy(head_logits)
