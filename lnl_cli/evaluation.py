@@ -19,14 +19,15 @@ def config_for_checkpoint(checkpoint: dict[str, Any], path: Path, preset: str | 
     return load_config(preset, overrides, base=checkpoint_config(checkpoint, path))
 
 
-def load_for_inference(path: Path, preset: str | Path | None = None,
-                       overrides: Iterable[str] | dict[str, Any] = ()) -> tuple[Config, Algorithm, BiasedDataset]:
+def load_for_inference(path: Path, preset: str | Path | None = None, overrides: Iterable[str] | dict[str, Any] = (),
+                       with_train: bool = False) -> tuple[Config, Algorithm, BiasedDataset]:
+    """The checkpoint's networks and its data (the training split only when asked for)."""
     checkpoint = load_checkpoint(path)
     config = config_for_checkpoint(checkpoint, path, preset, overrides)
     apply_threads(config)
     device = select_device(config.device)
     algorithm = restore_algorithm(checkpoint, config, path).prepare(device)
-    dataset = load_dataset(config).to(device)
+    dataset = load_dataset(config, with_train).to(device)
     return config, algorithm, dataset
 
 

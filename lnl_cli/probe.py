@@ -198,7 +198,7 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
                      on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Leakage report of a checkpoint's frozen features; `passed` compares mean leakage to `max_leakage`."""
     settings.check()
-    config, algorithm, dataset = load_for_inference(path, preset, overrides)
+    config, algorithm, dataset = load_for_inference(path, preset, overrides, with_train=settings.source == "train")
     split = dataset.test if settings.source == "test" else dataset.train
     features = extract_features(algorithm, split, dataset, settings.layer)
     strata = split.labels * dataset.num_bias_classes + split.bias

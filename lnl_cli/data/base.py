@@ -108,10 +108,11 @@ def resolve_data_root(config: Config) -> Path:
     return cache_dir() / "data"
 
 
-def load_dataset(config: Config) -> BiasedDataset:
-    """Build (or read from cache) the dataset the config names, on the CPU."""
+def load_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
+    """Build (or read from cache) the dataset the config names, on the CPU; `with_train=False` skips the
+    training split for commands that only read the test set."""
     if config.data.name == "colored_mnist":
         from lnl_cli.data.colored_mnist import load_colored_mnist
 
-        return load_colored_mnist(config)
+        return load_colored_mnist(config, with_train)
     raise AssertionError(f"unhandled dataset {config.data.name}")  # config validation forbids this

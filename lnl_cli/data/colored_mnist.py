@@ -148,11 +148,20 @@ def _take_subset(tensors: dict[str, torch.Tensor], size: int | None, seed: int) 
     return {name: t[index] for name, t in tensors.items()}
 
 
-def load_colored_mnist(config: Config) -> BiasedDataset:
+def _empty_split() -> dict[str, torch.Tensor]:
+    return {"images": torch.zeros(0, 3, 28, 28, dtype=torch.uint8), "labels": torch.zeros(0, dtype=torch.long),
+            "bias": torch.zeros(0, dtype=torch.long)}
+
+
+def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset:
+    """Both splits; `with_train=False` leaves the training split empty (evaluation needs only the test set)."""
     data = config.data
     splits = {}
     for train, size in ((True, data.train_size), (False, data.test_size)):
-        tensors = _take_subset(_load_split(config, train), size, data.seed + 1)
+        if train and not with_train:
+            tensors = _empty_split()
+        else:
+            tensors = _take_subset(_load_split(config, train), size, data.seed + 1)
         splits[train] = BiasedSplit(
             images=tensors["images"], labels=tensors["labels"], bias=tensors["bias"],
             bias_targets=color_bin_targets(tensors["images"], data.color_bins))
