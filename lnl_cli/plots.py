@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lnl_cli.errors import ConfigError
+from lnl_cli.fileio import atomic_write
 
 LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion")
 ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
@@ -35,10 +36,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    tmp.replace(path)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"))
     return path
 
 
