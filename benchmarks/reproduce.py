@@ -16,7 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from lnl_cli import load_config, train
+from lnl_cli.config import SPECS, from_dict, get_value
+from lnl_cli.engine import RESUME_SAFE_KEYS
 from lnl_cli.engine import TrainCallbacks
 
 PAPER = {  # official README, unbiased test accuracy
@@ -47,6 +51,9 @@ def parse_args(argv=None):
     parser.add_argument("--lnl-set", nargs="*", default=[], help="overrides for lnl and blind_eye runs")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--json", type=Path, help="also write all results as JSON here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a finished run folder under --out whose stored config matches, instead of "
+                             "training it again (e.g. to add methods to an earlier report)")
     return parser.parse_args(argv)
 
 
@@ -59,15 +66,30 @@ def run_all(args) -> list[dict]:
                 overrides = [*args.common, *extra, f"method={method}", f"data.color_var={color_var}", f"seed={seed}"]
                 config = load_config(args.preset, overrides)
                 out = args.out / f"{method}-var{color_var:.3f}-seed{seed}"
-                started = time.perf_counter()
-                summary = train(config, out, EpochLog(f"{method} var={color_var} seed={seed}"))
+                summary = finished_run(out, config) if args.reuse else None
+                if summary is None:
+                    started = time.perf_counter()
+                    summary = train(config, out, EpochLog(f"{method} var={color_var} seed={seed}"))
+                    summary["seconds"] = time.perf_counter() - started
                 results.append({"method": method, "color_var": color_var, "seed": seed,
-                                "seconds": time.perf_counter() - started, "overrides": overrides,
+                                "seconds": summary["seconds"], "overrides": overrides,
                                 "epochs": config.train.epochs, "pretrain_epochs": config.train.pretrain_epochs,
                                 **{k: summary["test"][k] for k in ("accuracy", "aligned_accuracy",
                                                                    "conflicting_accuracy")},
                                 "run_dir": str(out)})
     return results
+
+
+def finished_run(out: Path, config) -> dict | None:
+    """The summary of a finished run in `out` trained with `config`, else None. Keys that do not change what
+    is trained (threads, device, data.root: the resume-safe keys, train.epochs aside) may differ."""
+    summary_path, config_path = out / "summary.json", out / "config.yaml"
+    if not (summary_path.is_file() and config_path.is_file()):
+        return None
+    stored = load_config(None, {}, base=from_dict(yaml.safe_load(config_path.read_text())))
+    free = RESUME_SAFE_KEYS - {"train.epochs"}
+    same = all(get_value(stored, key) == get_value(config, key) for key in SPECS if key not in free)
+    return json.loads(summary_path.read_text()) if same else None
 
 
 def markdown(results: list[dict]) -> str:
