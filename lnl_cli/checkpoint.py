@@ -85,7 +85,7 @@ def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | s
         raise CheckpointError(f"{path} was trained with unknown method {method!r}")
     if config.method != method:
         raise CheckpointError(f"{path} was trained with method {method!r}, not {config.method!r}")
-    algorithm = build_algorithm(config, task)
+    algorithm = build_algorithm(config, task, load_pretrained=False)
     try:
         algorithm.load_state_dict(checkpoint["model"])
     except (RuntimeError, KeyError, TypeError) as exc:

@@ -30,17 +30,28 @@ def _meta(help: str, **checks: Any) -> dict[str, Any]:
 
 
 @dataclass
+class ColumnsConfig:
+    path: str = field(default="path", metadata=_meta("manifest column with the image path (relative to data.root)"))
+    label: str = field(default="label", metadata=_meta("manifest column with the class label"))
+    bias: str = field(default="bias", metadata=_meta("manifest column with the bias attribute"))
+
+
+@dataclass
 class DataConfig:
-    name: Literal["colored_mnist"] = field(
-        default="colored_mnist", metadata=_meta("dataset generator"))
+    type: Literal["colored_mnist", "manifest", "celeba"] = field(
+        default="colored_mnist",
+        metadata=_meta("dataset: colored_mnist (generated from MNIST), manifest (your images listed in CSV files), "
+                       "celeba (torchvision's CelebA folder)"))
     root: Union[str, None] = field(
         default=None,
-        metadata=_meta("folder holding MNIST/raw; default: $LNL_DATA_ROOT, else ~/.cache/lnl/data"))
+        metadata=_meta("colored_mnist: folder holding MNIST/raw; manifest: folder the CSVs and image paths are "
+                       "relative to (relative to the preset's folder); celeba: folder holding celeba/; "
+                       "default: $LNL_DATA_ROOT, else ~/.cache/lnl/data"))
     download: bool = field(
         default=False, metadata=_meta("let torchvision download MNIST when it is missing"))
     color_var: float = field(
         default=0.02, metadata=_meta("sigma^2 of the colour jitter on the [0,1] scale", min=0.0))
-    seed: int = field(default=0, metadata=_meta("seed of the colour generator", min=0))
+    seed: int = field(default=0, metadata=_meta("seed of the colour generator and of subsets", min=0))
     train_size: Union[int, None] = field(
         default=None, metadata=_meta("use a random subset of this many training images", min=1))
     test_size: Union[int, None] = field(
@@ -51,6 +62,59 @@ class DataConfig:
         default=128, metadata=_meta("grayscale value above which a pixel is digit stroke", min=0, max=254))
     color_bins: int = field(
         default=8, metadata=_meta("bins per colour channel that the bias head predicts", min=2, max=256))
+    train: Union[str, None] = field(
+        default=None, metadata=_meta("manifest: training CSV (relative to data.root); celeba: split name "
+                                     "(train, valid, test, all)"))
+    test: Union[str, None] = field(
+        default=None, metadata=_meta("manifest: test CSV (relative to data.root); celeba: split name"))
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    image_size: int = field(
+        default=64, metadata=_meta("manifest, celeba: images are resized to this square size", min=8, max=1024))
+    classes: list[Union[int, str]] = field(
+        default_factory=list,
+        metadata=_meta("manifest: label values in class order; default: sorted from the training CSV"))
+    bias_classes: list[Union[int, str]] = field(
+        default_factory=list,
+        metadata=_meta("manifest: bias values in order; default: sorted from the training CSV"))
+    target_attr: str = field(default="Blond_Hair", metadata=_meta("celeba: the attribute to classify"))
+    bias_attr: str = field(default="Male", metadata=_meta("celeba: the attribute that is the bias"))
+    loading: Literal["auto", "memory", "stream"] = field(
+        default="auto",
+        metadata=_meta("manifest, celeba: memory decodes every image once into uint8 tensors on the training "
+                       "device; stream decodes batches in DataLoader workers; auto: memory when it fits "
+                       "data.memory_limit_mb"))
+    memory_limit_mb: int = field(
+        default=4096, metadata=_meta("largest decoded dataset (both splits) that loading=auto keeps in memory",
+                                     min=1))
+    num_workers: int = field(
+        default=4, metadata=_meta("processes decoding images (stream) or threads (memory, once)", min=0))
+    mean: list[float] = field(
+        default_factory=list,
+        metadata=_meta("per-channel input mean on the [0,1] scale; default: the dataset's (ImageNet's for "
+                       "manifest and celeba)"))
+    std: list[float] = field(
+        default_factory=list, metadata=_meta("per-channel input std; default: the dataset's"))
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["paper_convnet", "resnet18", "resnet34", "resnet50"] = field(
+        default="paper_convnet",
+        metadata=_meta("network split into f and g: the paper's Colored-MNIST convnet or a torchvision ResNet"))
+    feature_layer: Union[str, None] = field(
+        default=None,
+        metadata=_meta("where f ends and g starts: conv2 for paper_convnet; layer1..layer4 for ResNets "
+                       "(default layer3)"))
+    pretrained: Union[str, None] = field(
+        default=None,
+        metadata=_meta("local weights file (a torchvision ResNet state_dict) loaded before training; never "
+                       "downloaded"))
+    bias_head: Literal["auto", "color_pixels", "conv", "mlp"] = field(
+        default="auto",
+        metadata=_meta("h: color_pixels (per-pixel colour bins, the paper's Colored-MNIST head) or a "
+                       "categorical conv/mlp head predicting the bias class; auto: color_pixels for "
+                       "colored_mnist on paper_convnet, else conv"))
+    bias_head_width: int = field(default=128, metadata=_meta("hidden width of the conv/mlp bias head", min=1))
 
 
 @dataclass
@@ -109,6 +173,7 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_meta("where to train"))
     name: str = field(default="run", metadata=_meta("preset name, used in run folder names"))
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lnl: LnlConfig = field(default_factory=LnlConfig)
     blind_eye: BlindEyeConfig = field(default_factory=BlindEyeConfig)
@@ -312,6 +377,15 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 EXTENDS_KEY = "extends"
+# Paths in a preset file are relative to the file's folder.
+PATH_KEYS = ("data.root", "model.pretrained")
+# Keys renamed since checkpoints were first written; old names still load.
+LEGACY_KEYS = {"data.name": "data.type"}
+
+
+def _rename_legacy_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    return {LEGACY_KEYS.get(key, key): value for key, value in flat.items()}
+
 MAX_EXTENDS_DEPTH = 8
 
 
@@ -329,10 +403,11 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         parent = tree.pop(EXTENDS_KEY, None)
         if parent is not None and not isinstance(parent, str):
             raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset")
-        flat = _flatten(tree)
-        root = flat.get("data.root")
-        if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
-            flat["data.root"] = str((path.parent / root).resolve())
+        flat = _rename_legacy_keys(_flatten(tree))
+        for key in PATH_KEYS:
+            value = flat.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                flat[key] = str((path.parent / value).resolve())
         chain.insert(0, (path, flat))
         current = parent
     chain[-1][1].setdefault("name", chain[-1][0].stem)
@@ -379,15 +454,70 @@ def get_value(config: Config, key: str) -> Any:
     return target
 
 
-def _cross_checks(config: Config) -> list[str]:
+RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+FEATURE_LAYERS = {"paper_convnet": ("conv2",), "resnet18": RESNET_STAGES, "resnet34": RESNET_STAGES,
+                  "resnet50": RESNET_STAGES}
+DEFAULT_FEATURE_LAYER = {"paper_convnet": "conv2", "resnet18": "layer3", "resnet34": "layer3", "resnet50": "layer3"}
+CELEBA_SPLITS = ("train", "valid", "test", "all")
+
+
+def feature_layer(config: Config) -> str:
+    """model.feature_layer, or the backbone's default."""
+    return config.model.feature_layer or DEFAULT_FEATURE_LAYER[config.model.backbone]
+
+
+def bias_head_kind(config: Config) -> str:
+    """model.bias_head with `auto` resolved: the paper's per-pixel colour head where it applies."""
+    if config.model.bias_head != "auto":
+        return config.model.bias_head
+    pixel_head = config.data.type == "colored_mnist" and config.model.backbone == "paper_convnet"
+    return "color_pixels" if pixel_head else "conv"
+
+
+def _data_checks(data: DataConfig) -> list[str]:
     problems = []
-    colors = config.data.class_colors
-    if config.data.name == "colored_mnist":
+    if data.type == "colored_mnist":
+        colors = data.class_colors
         if len(colors) != 10:
             problems.append(f"data.class_colors: colored_mnist needs 10 RGB triples, got {len(colors)}")
         elif any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors):
             problems.append("data.class_colors: every colour must be three integers in 0..255")
+    if data.type == "manifest":
+        problems += [f"data.{key}: a manifest dataset needs a CSV file name" for key in ("train", "test")
+                     if not getattr(data, key)]
+    if data.type == "celeba":
+        problems += [f"data.{key}: celeba splits are {', '.join(CELEBA_SPLITS)}, got {getattr(data, key)!r}"
+                     for key in ("train", "test") if getattr(data, key) not in (None, *CELEBA_SPLITS)]
+    for key in ("classes", "bias_classes"):
+        values = [str(v) for v in getattr(data, key)]
+        if len(set(values)) != len(values):
+            problems.append(f"data.{key}: values must be unique, got {values}")
+    for key in ("mean", "std"):
+        values = getattr(data, key)
+        if values and len(values) != 3:
+            problems.append(f"data.{key}: needs 3 values (R, G, B), got {len(values)}")
+    if any(v <= 0 for v in data.std):
+        problems.append("data.std: every value must be > 0")
     return problems
+
+
+def _model_checks(config: Config) -> list[str]:
+    model, problems = config.model, []
+    layers = FEATURE_LAYERS[model.backbone]
+    if model.feature_layer is not None and model.feature_layer not in layers:
+        problems.append(f"model.feature_layer: {model.backbone} has {', '.join(layers)}, got "
+                        f"{model.feature_layer!r}{_did_you_mean(model.feature_layer, layers)}")
+    if model.bias_head == "color_pixels" and (config.data.type != "colored_mnist"
+                                              or model.backbone != "paper_convnet"):
+        problems.append("model.bias_head: color_pixels needs data.type=colored_mnist and "
+                        "model.backbone=paper_convnet (use conv or mlp)")
+    if model.pretrained is not None and model.backbone == "paper_convnet":
+        problems.append("model.pretrained: weights files are for ResNet backbones")
+    return problems
+
+
+def _cross_checks(config: Config) -> list[str]:
+    return _data_checks(config.data) + _model_checks(config)
 
 
 def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -> Config:
@@ -395,6 +525,7 @@ def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -
     origin = origin or {}
     config = Config()
     problems: list[str] = []
+    values = _rename_legacy_keys(values)
     for key, raw in values.items():
         where = f" (from {origin[key]})" if key in origin else ""
         spec = SPECS.get(key)

@@ -176,8 +176,8 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     dataset = load_dataset(config).to(device)
     torch.manual_seed(config.seed)
     if checkpoint is None:
-        task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins,
-                        int(dataset.train.images.shape[1]), tuple(dataset.mean), tuple(dataset.std))
+        task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins, dataset.in_channels,
+                        tuple(dataset.mean), tuple(dataset.std), dataset.class_names, dataset.bias_names)
         algorithm = build_algorithm(config, task).prepare(device)
     else:
         algorithm = restore_algorithm(checkpoint, config, run_dir / CHECKPOINT_NAME).prepare(device)

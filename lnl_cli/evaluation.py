@@ -7,9 +7,10 @@ from typing import Any, Iterable
 
 from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algorithm
 from lnl_cli.config import Config, load_config
-from lnl_cli.algorithms import Algorithm
+from lnl_cli.algorithms import Algorithm, TaskSpec
 from lnl_cli.data.base import BiasedDataset, load_dataset, resolve_data_root
 from lnl_cli.engine import apply_threads, select_device
+from lnl_cli.errors import DataError
 from lnl_cli.metrics import evaluate_split
 
 
@@ -28,7 +29,19 @@ def load_for_inference(path: Path, preset: str | Path | None = None, overrides: 
     device = select_device(config.device)
     algorithm = restore_algorithm(checkpoint, config, path).prepare(device)
     dataset = load_dataset(config, with_train).to(device)
+    check_task_matches(algorithm.task, dataset, path)
     return config, algorithm, dataset
+
+
+def check_task_matches(task: TaskSpec, dataset: BiasedDataset, path: Path) -> None:
+    """The data must have the classes the checkpoint was trained on, in the same order."""
+    trained = task.class_names or tuple(map(str, range(task.num_classes)))
+    found = dataset.class_names or tuple(map(str, range(dataset.num_classes)))
+    if trained != found:
+        raise DataError(f"{path} was trained on classes {list(trained)[:12]}, the data has {list(found)[:12]}")
+    if task.num_bias_classes != dataset.num_bias_classes or (task.bias_names and task.bias_names != dataset.bias_names):
+        raise DataError(f"{path} was trained on {task.num_bias_classes} bias values "
+                        f"{list(task.bias_names)[:12]}, the data has {dataset.num_bias_classes}")
 
 
 def evaluate_checkpoint(path: Path, preset: str | Path | None = None,

@@ -7,13 +7,13 @@ from typing import Any
 import torch
 
 from lnl_cli.algorithms import Algorithm
-from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, BiasedSplit, iterate_batches
+from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, Split, iterate_batches
 
 EVAL_BATCH_SIZE = 1024
 
 
 @torch.no_grad()
-def count_predictions(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset,
+def count_predictions(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
                       batch_size: int = EVAL_BATCH_SIZE) -> dict[str, torch.Tensor]:
     """Per-cell totals and hits, the confusion matrix and the bias head's pixel hits.
 
@@ -39,8 +39,9 @@ def count_predictions(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedD
         if algorithm.has_bias_head:
             with algorithm.autocast():
                 bias_predicted = algorithm.bias_head(features).argmax(dim=1)
-            valid = batch.bias_targets != IGNORE_INDEX
-            bias_hits += (bias_predicted == batch.bias_targets)[valid].sum()
+            targets = algorithm.bias_targets(batch)
+            valid = targets != IGNORE_INDEX
+            bias_hits += (bias_predicted == targets)[valid].sum()
             bias_pixels += valid.sum()
     algorithm.train(was_training)
     return {
@@ -56,12 +57,11 @@ def _ratio(hits: torch.Tensor, total: torch.Tensor) -> float | None:
     return float(hits.sum()) / total_count if total_count else None
 
 
-def summarise_counts(counts: dict[str, torch.Tensor], with_cells: bool = True) -> dict[str, Any]:
-    """Accuracy overall, on bias-aligned (bias == label) and bias-conflicting cells, worst group."""
+def summarise_counts(counts: dict[str, torch.Tensor], aligned: torch.Tensor, with_cells: bool = True,
+                     class_names: tuple[str, ...] = (), bias_names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Accuracy overall, on bias-aligned cells (the training set's shortcut: for Colored-MNIST bias ==
+    label) and bias-conflicting cells, and of the worst (label, bias) group."""
     total, correct = counts["cell_total"], counts["cell_correct"]
-    aligned = torch.zeros_like(total, dtype=torch.bool)
-    size = min(total.shape)
-    aligned[torch.arange(size), torch.arange(size)] = True
     filled = total > 0
     cell_accuracy = correct.double() / total.clamp(min=1).double()
     report: dict[str, Any] = {
@@ -75,7 +75,8 @@ def summarise_counts(counts: dict[str, torch.Tensor], with_cells: bool = True) -
     }
     if with_cells:
         report["cells"] = [
-            {"label": y, "bias": b, "count": int(total[y, b]), "correct": int(correct[y, b]),
+            {"label": y, "bias": b, **_names(class_names, bias_names, y, b), "aligned": bool(aligned[y, b]),
+             "count": int(total[y, b]), "correct": int(correct[y, b]),
              "accuracy": float(cell_accuracy[y, b]) if total[y, b] else None}
             for y in range(total.shape[0]) for b in range(total.shape[1])
         ]
@@ -83,6 +84,16 @@ def summarise_counts(counts: dict[str, torch.Tensor], with_cells: bool = True) -
     return report
 
 
-def evaluate_split(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset,
+def _names(class_names: tuple[str, ...], bias_names: tuple[str, ...], label: int, bias: int) -> dict[str, str]:
+    named = {}
+    if class_names:
+        named["label_name"] = class_names[label]
+    if bias_names:
+        named["bias_name"] = bias_names[bias]
+    return named
+
+
+def evaluate_split(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
                    with_cells: bool = True) -> dict[str, Any]:
-    return summarise_counts(count_predictions(algorithm, split, dataset), with_cells)
+    return summarise_counts(count_predictions(algorithm, split, dataset), dataset.aligned_mask(), with_cells,
+                            dataset.class_names, dataset.bias_names)

@@ -71,7 +71,7 @@ def test_lnl_bias_step_sends_the_reversed_scaled_gradient_to_f():
         algorithm._bias_step(batch)
         reversed_grad = algorithm.featurizer.layers[1].weight.grad.clone()
         algorithm.zero_grad(set_to_none=True)
-        bias_loss(algorithm.bias_head(algorithm.featurizer(batch.images)), batch.bias_targets).backward()
+        bias_loss(algorithm.bias_head(algorithm.featurizer(batch.images)), batch.bias_targets, 3).backward()
         plain = algorithm.featurizer.layers[1].weight.grad
         assert torch.allclose(reversed_grad, -scale * plain, rtol=1e-4, atol=1e-7)
 

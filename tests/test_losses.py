@@ -42,7 +42,7 @@ def test_bias_loss_ignores_background_pixels_and_sums_the_three_heads():
     masked[:, :, :2] = IGNORE_INDEX
     changed = logits.clone()
     changed[:, :, :, :2] += 100 * torch.randn_like(changed[:, :, :, :2])  # background logits do not matter
-    assert torch.allclose(bias_loss(logits, masked), bias_loss(changed, masked))
+    assert torch.allclose(bias_loss(logits, masked, 3), bias_loss(changed, masked, 3))
     per_head = sum(
         torch.nn.functional.cross_entropy(logits[:, :, c], masked[:, c], ignore_index=IGNORE_INDEX) for c in range(3))
-    assert torch.allclose(bias_loss(logits, masked), per_head, atol=1e-6)
+    assert torch.allclose(bias_loss(logits, masked, 3), per_head, atol=1e-6)

@@ -14,8 +14,8 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 }
 
 
-def build_algorithm(config: Config, task: TaskSpec) -> Algorithm:
-    return ALGORITHMS[config.method](config, task)
+def build_algorithm(config: Config, task: TaskSpec, load_pretrained: bool = True) -> Algorithm:
+    return ALGORITHMS[config.method](config, task, load_pretrained)
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "Baseline", "BlindEye", "Gray", "LearningNotToLearn", "TaskSpec",

@@ -12,7 +12,7 @@ from torch import nn
 
 from lnl_cli.config import Config
 from lnl_cli.data.base import Batch
-from lnl_cli.models import FeatureExtractor, LabelClassifier, init_paper_weights
+from lnl_cli.models import build_backbone
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,19 @@ class TaskSpec:
     in_channels: int = 3
     input_mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # normalisation of the inputs the networks see
     input_std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    class_names: tuple[str, ...] = ()  # for reports; empty: class indices
+    bias_names: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, values: dict) -> "TaskSpec":
         values = dict(values)
-        for key in ("input_mean", "input_std"):
+        for key in ("input_mean", "input_std", "class_names", "bias_names"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
 def sgd(params, config: Config) -> torch.optim.SGD:
@@ -69,14 +71,13 @@ class Algorithm(nn.Module):
 
     has_bias_head = False
 
-    def __init__(self, config: Config, task: TaskSpec):
+    def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
+        """`load_pretrained=False` when a checkpoint supplies the weights (model.pretrained is not read)."""
         super().__init__()
         self.config = config
         self.task = task
-        self.featurizer = FeatureExtractor(task.in_channels)
-        self.classifier = LabelClassifier(task.num_classes, self.featurizer.out_channels)
-        init_paper_weights(self.featurizer)
-        init_paper_weights(self.classifier)
+        self.featurizer, self.classifier = build_backbone(config, task.num_classes, task.in_channels,
+                                                          load_pretrained)
         self.optimizer = sgd(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
         self.label_loss = nn.CrossEntropyLoss()
         self.device_type = "cpu"
@@ -163,8 +164,8 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 class Gray(Baseline):
     """The baseline trained and tested on grayscale copies: hue is gone, brightness remains."""
 
-    def __init__(self, config: Config, task: TaskSpec):
-        super().__init__(config, task)
+    def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
+        super().__init__(config, task, load_pretrained)
         shape = (1, task.in_channels, 1, 1)
         self.register_buffer("input_mean", torch.tensor(task.input_mean).view(shape), persistent=False)
         self.register_buffer("input_std", torch.tensor(task.input_std).view(shape), persistent=False)

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 
 from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
 from lnl_cli.algorithms.grad_reverse import grad_reverse
-from lnl_cli.config import Config
+from lnl_cli.config import Config, bias_head_kind
 from lnl_cli.data.base import IGNORE_INDEX, Batch
-from lnl_cli.models import ColorBiasHead
-from lnl_cli.models.heads import COLOR_CHANNELS
+from lnl_cli.models import CategoricalBiasHead, ColorBiasHead
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -28,10 +27,17 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * log_p).sum(dim=1).mean()
 
 
-def bias_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the colour heads over stroke pixels, summed over the three heads as in the
-    official code (each head's mean loss counts once; every head sees the same pixels)."""
-    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX) * COLOR_CHANNELS
+def bias_loss(logits: torch.Tensor, targets: torch.Tensor, heads: int = 1) -> torch.Tensor:
+    """Cross-entropy of h, summed over its heads: the colour heads' loss over stroke pixels counts once
+    per head as in the official code (every head sees the same pixels); a categorical head has one."""
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX) * heads
+
+
+def build_bias_head(config: Config, task: TaskSpec, in_channels: int) -> torch.nn.Module:
+    kind = bias_head_kind(config)
+    if kind == "color_pixels":
+        return ColorBiasHead(task.bias_bins, in_channels)
+    return CategoricalBiasHead(task.num_bias_classes, in_channels, kind, config.model.bias_head_width)
 
 
 def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -44,9 +50,9 @@ class LearningNotToLearn(Algorithm):
     has_bias_head = True
     feature_term_name = "neg_entropy"
 
-    def __init__(self, config: Config, task: TaskSpec):
-        super().__init__(config, task)
-        self.bias_head = ColorBiasHead(task.bias_bins, self.featurizer.out_channels)
+    def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
+        super().__init__(config, task, load_pretrained)
+        self.bias_head = build_bias_head(config, task, self.featurizer.out_channels)
         self.bias_optimizer = sgd(self.bias_head.parameters(), config)
         self.adversarial = False
 
@@ -88,8 +94,15 @@ class LearningNotToLearn(Algorithm):
         return {
             "label_loss": label_loss,
             self.feature_term_name: feature_term,
-            "bias_loss": head_loss / COLOR_CHANNELS,  # per head, as the official log
+            "bias_loss": head_loss / self.bias_head.num_heads,  # per head, as the official log
         }
+
+    def bias_targets(self, batch: Batch) -> torch.Tensor:
+        """What h predicts: per-pixel colour bins for the colour heads, else the bias class."""
+        return batch.bias_targets if self.bias_head.num_heads > 1 else batch.bias
+
+    def head_loss(self, head_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return bias_loss(head_logits, self.bias_targets(batch), self.bias_head.num_heads)
 
     def _feature_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(a) f, g <- CE(y) + lambda * feature term (LNL: negative entropy) of h(f(x)); h stays fixed."""
@@ -114,7 +127,7 @@ class LearningNotToLearn(Algorithm):
             features = self.features(batch.images)
             features = grad_reverse(features, self.reversal_scale) if self.reversal_scale else features.detach()
             head_logits = self.bias_head(features)
-        loss = bias_loss(head_logits, batch.bias_targets)
+        loss = self.head_loss(head_logits, batch)
         loss.backward()
         self.optimizer.step()
         self.bias_optimizer.step()
@@ -137,7 +150,7 @@ class LearningNotToLearn(Algorithm):
             head_logits = self.bias_head(head_input)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
-        head_loss = bias_loss(head_logits, batch.bias_targets)
+        head_loss = self.head_loss(head_logits, batch)
         head_params = [p for p in self.bias_head.parameters() if p.requires_grad]
         torch.autograd.backward(head_loss, inputs=head_params + [head_input], retain_graph=True)
         (term_grad,) = torch.autograd.grad(self.feature_term_weight * term, head_input)

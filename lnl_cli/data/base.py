@@ -1,16 +1,18 @@
-"""In-memory biased datasets and the batch iterator of the training loop.
+"""Biased datasets and the batch iterator of the training loop.
 
-A split is a handful of whole tensors (uint8 images, labels, bias attribute, per-pixel
-bias targets). They are moved to the training device once; a batch is a slice of a
-permutation, normalised there in one tensor op: no per-sample Python, no DataLoader.
+An in-memory split is a handful of whole tensors (uint8 images, labels, bias attribute,
+optional per-pixel bias targets). They are moved to the training device once; a batch is a
+slice of a permutation, normalised there in one tensor op: no per-sample Python, no
+DataLoader. Datasets too large for memory use a streaming split (data/images.py) with the
+same interface.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
 
@@ -20,53 +22,110 @@ IGNORE_INDEX = 255
 
 
 @dataclass
-class BiasedSplit:
-    images: torch.Tensor        # uint8, N x C x H x W
-    labels: torch.Tensor        # int64, N
-    bias: torch.Tensor          # int64, N: the bias attribute (e.g. mean-colour index)
-    bias_targets: torch.Tensor  # uint8, N x 3 x h x w: per-pixel colour bins, IGNORE_INDEX on background
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def to(self, device: torch.device | str) -> "BiasedSplit":
-        return BiasedSplit(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def subset(self, index: torch.Tensor) -> "BiasedSplit":
-        return BiasedSplit(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-
-@dataclass
 class Batch:
     images: torch.Tensor        # float, normalised
     labels: torch.Tensor
     bias: torch.Tensor
-    bias_targets: torch.Tensor  # int64 with IGNORE_INDEX
+    bias_targets: torch.Tensor | None  # int64 per-pixel bins with IGNORE_INDEX (Colored-MNIST), else None
+
+
+class Split(Protocol):
+    """What the engine, metrics and probe need of a split, in memory or streamed."""
+
+    labels: torch.Tensor        # int64, N, on the split's device
+    bias: torch.Tensor          # int64, N: the bias attribute (e.g. mean-colour index)
+
+    def __len__(self) -> int: ...
+
+    def to(self, device: torch.device | str) -> "Split": ...
+
+    def batches(self, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                order: torch.Tensor) -> Iterator[Batch]: ...
+
+
+@dataclass
+class BiasedSplit:
+    images: torch.Tensor        # uint8, N x C x H x W
+    labels: torch.Tensor        # int64, N
+    bias: torch.Tensor          # int64, N: the bias attribute (e.g. mean-colour index)
+    bias_targets: torch.Tensor | None = None  # uint8, N x 3 x h x w: per-pixel colour bins, IGNORE_INDEX off-stroke
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _map(self, fn) -> "BiasedSplit":
+        return BiasedSplit(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                              for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> "BiasedSplit":
+        return self._map(lambda t: t.to(device))
+
+    def subset(self, index: torch.Tensor) -> "BiasedSplit":
+        return self._map(lambda t: t[index])
+
+    def batches(self, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                order: torch.Tensor) -> Iterator[Batch]:
+        device = self.labels.device
+        order = order.to(device)
+        mean_t, std_t = normaliser(mean, std, device)
+        for start in range(0, len(order), batch_size):
+            yield make_batch(self, order[start:start + batch_size], mean_t, std_t)
 
 
 @dataclass
 class BiasedDataset:
-    train: BiasedSplit
-    test: BiasedSplit
+    train: Split
+    test: Split
     num_classes: int
     num_bias_classes: int
-    bias_bins: int              # classes per pixel and channel of the bias head
+    bias_bins: int              # classes per pixel and channel of the per-pixel colour head
     mean: tuple[float, ...]
     std: tuple[float, ...]
     description: str
+    class_names: tuple[str, ...] = ()
+    bias_names: tuple[str, ...] = ()
+    # num_classes x num_bias_classes, True where a (label, bias) pair is the training set's shortcut;
+    # None: the bias index equals the label index (Colored-MNIST's colour i belongs to digit i).
+    aligned: torch.Tensor | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.mean)
+
+    def aligned_mask(self) -> torch.Tensor:
+        if self.aligned is not None:
+            return self.aligned.cpu()
+        mask = torch.zeros(self.num_classes, self.num_bias_classes, dtype=torch.bool)
+        size = min(mask.shape)
+        mask[torch.arange(size), torch.arange(size)] = True
+        return mask
 
     def to(self, device: torch.device | str) -> "BiasedDataset":
-        return BiasedDataset(self.train.to(device), self.test.to(device), self.num_classes,
-                             self.num_bias_classes, self.bias_bins, self.mean, self.std, self.description)
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+def majority_alignment(labels: torch.Tensor, bias: torch.Tensor, num_classes: int,
+                       num_bias_classes: int) -> torch.Tensor:
+    """The shortcut a biased training set offers: for each label, its most frequent bias value."""
+    counts = torch.bincount(labels * num_bias_classes + bias, minlength=num_classes * num_bias_classes)
+    counts = counts.view(num_classes, num_bias_classes)
+    mask = torch.zeros_like(counts, dtype=torch.bool)
+    mask[torch.arange(num_classes), counts.argmax(dim=1)] = True
+    return mask & (counts > 0)
+
+
+def normaliser(mean: tuple[float, ...], std: tuple[float, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
 
 
 def make_batch(split: BiasedSplit, index: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> Batch:
     images = split.images[index].float().div_(255.0).sub_(mean).div_(std)
-    return Batch(images, split.labels[index], split.bias[index], split.bias_targets[index].long())
+    targets = None if split.bias_targets is None else split.bias_targets[index].long()
+    return Batch(images, split.labels[index], split.bias[index], targets)
 
 
 def iterate_batches(
-    split: BiasedSplit,
+    split: Split,
     batch_size: int,
     mean: tuple[float, ...],
     std: tuple[float, ...],
@@ -77,14 +136,9 @@ def iterate_batches(
     """Batches of `split` on its own device; the permutation is drawn on the CPU so that it is
     reproducible across devices from the same generator. `start_batch` skips batches already
     trained (a resumed epoch)."""
-    device = split.labels.device
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(device)
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    for start in range(start_batch * batch_size, n, batch_size):
-        yield make_batch(split, order[start:start + batch_size], mean_t, std_t)
+    return split.batches(batch_size, mean, std, order[start_batch * batch_size:])
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -111,8 +165,16 @@ def resolve_data_root(config: Config) -> Path:
 def load_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
     """Build (or read from cache) the dataset the config names, on the CPU; `with_train=False` skips the
     training split for commands that only read the test set."""
-    if config.data.name == "colored_mnist":
+    if config.data.type == "colored_mnist":
         from lnl_cli.data.colored_mnist import load_colored_mnist
 
         return load_colored_mnist(config, with_train)
-    raise AssertionError(f"unhandled dataset {config.data.name}")  # config validation forbids this
+    if config.data.type == "manifest":
+        from lnl_cli.data.manifest import load_manifest_dataset
+
+        return load_manifest_dataset(config, with_train)
+    if config.data.type == "celeba":
+        from lnl_cli.data.celeba import load_celeba
+
+        return load_celeba(config, with_train)
+    raise AssertionError(f"unhandled dataset {config.data.type}")  # config validation forbids this

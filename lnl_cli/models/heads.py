@@ -1,4 +1,5 @@
-"""h for Colored-MNIST: per-pixel colour-bin classifiers for the R, G and B channels."""
+"""Bias heads h: the paper's per-pixel colour heads (Colored-MNIST) and a categorical head for any
+bias with one class per image."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class ColorBiasHead(nn.Module):
     instead of six.
     """
 
+    num_heads = COLOR_CHANNELS
+
     def __init__(self, bins: int, in_channels: int = 32, width: int = 32):
         super().__init__()
         self.bins = bins
@@ -30,3 +33,23 @@ class ColorBiasHead(nn.Module):
         logits = self.out(self.relu(self.norm(self.hidden(features))))
         n, _, height, width = logits.shape
         return logits.view(n, COLOR_CHANNELS, self.bins, height, width).transpose(1, 2)
+
+
+class CategoricalBiasHead(nn.Module):
+    """One bias class per image: conv3x3 -> BN -> ReLU -> global pool -> linear (`conv`), or global
+    pool -> linear -> ReLU -> linear (`mlp`). Logits N x classes."""
+
+    num_heads = 1
+
+    def __init__(self, classes: int, in_channels: int, kind: str = "conv", width: int = 128):
+        super().__init__()
+        if kind == "conv":
+            layers = [nn.Conv2d(in_channels, width, kernel_size=3, padding=1), nn.BatchNorm2d(width),
+                      nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)]
+        else:
+            layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, width), nn.ReLU(inplace=True),
+                      nn.Linear(width, classes)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
