@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
 from lnl_cli import load_config
-from lnl_cli.config import Config, builtin_presets, dump_yaml, from_dict, parse_override, preset_description, to_dict
+from lnl_cli.config import SPECS, Config, builtin_presets, dump_yaml, from_dict, parse_override, preset_description, to_dict
 from lnl_cli.errors import ConfigError
 
 PUBLIC_KEYS = ["method", "seed", "device", "data.root", "data.color_var", "data.train_size", "data.test_size",
@@ -122,3 +124,15 @@ def test_base_config_is_overlaid():
     base = load_config("colored-mnist", ["train.lr=0.3", "seed=5"])
     config = load_config(None, ["seed=6"], base=base)
     assert config.train.lr == 0.3 and config.seed == 6
+
+
+def test_every_config_key_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    undocumented = [key for key in SPECS if f"`{key}`" not in readme]
+    assert not undocumented, f"README's key table lacks {undocumented}"
+
+
+def test_legacy_data_name_key_still_loads():
+    stored = to_dict(load_config("colored-mnist"))  # as a checkpoint from before data.type was named so
+    stored["data"]["name"] = stored["data"].pop("type")
+    assert from_dict(stored).data.type == "colored_mnist"
