@@ -75,8 +75,18 @@ def _shade_warm_up(ax, records: list[dict[str, Any]]) -> None:
         ax.axvspan(0.5, max(warm) + 0.5, color="gray", alpha=0.12, label="warm-up")
 
 
+def _axis_names(cells: list[dict[str, Any]], axis: str, count: int) -> list[str]:
+    """Tick labels of one axis: the data's names (manifests, CelebA) or the indices."""
+    names = [str(i) for i in range(count)]
+    for cell in cells:
+        if f"{axis}_name" in cell:
+            names[cell[axis]] = cell[f"{axis}_name"]
+    return names
+
+
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """confusion_matrix.png and cell_accuracy.png (label x bias: a colour shortcut shows as a bright diagonal)."""
+    """confusion_matrix.png and cell_accuracy.png (label x bias: a shortcut shows as bright aligned cells, the
+    diagonal for Colored-MNIST). Axes carry class and bias names when the data has them."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     confusion = report["confusion_matrix"]
@@ -87,15 +97,17 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     for cell in cells:
         if cell["accuracy"] is not None:
             grid[cell["label"]][cell["bias"]] = cell["accuracy"]
+    label_names = _axis_names(cells, "label", labels)
+    bias_names = _axis_names(cells, "bias", biases)
     written = []
-    for name, matrix, title, xlabel, vmax in (
-            ("confusion_matrix.png", confusion, "label confusion matrix", "predicted label", None),
-            ("cell_accuracy.png", grid, "accuracy per (label, bias) cell", "bias (colour index)", 1.0)):
+    for name, matrix, title, xlabel, x_names, vmax in (
+            ("confusion_matrix.png", confusion, "label confusion matrix", "predicted label", label_names, None),
+            ("cell_accuracy.png", grid, "accuracy per (label, bias) cell", "bias", bias_names, 1.0)):
         fig, ax = plt.subplots(figsize=(5.5, 4.8))
         image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
         fig.colorbar(image, ax=ax, fraction=0.046)
-        ax.set_xticks(range(len(matrix[0])))
-        ax.set_yticks(range(len(matrix)))
+        ax.set_xticks(range(len(matrix[0])), x_names, rotation=90 if len(x_names) > 4 else 0)
+        ax.set_yticks(range(len(matrix)), label_names)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("true label")
         ax.set_title(f"{title}\n{report['method']}: accuracy {report['accuracy']:.3f}")

@@ -160,7 +160,7 @@ def build_image_dataset(config: Config, train: ImageRecords, test: ImageRecords,
     aligned = majority_alignment(train.labels, train.bias, len(class_names), len(bias_names))
     train = train.subset(data.train_size, data.seed + 1)
     test = test.subset(data.test_size, data.seed + 2)
-    used = [records for records in ((train, test) if with_train else (test,))]
+    used = (train, test) if with_train else (test,)
     for records in used:
         records.check_files_exist()
     fits = decoded_megabytes([len(r) for r in used], data.image_size) <= data.memory_limit_mb
