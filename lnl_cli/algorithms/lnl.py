@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lnl_cli import distributed
 from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
 from lnl_cli.algorithms.grad_reverse import grad_reverse
 from lnl_cli.config import Config
@@ -91,6 +92,14 @@ class LearningNotToLearn(Algorithm):
             "bias_loss": head_loss / COLOR_CHANNELS,  # per head, as the official log
         }
 
+    @staticmethod
+    def _global_pixel_mean(loss: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Under torchrun, the bias loss as a mean over the stroke pixels of the whole global batch:
+        shares hold different numbers of stroke pixels, so plain averaging would weight them wrongly."""
+        if not distributed.is_distributed():
+            return loss
+        return distributed.global_mean(loss, (batch.bias_targets != IGNORE_INDEX).sum())
+
     def _feature_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(a) f, g <- CE(y) + lambda * feature term (LNL: negative entropy) of h(f(x)); h stays fixed."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -103,7 +112,7 @@ class LearningNotToLearn(Algorithm):
         term = self.feature_term(head_logits)
         (label_loss + self.feature_term_weight * term).backward()
         self.bias_head.requires_grad_(True)
-        self.optimizer.step()
+        self._step(self.optimizer)
         return label_loss.detach(), term.detach()
 
     def _bias_step(self, batch: Batch) -> torch.Tensor:
@@ -114,10 +123,9 @@ class LearningNotToLearn(Algorithm):
             features = self.features(batch.images)
             features = grad_reverse(features, self.reversal_scale) if self.reversal_scale else features.detach()
             head_logits = self.bias_head(features)
-        loss = bias_loss(head_logits, batch.bias_targets)
+        loss = self._global_pixel_mean(bias_loss(head_logits, batch.bias_targets), batch)
         loss.backward()
-        self.optimizer.step()
-        self.bias_optimizer.step()
+        self._step(self.optimizer, self.bias_optimizer)
         return loss.detach()
 
     def _single_pass_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -137,14 +145,13 @@ class LearningNotToLearn(Algorithm):
             head_logits = self.bias_head(head_input)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
-        head_loss = bias_loss(head_logits, batch.bias_targets)
+        head_loss = self._global_pixel_mean(bias_loss(head_logits, batch.bias_targets), batch)
         head_params = [p for p in self.bias_head.parameters() if p.requires_grad]
         torch.autograd.backward(head_loss, inputs=head_params + [head_input], retain_graph=True)
         (term_grad,) = torch.autograd.grad(self.feature_term_weight * term, head_input)
         feature_grad = term_grad - self.reversal_scale * head_input.grad
         torch.autograd.backward([label_loss, features], [None, feature_grad.to(features.dtype)])
-        self.optimizer.step()
-        self.bias_optimizer.step()
+        self._step(self.optimizer, self.bias_optimizer)
         return label_loss.detach(), term.detach(), head_loss.detach()
 
 

@@ -73,10 +73,17 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     shuffle: bool = True,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[Batch]:
     """Batches of `split` on its own device; the permutation is drawn on the CPU so that it is
     reproducible across devices from the same generator. `start_batch` skips batches already
-    trained (a resumed epoch)."""
+    trained (a resumed epoch).
+
+    `shard=(rank, world)`: every process draws the same permutation and takes the share
+    ``global_batch[rank::world]`` of each global batch. A last batch is cut to a multiple of
+    `world` (at most world - 1 samples left out, different ones each epoch), so shares are always
+    equal and averaging their gradients equals one process's step on the global batch."""
+    rank, world = shard
     device = split.labels.device
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -84,11 +91,17 @@ def iterate_batches(
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
     for start in range(start_batch * batch_size, n, batch_size):
-        yield make_batch(split, order[start:start + batch_size], mean_t, std_t)
+        index = order[start:start + batch_size]
+        if world > 1:
+            index = index[:len(index) - len(index) % world][rank::world]
+            if not len(index):
+                return
+        yield make_batch(split, index, mean_t, std_t)
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def num_batches(n: int, batch_size: int, world: int = 1) -> int:
+    """Batches per epoch; with `world` processes a last batch smaller than `world` is dropped."""
+    return n // batch_size + (n % batch_size >= world)
 
 
 def cache_dir() -> Path:
