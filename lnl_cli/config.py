@@ -143,6 +143,17 @@ class TrainConfig:
                        "bf16 (AVX512-BF16/AMX), else fp32"))
     channels_last: bool = field(default=True, metadata=_meta("channels-last memory layout (faster convolutions)"))
     compile: bool = field(default=False, metadata=_meta("torch.compile the networks (slow start, faster steps)"))
+    sync_batchnorm: bool = field(
+        default=False,
+        metadata=_meta("with several processes (torchrun), BatchNorm statistics over the global batch instead of "
+                       "each process's share; no effect in one process"))
+
+
+@dataclass
+class DistConfig:
+    backend: Literal["auto", "nccl", "gloo"] = field(
+        default="auto",
+        metadata=_meta("collective backend when launched by torchrun; auto: nccl on CUDA, gloo on the CPU"))
 
 
 @dataclass
@@ -175,6 +186,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     lnl: LnlConfig = field(default_factory=LnlConfig)
     blind_eye: BlindEyeConfig = field(default_factory=BlindEyeConfig)
 

@@ -98,6 +98,23 @@ def test_streaming_split_yields_the_same_batches_as_memory(pets):
             assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and torch.equal(a.bias, b.bias)
 
 
+def test_sharded_and_subset_streaming_batches_match_memory(pets):
+    """What a torchrun process gets of a streamed split (its share of each batch, its test shard)."""
+    memory = load_dataset(load_config(pets, ["data.loading=memory"]))
+    stream = load_dataset(load_config(pets, ["data.loading=stream"]))
+    for rank in (0, 1):
+        shares = [list(iterate_batches(d.train, 4, d.mean, d.std, torch.Generator().manual_seed(1), shard=(rank, 2)))
+                  for d in (memory, stream)]
+        # 14 images, global batches of 4: 4, 4, 4, 2 -> each of 2 processes takes 2, 2, 2, 1
+        assert [len(b.labels) for b in shares[0]] == [len(b.labels) for b in shares[1]] == [2, 2, 2, 1]
+        assert all(torch.equal(a.images, b.images) and torch.equal(a.bias, b.bias) for a, b in zip(*shares))
+    index = torch.tensor([5, 0, 3])
+    a, b = memory.test.subset(index), stream.test.subset(index)
+    assert len(b) == 3 and torch.equal(a.labels, b.labels)
+    first = [next(iterate_batches(split, 3, memory.mean, memory.std, shuffle=False)).images for split in (a, b)]
+    assert torch.equal(*first)
+
+
 def test_auto_loading_streams_what_exceeds_the_memory_limit(pets):
     assert not isinstance(load_dataset(load_config(pets)).train, StreamingSplit)
     big = load_dataset(load_config(pets, ["data.memory_limit_mb=1", "data.image_size=512"]))

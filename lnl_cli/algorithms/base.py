@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lnl_cli import distributed
 from lnl_cli.config import Config
 from lnl_cli.data.base import Batch
 from lnl_cli.models import build_backbone
@@ -141,12 +142,21 @@ class Algorithm(nn.Module):
             opt.load_state_dict(state[name])
 
     # -- shared step pieces -------------------------------------------------------------
+    @staticmethod
+    def _step(*optimizers: torch.optim.Optimizer) -> None:
+        """Average the optimizers' gradients over processes (one collective; a no-op in one process),
+        then step: each parameter's gradient is averaged exactly once per step, however many backward
+        passes built it."""
+        distributed.average_gradients(p for opt in optimizers for group in opt.param_groups for p in group["params"])
+        for optimizer in optimizers:
+            optimizer.step()
+
     def _classification_step(self, batch: Batch) -> torch.Tensor:
         """One plain cross-entropy step of f and g; returns the (detached) label loss."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.label_loss(self.predict(batch.images).float(), batch.labels)
         loss.backward()
-        self.optimizer.step()
+        self._step(self.optimizer)
         return loss.detach()
 
 

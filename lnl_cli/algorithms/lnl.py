@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lnl_cli import distributed
 from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
 from lnl_cli.algorithms.grad_reverse import grad_reverse
 from lnl_cli.config import Config, bias_head_kind
@@ -102,7 +103,14 @@ class LearningNotToLearn(Algorithm):
         return batch.bias_targets if self.bias_head.num_heads > 1 else batch.bias
 
     def head_loss(self, head_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return bias_loss(head_logits, self.bias_targets(batch), self.bias_head.num_heads)
+        """h's loss; under torchrun a mean over the valid targets (stroke pixels, or images) of the whole
+        global batch: shares hold different numbers of stroke pixels, so plain averaging would weight
+        them wrongly."""
+        targets = self.bias_targets(batch)
+        loss = bias_loss(head_logits, targets, self.bias_head.num_heads)
+        if not distributed.is_distributed():
+            return loss
+        return distributed.global_mean(loss, (targets != IGNORE_INDEX).sum())
 
     def _feature_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(a) f, g <- CE(y) + lambda * feature term (LNL: negative entropy) of h(f(x)); h stays fixed."""
@@ -116,7 +124,7 @@ class LearningNotToLearn(Algorithm):
         term = self.feature_term(head_logits)
         (label_loss + self.feature_term_weight * term).backward()
         self.bias_head.requires_grad_(True)
-        self.optimizer.step()
+        self._step(self.optimizer)
         return label_loss.detach(), term.detach()
 
     def _bias_step(self, batch: Batch) -> torch.Tensor:
@@ -129,8 +137,7 @@ class LearningNotToLearn(Algorithm):
             head_logits = self.bias_head(features)
         loss = self.head_loss(head_logits, batch)
         loss.backward()
-        self.optimizer.step()
-        self.bias_optimizer.step()
+        self._step(self.optimizer, self.bias_optimizer)
         return loss.detach()
 
     def _single_pass_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,8 +163,7 @@ class LearningNotToLearn(Algorithm):
         (term_grad,) = torch.autograd.grad(self.feature_term_weight * term, head_input)
         feature_grad = term_grad - self.reversal_scale * head_input.grad
         torch.autograd.backward([label_loss, features], [None, feature_grad.to(features.dtype)])
-        self.optimizer.step()
-        self.bias_optimizer.step()
+        self._step(self.optimizer, self.bias_optimizer)
         return label_loss.detach(), term.detach(), head_loss.detach()
 
 

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lnl_cli import distributed
 from lnl_cli.engine import StopRequest, TrainCallbacks
-from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError
+from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError, TrainingDiverged, TrainingInterrupted
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -39,8 +40,13 @@ OverlayPreset = Annotated[Optional[str], typer.Option(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    stderr.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
+    where = f"rank {distributed.rank()}: " if distributed.launched() and not distributed.is_main() else ""
+    stderr.print(f"[bold red]Error:[/] {escape(where + message)}", soft_wrap=True)
     return typer.Exit(code)
+
+
+# Stops every process agrees on: rank 0 reports them, the other ranks exit with the same code quietly.
+AGREED_STOPS = (TrainingInterrupted, TrainingDiverged)
 
 
 @contextlib.contextmanager
@@ -53,6 +59,8 @@ def user_errors() -> Iterator[None]:
     except LnlError as exc:
         if os.environ.get("LNL_DEBUG"):
             raise
+        if isinstance(exc, AGREED_STOPS) and not distributed.is_main():
+            raise typer.Exit(exc.exit_code) from None
         raise fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_SIGINT) from None
@@ -86,13 +94,20 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 @contextlib.contextmanager
 def graceful_stop() -> Iterator[StopRequest]:
-    """First SIGINT/SIGTERM asks the loop to stop at a step boundary and save; a second SIGINT aborts."""
+    """First SIGINT/SIGTERM asks the loop to stop at a step boundary and save; a second SIGINT aborts.
+
+    Under torchrun a Ctrl-C reaches each worker twice (from the terminal and forwarded by the agent),
+    so there repeats are ignored: the agent itself kills workers that outlast its shutdown timeout."""
     stop = StopRequest()
     previous = {}
+    escalate = not distributed.launched()
 
     def handler(signum, _frame):
-        if stop.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.signal_name is not None:
+            if not escalate:
+                return
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
         name = signal.Signals(signum).name
         stop.request(name, EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM)
         stderr.print(f"{name} received: finishing the current step and saving a checkpoint")

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 from rich.table import Table
 
-from lnl_cli import api
+from lnl_cli import api, distributed
 from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
                                 fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
 from lnl_cli.cli.presets import print_presets
-from lnl_cli.engine import resolve_run_dir
+from lnl_cli.engine import check_run_dir, resolve_run_dir
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
 
 DEFAULT_PRESET = "colored-mnist"
+NPROC_OPTION = "--nproc-per-node"
+# Where rank 0 of a relaunched job leaves its exit code: torchrun itself exits 1 whatever the workers' codes.
+EXIT_CODE_FILE_ENV = "LNL_EXIT_CODE_FILE"
 
 
 @contextlib.contextmanager
@@ -31,6 +39,8 @@ def plots_afterwards(run_dir: Path) -> Iterator[None]:
 
 
 def _write_plots(run_dir: Path) -> None:
+    if not distributed.is_main():
+        return
     from lnl_cli.plots import PlotsUnavailable, plot_training
 
     try:
@@ -49,6 +59,10 @@ def train(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
+    nproc_per_node: Optional[int] = typer.Option(
+        None, NPROC_OPTION, min=1,
+        help="Train with this many processes on this machine (one per GPU on CUDA): relaunches itself "
+             "through torchrun. Use torchrun directly for several machines."),
 ) -> None:
     """Train a model on a preset; writes config.yaml, metrics.jsonl, checkpoint.pt and summary.json."""
     if list_presets:
@@ -56,8 +70,28 @@ def train(
         return
     if resume is not None and (preset is not None or out is not None):
         raise fail("--resume continues a run with its own config and folder; drop --preset and --out", EXIT_USAGE)
+    try:
+        _train(overrides, preset, set_values, out, data_root, json_output, resume, nproc_per_node)
+    except typer.Exit as exit:
+        _record_exit_code(exit.exit_code)
+        raise
+    _record_exit_code(0)
+
+
+def _record_exit_code(code: int) -> None:
+    path = os.environ.get(EXIT_CODE_FILE_ENV)
+    if path and distributed.is_main():
+        Path(path).write_text(f"{code}\n")
+
+
+def _train(overrides, preset, set_values, out, data_root, json_output, resume, nproc_per_node) -> None:
     with user_errors():
         all_overrides = collect_overrides(set_values, overrides, data_root)
+        if nproc_per_node is not None and not distributed.launched():
+            if resume is None:  # config and folder errors are reported here, once, before any process starts
+                config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
+                out = check_run_dir(out, config)
+            raise typer.Exit(_relaunch(nproc_per_node, out if resume is None else None))
         if resume is not None:
             with graceful_stop() as stop, plots_afterwards(resume):
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
@@ -66,6 +100,11 @@ def train(
             run_dir = resolve_run_dir(out, config)
             with graceful_stop() as stop, plots_afterwards(run_dir):
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
+    if distributed.is_main():  # rank 0 prints the result
+        _render(summary, json_output)
+
+
+def _render(summary: dict, json_output: bool) -> None:
     if json_output:
         print_json(summary)
         return
@@ -83,3 +122,41 @@ def train(
     table.add_row("wall time (s)", fmt(summary["seconds"], 1))
     table.add_row("run folder", summary["run_dir"])
     stdout.print(table)
+
+
+def _relaunch(nproc: int, out: Path | None) -> int:
+    """Run this same command under ``python -m torch.distributed.run --standalone`` with `nproc` workers;
+    return rank 0's exit code. The run folder is resolved here so every worker uses the same one.
+
+    Ctrl-C reaches every process of the terminal's foreground group, so this process ignores SIGINT;
+    a SIGTERM sent to it is passed on to torchrun, which passes it on to the workers."""
+    argv = _without_option(sys.argv[1:], NPROC_OPTION)
+    if out is not None:
+        argv = _without_option(_without_option(argv, "--out"), "-o") + ["--out", str(out)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "lnl_cli", *argv]
+    with tempfile.TemporaryDirectory(prefix="lnl-launch-") as folder:
+        code_file = Path(folder) / "exit_code"
+        child = subprocess.Popen(command, env={**os.environ, EXIT_CODE_FILE_ENV: str(code_file)})
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, _: child.send_signal(signum))}
+        try:
+            returncode = child.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        recorded = code_file.read_text().strip() if code_file.is_file() else ""
+    return int(recorded) if recorded else returncode
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """`argv` without ``name VALUE`` and ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out

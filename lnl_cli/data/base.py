@@ -37,10 +37,18 @@ class Split(Protocol):
 
     def __len__(self) -> int: ...
 
+    @property
+    def index_device(self) -> torch.device:
+        """Where the sample indices of a batch should live (the data's device, or the CPU for files)."""
+        ...
+
     def to(self, device: torch.device | str) -> "Split": ...
 
-    def batches(self, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                order: torch.Tensor) -> Iterator[Batch]: ...
+    def subset(self, index: torch.Tensor) -> "Split": ...
+
+    def batches(self, chunks: list[torch.Tensor], mean: tuple[float, ...], std: tuple[float, ...]) -> Iterator[Batch]:
+        """One normalised batch per index tensor in `chunks`."""
+        ...
 
 
 @dataclass
@@ -63,13 +71,14 @@ class BiasedSplit:
     def subset(self, index: torch.Tensor) -> "BiasedSplit":
         return self._map(lambda t: t[index])
 
-    def batches(self, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                order: torch.Tensor) -> Iterator[Batch]:
-        device = self.labels.device
-        order = order.to(device)
-        mean_t, std_t = normaliser(mean, std, device)
-        for start in range(0, len(order), batch_size):
-            yield make_batch(self, order[start:start + batch_size], mean_t, std_t)
+    @property
+    def index_device(self) -> torch.device:
+        return self.labels.device
+
+    def batches(self, chunks: list[torch.Tensor], mean: tuple[float, ...], std: tuple[float, ...]) -> Iterator[Batch]:
+        mean_t, std_t = normaliser(mean, std, self.labels.device)
+        for index in chunks:
+            yield make_batch(self, index, mean_t, std_t)
 
 
 @dataclass
@@ -132,17 +141,29 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     shuffle: bool = True,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[Batch]:
     """Batches of `split` on its own device; the permutation is drawn on the CPU so that it is
     reproducible across devices from the same generator. `start_batch` skips batches already
-    trained (a resumed epoch)."""
+    trained (a resumed epoch).
+
+    `shard=(rank, world)`: every process draws the same permutation and takes the share
+    ``global_batch[rank::world]`` of each global batch. A last batch is cut to a multiple of
+    `world` (at most world - 1 samples left out, different ones each epoch), so shares are always
+    equal and averaging their gradients equals one process's step on the global batch."""
+    rank, world = shard
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    return split.batches(batch_size, mean, std, order[start_batch * batch_size:])
+    chunks = list(order.to(split.index_device).split(batch_size))[start_batch:]
+    if world > 1:
+        chunks = [chunk[:len(chunk) - len(chunk) % world][rank::world] for chunk in chunks]
+        chunks = [chunk for chunk in chunks if len(chunk)]
+    return split.batches(chunks, mean, std)
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def num_batches(n: int, batch_size: int, world: int = 1) -> int:
+    """Batches per epoch; with `world` processes a last batch smaller than `world` is dropped."""
+    return n // batch_size + (n % batch_size >= world)
 
 
 def cache_dir() -> Path:

@@ -41,14 +41,16 @@ class ImageRecords:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, size: int | None, seed: int) -> "ImageRecords":
+    def take(self, index: torch.Tensor) -> "ImageRecords":
+        positions = index.tolist()
+        return ImageRecords(self.source, [self.paths[i] for i in positions], [self.rows[i] for i in positions],
+                            self.labels[index], self.bias[index])
+
+    def random_subset(self, size: int | None, seed: int) -> "ImageRecords":
         """A seeded random subset of `size` images (all of them when size is None or larger)."""
         if size is None or size >= len(self):
             return self
-        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
-        picked = index.tolist()
-        return ImageRecords(self.source, [self.paths[i] for i in picked], [self.rows[i] for i in picked],
-                            self.labels[index], self.bias[index])
+        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size])
 
     def check_files_exist(self) -> None:
         for path, row in zip(self.paths, self.rows):
@@ -123,12 +125,17 @@ class StreamingSplit:
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def index_device(self) -> torch.device:
+        return torch.device("cpu")  # the decoding workers read the indices
+
     def to(self, device: torch.device | str) -> "StreamingSplit":
         return StreamingSplit(self.records, self.size, self.num_workers, device)
 
-    def batches(self, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                order: torch.Tensor) -> Iterator[Batch]:
-        chunks = list(order.cpu().split(batch_size))
+    def subset(self, index: torch.Tensor) -> "StreamingSplit":
+        return StreamingSplit(self.records.take(index.cpu()), self.size, self.num_workers, self.device)
+
+    def batches(self, chunks: list[torch.Tensor], mean: tuple[float, ...], std: tuple[float, ...]) -> Iterator[Batch]:
         loader = DataLoader(_BatchDecoder(self.records, self.size), batch_size=None, sampler=chunks,
                             num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
         mean_t, std_t = normaliser(mean, std, self.device)
@@ -136,7 +143,7 @@ class StreamingSplit:
             if error is not None:
                 raise DataError(error)
             images = images.to(self.device, non_blocking=True).float().div_(255.0).sub_(mean_t).div_(std_t)
-            index = index.to(self.device)
+            index = index.to(self.device, non_blocking=True)
             yield Batch(images, self.labels[index], self.bias[index], None)
 
 
@@ -158,8 +165,8 @@ def build_image_dataset(config: Config, train: ImageRecords, test: ImageRecords,
     if len(bias_names) >= IGNORE_INDEX:
         raise DataError(f"{train.source}: {len(bias_names)} bias values; at most {IGNORE_INDEX - 1} are supported")
     aligned = majority_alignment(train.labels, train.bias, len(class_names), len(bias_names))
-    train = train.subset(data.train_size, data.seed + 1)
-    test = test.subset(data.test_size, data.seed + 2)
+    train = train.random_subset(data.train_size, data.seed + 1)
+    test = test.random_subset(data.test_size, data.seed + 2)
     used = (train, test) if with_train else (test,)
     for records in used:
         records.check_files_exist()
