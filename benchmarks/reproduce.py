@@ -127,7 +127,7 @@ def plot(results: list[dict], path: Path) -> Path | None:
             if r["method"] == method:
                 points.setdefault(r["color_var"], []).append(r["accuracy"])
         xs = sorted(points)
-        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "o-", color=color, label=f"{method} (lnl)")
+        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "o-", color=color, label=f"{method} (measured)")
         if method in PAPER:
             paper_xs = sorted(PAPER[method])
             ax.plot(paper_xs, [PAPER[method][x] for x in paper_xs], "--", color=color, alpha=0.6,
