@@ -109,11 +109,12 @@ class ModelConfig:
         default=None,
         metadata=_meta("local weights file (a torchvision ResNet state_dict) loaded before training; never "
                        "downloaded"))
-    bias_head: Literal["auto", "color_pixels", "conv", "mlp"] = field(
+    bias_head: Literal["auto", "color_pixels", "conv", "mlp", "spatial"] = field(
         default="auto",
         metadata=_meta("h: color_pixels (per-pixel colour bins, the paper's Colored-MNIST head) or a "
-                       "categorical conv/mlp head predicting the bias class; auto: color_pixels for "
-                       "colored_mnist on paper_convnet, else conv"))
+                       "categorical head predicting the bias class: conv or mlp on pooled features, spatial "
+                       "at every feature position; auto: color_pixels for colored_mnist on paper_convnet, "
+                       "else conv"))
     bias_head_width: int = field(default=128, metadata=_meta("hidden width of the conv/mlp bias head", min=1))
 
 

@@ -38,10 +38,10 @@ def count_predictions(algorithm: Algorithm, split: Split, dataset: BiasedDataset
         confusion += torch.bincount(batch.labels * classes + predicted, minlength=confusion.numel())
         if algorithm.has_bias_head:
             with algorithm.autocast():
-                bias_predicted = algorithm.bias_head(features).argmax(dim=1)
-            targets = algorithm.bias_targets(batch)
+                head_logits = algorithm.bias_head(features)
+            targets = algorithm.bias_targets(batch, head_logits)
             valid = targets != IGNORE_INDEX
-            bias_hits += (bias_predicted == targets)[valid].sum()
+            bias_hits += (head_logits.argmax(dim=1) == targets)[valid].sum()
             bias_pixels += valid.sum()
     algorithm.train(was_training)
     return {

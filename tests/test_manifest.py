@@ -206,7 +206,7 @@ def _image_batch(classes=2, bias_classes=3, size=64, n=8):
 
 
 @pytest.mark.parametrize("method", sorted(ALGORITHMS))
-@pytest.mark.parametrize("head", ["conv", "mlp"])
+@pytest.mark.parametrize("head", ["conv", "mlp", "spatial"])
 def test_every_algorithm_trains_a_categorical_bias_head(method, head):
     config = load_config(None, [f"method={method}", "data.type=manifest", "data.train=a.csv", "data.test=b.csv",
                                 f"model.bias_head={head}", "train.precision=fp32", "model.bias_head_width=16"])
@@ -217,7 +217,8 @@ def test_every_algorithm_trains_a_categorical_bias_head(method, head):
     losses = algorithm.update(batch)
     assert all(math.isfinite(float(v)) for v in losses.values())
     if algorithm.has_bias_head:
-        assert algorithm.bias_head(algorithm.features(batch.images)).shape == (8, 3)
+        expected = (8, 3, 14, 14) if head == "spatial" else (8, 3)
+        assert algorithm.bias_head(algorithm.features(batch.images)).shape == expected
         assert "bias_loss" in losses
         assert any(not torch.equal(v, before[k]) for k, v in algorithm.state_dict().items() if k.startswith("bias_head"))
 

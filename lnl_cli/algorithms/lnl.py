@@ -98,15 +98,20 @@ class LearningNotToLearn(Algorithm):
             "bias_loss": head_loss / self.bias_head.num_heads,  # per head, as the official log
         }
 
-    def bias_targets(self, batch: Batch) -> torch.Tensor:
-        """What h predicts: per-pixel colour bins for the colour heads, else the bias class."""
-        return batch.bias_targets if self.bias_head.num_heads > 1 else batch.bias
+    def bias_targets(self, batch: Batch, head_logits: torch.Tensor) -> torch.Tensor:
+        """What h predicts: per-pixel colour bins for the colour heads, else the bias class (at every
+        position of a spatial head's N x K x H x W logits)."""
+        if self.bias_head.num_heads > 1:
+            return batch.bias_targets
+        if head_logits.dim() == 4:
+            return batch.bias[:, None, None].expand(-1, *head_logits.shape[2:])
+        return batch.bias
 
     def head_loss(self, head_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """h's loss; under torchrun a mean over the valid targets (stroke pixels, or images) of the whole
         global batch: shares hold different numbers of stroke pixels, so plain averaging would weight
         them wrongly."""
-        targets = self.bias_targets(batch)
+        targets = self.bias_targets(batch, head_logits)
         loss = bias_loss(head_logits, targets, self.bias_head.num_heads)
         if not distributed.is_distributed():
             return loss

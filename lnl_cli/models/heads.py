@@ -36,16 +36,23 @@ class ColorBiasHead(nn.Module):
 
 
 class CategoricalBiasHead(nn.Module):
-    """One bias class per image: conv3x3 -> BN -> ReLU -> global pool -> linear (`conv`), or global
-    pool -> linear -> ReLU -> linear (`mlp`). Logits N x classes."""
+    """One bias class per image: conv3x3 -> BN -> ReLU -> global pool -> linear (`conv`), global
+    pool -> linear -> ReLU -> linear (`mlp`), both with logits N x classes; or conv3x3 -> BN -> ReLU ->
+    conv1x1 predicting the class at every position (`spatial`, logits N x classes x H x W), the
+    categorical analogue of the paper's per-pixel colour heads: f must clear the bias from every
+    position, not only from the pooled average."""
 
     num_heads = 1
 
     def __init__(self, classes: int, in_channels: int, kind: str = "conv", width: int = 128):
         super().__init__()
-        if kind == "conv":
+        if kind in ("conv", "spatial"):
             layers = [nn.Conv2d(in_channels, width, kernel_size=3, padding=1), nn.BatchNorm2d(width),
-                      nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)]
+                      nn.ReLU(inplace=True)]
+            if kind == "conv":
+                layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes)]
+            else:
+                layers += [nn.Conv2d(width, classes, kernel_size=1)]
         else:
             layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, width), nn.ReLU(inplace=True),
                       nn.Linear(width, classes)]
