@@ -86,6 +86,13 @@ def setup(requested_backend: str, device: torch.device) -> None:
                             device_id=device if device.type == "cuda" else None)
 
 
+def finish() -> None:
+    """Every process waits for the others before leaving: one that closes its connections while a
+    peer still finishes its last steps could make gloo abort that peer."""
+    if is_distributed():
+        dist.barrier()
+
+
 def teardown() -> None:
     if is_distributed():
         dist.destroy_process_group()

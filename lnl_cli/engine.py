@@ -375,6 +375,7 @@ def _loop(ctx: RunContext, start_epoch: int, generator: torch.Generator, progres
     summary = _summary(ctx, last_eval, time.perf_counter() - started, train_seconds)
     if distributed.is_main():
         atomic_write_json(ctx.run_dir / "summary.json", summary)
+    distributed.finish()
     return summary
 
 
