@@ -1,4 +1,4 @@
-"""Reproduce the paper's Colored-MNIST table: baseline and LNL over sigma^2 values and seeds.
+"""Reproduce the paper's Colored-MNIST table: baseline, LNL, Gray and BlindEye over sigma^2 values and seeds.
 
 Prints a markdown table of unbiased test accuracy (mean ± std over seeds) beside the paper's
 numbers, with the wall time per run; writes every run folder under --out.
@@ -42,7 +42,7 @@ class EpochLog(TrainCallbacks):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="colored-mnist")
-    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl"],
+    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl", "gray", "blind_eye"],
                         help="any of baseline, lnl, gray, blind_eye")
     parser.add_argument("--color-vars", nargs="+", type=float, default=[0.020])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
