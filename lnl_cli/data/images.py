@@ -76,7 +76,8 @@ def _decode_error(records: ImageRecords, position: int, exc: Exception) -> str:
 
 
 def decode_all(records: ImageRecords, size: int, workers: int) -> torch.Tensor:
-    """Every image of `records` as one uint8 N x 3 x size x size tensor (threads: decoding releases the GIL)."""
+    """Every image of `records` as one uint8 N x 3 x size x size tensor, decoded once by a thread pool
+    (Pillow's decoders release the GIL while they work)."""
     images = torch.empty(len(records), RGB_CHANNELS, size, size, dtype=torch.uint8)
 
     def decode(position: int) -> None:
