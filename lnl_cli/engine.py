@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -278,10 +278,29 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
                  stop: StopRequest | None = None) -> dict[str, Any]:
     """Train `config` into a new run folder; return the summary (also written as summary.json)."""
     run_dir = check_run_dir(out_dir, config)
-    try:
+
+    def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop)
         _announce(ctx, 0)
         return _loop(ctx, 0, torch.Generator().manual_seed(config.seed))
+
+    return _in_process_group(body)
+
+
+def _in_process_group(body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `body`, then leave the process group (if any) together.
+
+    Processes wait for each other before tearing down: one that closes its connections while a peer is
+    still finishing can make gloo abort that peer. A finished run and an agreed stop (a signal or a NaN:
+    every process raises it at the same step) reach the barrier on every process; any other error may
+    be one process's alone, so it leaves without waiting (torchrun then ends the job)."""
+    try:
+        result = body()
+        distributed.finish()
+        return result
+    except (TrainingInterrupted, TrainingDiverged):
+        distributed.finish()
+        raise
     finally:
         distributed.teardown()
 
@@ -310,7 +329,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"run_dir": str(run_dir)}
         return {**summary, "already_finished": True}
-    try:
+    def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
         _announce(ctx, start_epoch)
         generator = torch.Generator()
@@ -321,8 +340,8 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
             progress = EpochProgress(partial["order_state"], int(partial["step"]), int(partial["seen"]),
                                      dict(partial["loss_sums"]))
         return _loop(ctx, start_epoch, generator, progress, float(checkpoint.get("train_seconds", 0.0)))
-    finally:
-        distributed.teardown()
+
+    return _in_process_group(body)
 
 
 def _restore_rng(rng: dict[str, Any] | None) -> None:
@@ -375,7 +394,6 @@ def _loop(ctx: RunContext, start_epoch: int, generator: torch.Generator, progres
     summary = _summary(ctx, last_eval, time.perf_counter() - started, train_seconds)
     if distributed.is_main():
         atomic_write_json(ctx.run_dir / "summary.json", summary)
-    distributed.finish()
     return summary
 
 
