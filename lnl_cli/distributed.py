@@ -13,6 +13,7 @@ here touches the single-process path.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Iterable
 
@@ -94,8 +95,12 @@ def finish() -> None:
 
 
 def teardown() -> None:
+    """Leave the process group, then collect garbage: gloo work objects and the tensors they hold, kept
+    alive by reference cycles (an exception's traceback), must not be freed during interpreter shutdown,
+    where gloo can abort the process."""
     if is_distributed():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def _reduce_device(tensor: torch.Tensor) -> torch.device:

@@ -149,7 +149,14 @@ def _worker(rank: int, port: int, folder: str, scenario: str) -> None:
 
 
 def _spawn(tmp_path: Path, scenario: str) -> list[dict]:
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path), scenario), nprocs=2, start_method="spawn")
+    """Both ranks' outcomes. A rank that aborts *after* writing its outcome (gloo at interpreter exit, rare
+    on this torch; `lnl train --nproc-per-node` reports the exit code rank 0 recorded before exiting)
+    does not fail the stop behaviour checked here; one that aborts before writing it does."""
+    try:
+        mp.start_processes(_worker, args=(_free_port(), str(tmp_path), scenario), nprocs=2, start_method="spawn")
+    except mp.ProcessExitedException as exc:
+        if exc.signal_name != "SIGABRT" or not all((tmp_path / f"rank{r}.json").is_file() for r in range(2)):
+            raise
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
