@@ -28,7 +28,7 @@ from lnl_cli.data.base import (BiasedDataset, Split, iterate_batches, load_datas
 from lnl_cli.errors import (EXIT_SIGINT, EXIT_SIGTERM, CheckpointError, ConfigError, TrainingDiverged,
                             TrainingInterrupted)
 from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text
-from lnl_cli.metrics import count_predictions, summarise_counts
+from lnl_cli.metrics import evaluate_split
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config keys that may change when a run is resumed: they do not change what was already trained.
@@ -254,8 +254,8 @@ def _test_shard(split: Split) -> Split | None:
 
 def _evaluate(ctx: RunContext) -> dict[str, Any]:
     """Test metrics from per-(label, bias) counts summed over the processes' shards: identical on all."""
-    counts = count_predictions(ctx.algorithm, ctx.test_shard or ctx.dataset.test, ctx.dataset)
-    return summarise_counts(distributed.all_reduce_dict(counts), ctx.dataset.aligned_mask(), with_cells=False)
+    return evaluate_split(ctx.algorithm, ctx.test_shard or ctx.dataset.test, ctx.dataset, with_cells=False,
+                          reduce_counts=distributed.all_reduce_dict)
 
 
 def _announce(ctx: RunContext, start_epoch: int) -> None:
@@ -329,6 +329,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"run_dir": str(run_dir)}
         return {**summary, "already_finished": True}
+
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
         _announce(ctx, start_epoch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -93,7 +93,9 @@ def _names(class_names: tuple[str, ...], bias_names: tuple[str, ...], label: int
     return named
 
 
-def evaluate_split(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
-                   with_cells: bool = True) -> dict[str, Any]:
-    return summarise_counts(count_predictions(algorithm, split, dataset), dataset.aligned_mask(), with_cells,
-                            dataset.class_names, dataset.bias_names)
+def evaluate_split(algorithm: Algorithm, split: Split, dataset: BiasedDataset, with_cells: bool = True,
+                   reduce_counts: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda c: c,
+                   ) -> dict[str, Any]:
+    """`reduce_counts` combines the counts of several shards (e.g. summed over processes) first."""
+    counts = reduce_counts(count_predictions(algorithm, split, dataset))
+    return summarise_counts(counts, dataset.aligned_mask(), with_cells, dataset.class_names, dataset.bias_names)

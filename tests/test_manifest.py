@@ -340,6 +340,9 @@ def test_dogs_and_cats_lists_become_the_tb1_and_tb2_manifests(tmp_path):
                                            ["/kaggle/train/dog.3.jpg", "dog", "dark"]]
     config = load_config("dogs-and-cats-tb1", [f"data.root={tmp_path}"])
     assert (tmp_path / config.data.train).is_file() and (tmp_path / config.data.test).is_file()
+    with pytest.raises(SystemExit) as exited:  # one-line error, the data exit code
+        paper_manifests.main(["dogs-and-cats", "--images", "x", "--lists", str(tmp_path / "no"), "--out", "y"])
+    assert exited.value.code == 3
 
 
 def test_imdb_lists_become_the_extreme_bias_manifests(tmp_path):
@@ -359,3 +362,8 @@ def test_imdb_lists_become_the_extreme_bias_manifests(tmp_path):
     assert _rows(tmp_path / "eb1.csv") == [["/imdb/a.jpg", "female", "young"], ["/imdb/b.jpg", "male", "old"]]
     assert _rows(tmp_path / "eb2.csv") == [["/imdb/c.jpg", "female", "old"], ["/imdb/d.jpg", "male", "young"]]
     assert _rows(tmp_path / "test.csv") == [["/imdb/t1.jpg", "female", "old"]]  # 30-39 left out
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    with pytest.raises(SystemExit) as exited:
+        paper_manifests.main(["imdb", "--images", "/imdb", "--age-gender", str(tmp_path / "broken.npy"),
+                              "--split", str(tmp_path / "split.npy"), "--out", str(tmp_path)])
+    assert exited.value.code == 3

@@ -99,13 +99,7 @@ class LearningNotToLearn(Algorithm):
         }
 
     def bias_targets(self, batch: Batch, head_logits: torch.Tensor) -> torch.Tensor:
-        """What h predicts: per-pixel colour bins for the colour heads, else the bias class (at every
-        position of a spatial head's N x K x H x W logits)."""
-        if self.bias_head.num_heads > 1:
-            return batch.bias_targets
-        if head_logits.dim() == 4:
-            return batch.bias[:, None, None].expand(-1, *head_logits.shape[2:])
-        return batch.bias
+        return self.bias_head.targets(batch.bias, batch.bias_targets, head_logits)
 
     def head_loss(self, head_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """h's loss; under torchrun a mean over the valid targets (stroke pixels, or images) of the whole

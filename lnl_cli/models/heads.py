@@ -28,6 +28,11 @@ class ColorBiasHead(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.out = nn.Conv2d(heads * width, heads * bins, kernel_size=3, padding=1, groups=heads)
 
+    @staticmethod
+    def targets(bias: torch.Tensor, pixel_targets: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+        """What this head predicts: every stroke pixel's colour bin per channel (IGNORE_INDEX elsewhere)."""
+        return pixel_targets
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Logits shaped N x bins x 3 x H x W, so that cross-entropy over dim 1 takes N x 3 x H x W targets."""
         logits = self.out(self.relu(self.norm(self.hidden(features))))
@@ -57,6 +62,11 @@ class CategoricalBiasHead(nn.Module):
             layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, width), nn.ReLU(inplace=True),
                       nn.Linear(width, classes)]
         self.layers = nn.Sequential(*layers)
+
+    @staticmethod
+    def targets(bias: torch.Tensor, pixel_targets: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+        """What this head predicts: the image's bias class, at every position for the spatial head."""
+        return bias[:, None, None].expand(-1, *logits.shape[2:]) if logits.dim() == 4 else bias
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from lnl_cli.tools import one_line_errors
+
 # Ten well-separated background colours (RGB 0-255), one per digit in the training set.
 PALETTE = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40),
@@ -96,13 +98,16 @@ def write_split(out: Path, name: str, digits: torch.Tensor, labels: torch.Tensor
 
 def build(mnist_root: Path, out: Path, train_size: int, test_size: int, correlation: float = 1.0,
           seed: int = 0) -> Path:
-    """Write images, train.csv, test.csv and background-mnist.yaml into `out`; return the preset's path."""
+    """Write images, train.csv, test.csv and background-mnist.yaml into `out`; return the preset's path.
+    MNIST is read before anything is written, so a missing MNIST leaves no folder behind; the preset is
+    written last, so a folder without it is an unfinished build."""
     from lnl_cli.data.colored_mnist import load_mnist
 
+    sources = {train: load_mnist(mnist_root, train, download=False) for train in (True, False)}
     generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, train, size, corr in (("train", True, train_size, correlation), ("test", False, test_size, None)):
-        digits, labels = load_mnist(mnist_root, train, download=False)
+        digits, labels = sources[train]
         pick = torch.randperm(len(labels), generator=generator)[:size]
         digits, labels = digits[pick], labels[pick]
         write_split(out, name, digits, labels, background_indices(labels, corr, generator), generator)
@@ -112,6 +117,7 @@ def build(mnist_root: Path, out: Path, train_size: int, test_size: int, correlat
     return preset
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding MNIST/raw")

@@ -26,6 +26,9 @@ import argparse
 import csv
 from pathlib import Path
 
+from lnl_cli.errors import DataError
+from lnl_cli.tools import one_line_errors
+
 YOUNG_MAX_AGE = 29
 OLD_MIN_AGE = 40
 GENDERS = {0: "female", 1: "male"}  # IMDB-WIKI's coding
@@ -33,7 +36,7 @@ GENDERS = {0: "female", 1: "male"}  # IMDB-WIKI's coding
 
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
-        raise SystemExit(f"error: list not found: {path}")
+        raise DataError(f"list not found: {path}")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -64,11 +67,25 @@ def _age_group(age: int) -> str | None:
     return "old" if age >= OLD_MIN_AGE else None
 
 
-def imdb(images: Path, age_gender: Path, split: Path, out: Path) -> None:
+def _load_dict(path: Path) -> dict:
+    """One of the official .npy files: a pickled dict (they are the user's own download, as documented)."""
+    import pickle
+
     import numpy as np
 
-    labels = np.load(age_gender, allow_pickle=True, encoding="latin1").item()
-    lists = np.load(split, allow_pickle=True, encoding="latin1").item()
+    try:
+        loaded = np.load(path, allow_pickle=True, encoding="latin1").item()
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise DataError(f"{path} does not hold a dict")
+    return loaded
+
+
+def imdb(images: Path, age_gender: Path, split: Path, out: Path) -> None:
+    labels, lists = _load_dict(age_gender), _load_dict(split)
+    if not {"train_list", "test_list"} <= set(lists):
+        raise DataError(f"{split} has no train_list/test_list (keys: {', '.join(map(str, lists))})")
 
     def rows(names, keep) -> list[list[str]]:
         result = []
@@ -93,6 +110,7 @@ def imdb(images: Path, age_gender: Path, split: Path, out: Path) -> None:
     _write(out / "test.csv", header, rows(lists["test_list"], lambda g, a: True))
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dataset", required=True)
