@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from lnl_cli import __version__
 from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.config import Config, from_dict, to_dict
 from lnl_cli.errors import CheckpointError, ConfigError
 from lnl_cli.fileio import atomic_write
+from lnl_cli.version import __version__
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "task", "model", "epoch")

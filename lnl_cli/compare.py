@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
 
-PROBE_FILE = "probe.json"
 CONFIG_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.lr",
                   "lnl.lambda", "lnl.grl_scale", "lnl.step")
 METRIC_COLUMNS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy",
                   "bias_head_accuracy", "leakage", "seconds")
 COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _dotted(tree: dict[str, Any], key: str) -> Any:
@@ -35,17 +25,14 @@ def _dotted(tree: dict[str, Any], key: str) -> Any:
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
-    summary = _read_json(run_dir / "summary.json")
+    summary = run_folder.read_summary(run_dir)
     if summary is None:
-        raise ConfigError(f"{run_dir} has no readable summary.json (not a finished lnl run)")
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
+        raise ConfigError(f"{run_dir} has no readable {run_folder.SUMMARY_FILE} (not a finished lnl run)")
+    config = run_folder.read_config_tree(run_dir)
     row: dict[str, Any] = {"run": str(run_dir)}
     row.update({key: _dotted(config, key) for key in CONFIG_COLUMNS})
     row.update({key: summary.get("test", {}).get(key) for key in METRIC_COLUMNS[:5]})
-    probe = _read_json(run_dir / PROBE_FILE)
+    probe = run_folder.read_probe(run_dir)
     row["leakage"] = probe["leakage"]["mean"] if probe else None
     row["seconds"] = summary.get("seconds")
     return row

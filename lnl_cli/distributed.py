@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError, TrainingDiverged, TrainingInterrupted
+from lnl_cli.runtime import StopRequest
 
 # Largest flat buffer of gradients all-reduced at once (DDP's default bucket size).
 GRADIENT_BUCKET_BYTES = 25 * 2 ** 20
@@ -103,6 +104,64 @@ def teardown() -> None:
         gc.collect()
 
 
+def agree(sums: dict[str, torch.Tensor], seen: int, stop: StopRequest) -> tuple[dict[str, torch.Tensor], int]:
+    """Loss sums and sample count over all processes, and a stop every process agrees on.
+
+    The training loop calls it where it checks the losses anyway (every few steps): one all-reduce
+    carries the sums, the count and each process's stop flags, so a NaN on any process makes the
+    sums NaN everywhere (all processes raise together) and a signal that reached any process stops
+    all of them at the same step. One process: the inputs unchanged."""
+    if not is_distributed():
+        return sums, seen
+    device = next(iter(sums.values())).device
+    local = {f"loss/{name}": value for name, value in sums.items()}
+    local.update({name: torch.tensor(value, dtype=torch.float64, device=device)
+                  for name, value in {"seen": seen, **_stop_flags(stop)}.items()})
+    total = all_reduce_dict(local)
+    _take_agreed_stop(stop, {name: float(total[name]) for name in _stop_flags(stop)})
+    return {name: total[f"loss/{name}"] for name in sums}, int(total["seen"])
+
+
+def stop_agreed(stop: StopRequest) -> bool:
+    """Between epochs: has any process been asked to stop? (One small all-reduce when distributed.)"""
+    if is_distributed():
+        counts = all_reduce_dict({k: torch.tensor(v) for k, v in _stop_flags(stop).items()})
+        _take_agreed_stop(stop, {k: float(v) for k, v in counts.items()})
+    return stop.requested
+
+
+def _stop_flags(stop: StopRequest) -> dict[str, float]:
+    return {"stop/SIGINT": float(stop.signal_name == "SIGINT"),
+            "stop/SIGTERM": float(stop.signal_name not in (None, "SIGINT"))}
+
+
+def _take_agreed_stop(stop: StopRequest, counts: dict[str, float]) -> None:
+    """Every process takes the same stop, and so exits with the same code: SIGINT if any process
+    got one, else SIGTERM if any process got a signal."""
+    if counts["stop/SIGINT"] > 0:
+        stop.request("SIGINT", EXIT_SIGINT)
+    elif counts["stop/SIGTERM"] > 0:
+        stop.request("SIGTERM", EXIT_SIGTERM)
+
+
+def run_in_group(body: Callable[[], Any]) -> Any:
+    """Run `body`, then leave the process group (if any) together.
+
+    Processes wait for each other before tearing down: one that closes its connections while a peer is
+    still finishing can make gloo abort that peer. A finished run and an agreed stop (a signal or a NaN:
+    every process raises it at the same step) reach the barrier on every process; any other error may
+    be one process's alone, so it leaves without waiting (torchrun then ends the job)."""
+    try:
+        result = body()
+        finish()
+        return result
+    except (TrainingInterrupted, TrainingDiverged):
+        finish()
+        raise
+    finally:
+        teardown()
+
+
 def _reduce_device(tensor: torch.Tensor) -> torch.device:
     """NCCL reduces only CUDA tensors: CPU tensors travel to this process's GPU and back."""
     if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
@@ -131,13 +190,6 @@ def all_reduce_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
         out[name] = flat[offset:offset + original.numel()].view(original.shape).to(original.dtype)
         offset += original.numel()
     return out
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every process if `flag` is true on any: stops that all processes agree on."""
-    if not is_distributed():
-        return flag
-    return bool(all_reduce_sum(torch.tensor([float(flag)])).item() > 0)
 
 
 def _buckets(tensors: list[torch.Tensor]) -> Iterable[list[torch.Tensor]]:

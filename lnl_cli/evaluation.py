@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from lnl_cli import runtime
+from lnl_cli.algorithms import Algorithm, TaskSpec
 from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algorithm
 from lnl_cli.config import Config, load_config
-from lnl_cli.algorithms import Algorithm, TaskSpec
-from lnl_cli.data.base import BiasedDataset, load_dataset, resolve_data_root
-from lnl_cli.engine import apply_threads, select_device
+from lnl_cli.data import load_dataset
+from lnl_cli.data.base import BiasedDataset, resolve_data_root
 from lnl_cli.errors import DataError
 from lnl_cli.metrics import evaluate_split
 
@@ -25,8 +26,8 @@ def load_for_inference(path: Path, preset: str | Path | None = None, overrides: 
     """The checkpoint's networks and its data (the training split only when asked for)."""
     checkpoint = load_checkpoint(path)
     config = config_for_checkpoint(checkpoint, path, preset, overrides)
-    apply_threads(config)
-    device = select_device(config.device)
+    runtime.apply_threads(config.train.num_threads)
+    device = runtime.select_device(config.device)
     algorithm = restore_algorithm(checkpoint, config, path).prepare(device)
     dataset = load_dataset(config, with_train).to(device)
     check_task_matches(algorithm.task, dataset, path)
@@ -42,6 +43,19 @@ def check_task_matches(task: TaskSpec, dataset: BiasedDataset, path: Path) -> No
     if task.num_bias_classes != dataset.num_bias_classes or (task.bias_names and task.bias_names != dataset.bias_names):
         raise DataError(f"{path} was trained on {task.num_bias_classes} bias values "
                         f"{list(task.bias_names)[:12]}, the data has {dataset.num_bias_classes}")
+
+
+def load_model(path: Path, device: str | None = None) -> Algorithm:
+    """A checkpoint's networks, ready for inference: on `device` (default: the checkpoint's config's),
+    in eval mode, with gradients off. ``model.predict(images)`` takes images normalised as in training
+    (``model.task.input_mean``/``input_std``)."""
+    checkpoint = load_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    algorithm = restore_algorithm(checkpoint, config, path).prepare(runtime.select_device(device or config.device))
+    algorithm.eval()
+    for network in algorithm.networks():
+        network.requires_grad_(False)
+    return algorithm
 
 
 def evaluate_checkpoint(path: Path, preset: str | Path | None = None,

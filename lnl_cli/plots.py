@@ -6,10 +6,10 @@ works without it and no display is ever needed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write
 
@@ -44,15 +44,14 @@ def plot_training(run_dir: Path) -> list[Path]:
     """losses.png and accuracy.png from a run's metrics.jsonl."""
     plt = _pyplot()
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    if not metrics_path.is_file():
+    if not run_folder.metrics_path(run_dir).is_file():
         return []
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    records = run_folder.read_metrics(run_dir)
     if not records:
         return []
     written = []
-    for name, keys, ylabel in (("losses.png", LOSS_KEYS, "loss (epoch mean)"),
-                               ("accuracy.png", ACCURACY_KEYS, "accuracy (unbiased test set)")):
+    for name, keys, ylabel in ((run_folder.LOSSES_PLOT, LOSS_KEYS, "loss (epoch mean)"),
+                               (run_folder.ACCURACY_PLOT, ACCURACY_KEYS, "accuracy (unbiased test set)")):
         fig, ax = plt.subplots(figsize=FIGURE_SIZE)
         for key in keys:
             points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]

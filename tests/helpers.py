@@ -1,10 +1,13 @@
-"""Tiny synthetic biased datasets for fast unit tests."""
+"""Tiny synthetic biased datasets, image batches and image files for fast unit tests."""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from lnl_cli.data.base import BiasedDataset, BiasedSplit
+import torch
+from PIL import Image
+
+from lnl_cli.data.base import Batch, BiasedDataset, BiasedSplit
 from lnl_cli.data.colored_mnist import NORMALISE_MEAN, NORMALISE_STD, color_bin_targets
 
 
@@ -20,3 +23,16 @@ def tiny_dataset(n: int = 64, classes: int = 10, seed: int = 0) -> BiasedDataset
         return BiasedSplit(images, labels, bias, color_bin_targets(images, 8))
 
     return BiasedDataset(split(True), split(False), classes, classes, 8, NORMALISE_MEAN, NORMALISE_STD, "tiny")
+
+
+def image_batch(classes=2, bias_classes=3, size=64, n=8):
+    """A fixed batch of random RGB images with `classes` labels and `bias_classes` bias values."""
+    generator = torch.Generator().manual_seed(0)
+    return Batch(torch.randn(n, 3, size, size, generator=generator), torch.randint(0, classes, (n,), generator=generator),
+                 torch.randint(0, bias_classes, (n,), generator=generator), None)
+
+
+def save(image: torch.Tensor, path: Path) -> None:
+    """C x H x W uint8 tensor to an image file (format from the suffix; 1 channel = grayscale)."""
+    array = image.permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, quality=95)

@@ -10,6 +10,7 @@ from lnl_cli import load_config
 from lnl_cli.algorithms import ALGORITHMS, TaskSpec, build_algorithm
 from lnl_cli.data.base import iterate_batches
 
+from helpers import image_batch as _image_batch
 from helpers import tiny_dataset
 
 
@@ -162,3 +163,21 @@ def test_plain_cross_entropy_phases_follow_their_own_decay_period():
                                           "train.lr_decay_rate=0.5")
     baseline.begin_epoch(3)
     assert baseline.optimizer.param_groups[0]["lr"] == pytest.approx(baseline_config.train.lr * 0.5)
+
+
+@pytest.mark.parametrize("method", sorted(ALGORITHMS))
+@pytest.mark.parametrize("head", ["conv", "mlp", "spatial"])
+def test_every_algorithm_trains_a_categorical_bias_head(method, head):
+    config = load_config(None, [f"method={method}", "data.type=manifest", "data.train=a.csv", "data.test=b.csv",
+                                f"model.bias_head={head}", "train.precision=fp32", "model.bias_head_width=16"])
+    algorithm = build_algorithm(config, TaskSpec(2, 3, 0))
+    batch = _image_batch(size=28)
+    algorithm.begin_epoch(0)
+    before = copy.deepcopy(algorithm.state_dict())
+    losses = algorithm.update(batch)
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    if algorithm.has_bias_head:
+        expected = (8, 3, 14, 14) if head == "spatial" else (8, 3)
+        assert algorithm.bias_head(algorithm.features(batch.images)).shape == expected
+        assert "bias_loss" in losses
+        assert any(not torch.equal(v, before[k]) for k, v in algorithm.state_dict().items() if k.startswith("bias_head"))

@@ -1,4 +1,9 @@
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
@@ -67,3 +72,30 @@ def test_incompatible_architecture_is_refused(tmp_path):
     torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match="format 99"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------------------------ SIGKILL while writing
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from lnl_cli.checkpoint import save_checkpoint
+    path = sys.argv[1]
+    save_checkpoint(path, {"format_version": 1, "config": {}, "task": {}, "model": {}, "epoch": 0})
+    print("ready", flush=True)
+    epoch = 1
+    while True:
+        payload = {"w": torch.randn(4_000_000)}
+        save_checkpoint(path, {"format_version": 1, "config": {}, "task": {}, "model": payload, "epoch": epoch})
+        epoch += 1
+""")
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.7])
+def test_sigkill_during_checkpoint_writes_leaves_a_valid_checkpoint(tmp_path, delay):
+    path = tmp_path / "checkpoint.pt"
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    checkpoint = load_checkpoint(path)  # the old or the new file, never half of one
+    assert checkpoint["format_version"] == 1

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 SMALL = ["data.train_size=1000", "data.test_size=600", "train.epochs=2", "train.pretrain_epochs=1",
          "train.num_threads=2"]
@@ -192,3 +193,22 @@ def test_compare_json_and_csv_match_the_summaries(trained_runs):
     for r in parsed:
         assert float(r["accuracy"]) == pytest.approx(by_run[r["run"]]["accuracy"])
     assert_one_line_error(lnl("compare", *dirs, "--sort", "nope"), 2, "cannot sort")
+
+
+def test_an_unexpected_failure_is_exit_70_without_a_traceback(monkeypatch):
+    from lnl_cli import api
+    from lnl_cli.cli import app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api, "load_config", broken)
+    monkeypatch.delenv("LNL_DEBUG", raising=False)
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 70
+    assert "internal error: RuntimeError: boom" in result.output and "Traceback" not in result.output
+
+
+def test_usage_errors_exit_2():
+    assert lnl("train", "--no-such-flag").returncode == 2
+    assert lnl("train", "--resume", "x", "--preset", "colored-mnist").returncode == 2

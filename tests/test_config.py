@@ -2,9 +2,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lnl_cli import load_config
-from lnl_cli.config import SPECS, Config, builtin_presets, dump_yaml, from_dict, parse_override, preset_description, to_dict
+from lnl_cli.config import SPECS, Config, dump_yaml, from_dict, parse_override, to_dict
 from lnl_cli.errors import ConfigError
 
 PUBLIC_KEYS = ["method", "seed", "device", "data.root", "data.color_var", "data.train_size", "data.test_size",
@@ -84,19 +86,6 @@ def test_wrong_types_are_rejected_not_coerced():
             load_config("colored-mnist", [bad])
 
 
-def test_unknown_preset_suggests_the_closest_name():
-    with pytest.raises(ConfigError, match="did you mean 'colored-mnist'"):
-        load_config("colored-mnsit")
-
-
-@pytest.mark.parametrize("content, match", [("", "empty"), ("- a\n- b\n", "mapping"), ("a: [1,\n", "not valid YAML")])
-def test_broken_preset_files_are_config_errors(tmp_path, content, match):
-    path = tmp_path / "broken.yaml"
-    path.write_text(content)
-    with pytest.raises(ConfigError, match=match):
-        load_config(path)
-
-
 def test_relative_data_root_in_a_preset_is_relative_to_the_preset(tmp_path):
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "p.yaml"
@@ -109,15 +98,6 @@ def test_config_round_trips_through_dict_and_yaml():
     assert from_dict(to_dict(config)) == config
     assert from_dict(yaml.safe_load(dump_yaml(config))) == config
     assert to_dict(config)["lnl"]["lambda"] == 0.2
-
-
-@pytest.mark.parametrize("name", list(builtin_presets()))
-def test_every_shipped_preset_validates_and_says_what_it_is_for(name):
-    path = builtin_presets()[name]
-    assert preset_description(path), f"{name} needs a header comment"
-    assert "lnl train" in path.read_text(), f"{name} header should say how to run it"
-    config = load_config(name)
-    assert config.name == name
 
 
 def test_base_config_is_overlaid():
@@ -136,3 +116,52 @@ def test_legacy_data_name_key_still_loads():
     stored = to_dict(load_config("colored-mnist"))  # as a checkpoint from before data.type was named so
     stored["data"]["name"] = stored["data"].pop("type")
     assert from_dict(stored).data.type == "colored_mnist"
+
+
+def test_model_config_errors_are_collected():
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, ["model.feature_layer=layer5", "model.bias_head=color_pixels", "data.type=manifest"])
+    message = str(raised.value)
+    assert "model.feature_layer: paper_convnet has conv2" in message
+    assert "color_pixels needs data.type=colored_mnist" in message
+    assert "data.train: a manifest dataset needs a CSV file name" in message
+
+
+# ------------------------------------------------------------------ random config input
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
+values = st.one_of(scalars, st.lists(scalars, max_size=3), st.lists(st.lists(st.integers(-5, 300), max_size=4),
+                                                                     max_size=11))
+keys = st.one_of(st.sampled_from(sorted(SPECS)), st.text(min_size=1, max_size=15))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(keys, values, max_size=6))
+def test_random_overrides_give_a_valid_config_or_a_config_error(overrides):
+    try:
+        config = load_config("colored-mnist", overrides)
+    except ConfigError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(max_size=30), max_size=5))
+def test_random_override_strings_give_a_valid_config_or_a_config_error(words):
+    try:
+        load_config("colored-mnist", words)
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=200), st.dictionaries(st.text(max_size=10), values, max_size=5).map(yaml.safe_dump)))
+def test_random_preset_files_give_a_valid_config_or_a_config_error(tmp_path, text):
+    path = tmp_path / "random.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert str(exc)

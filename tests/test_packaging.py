@@ -14,7 +14,7 @@ def test_non_editable_install_finds_the_builtin_presets(tmp_path):
          "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     probe = subprocess.run(
-        [sys.executable, "-c", "import lnl_cli, lnl_cli.config as c; print(lnl_cli.__file__); "
+        [sys.executable, "-c", "import lnl_cli, lnl_cli.preset_files as c; print(lnl_cli.__file__); "
                                "print(sorted(c.builtin_presets()))"],
         capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
         timeout=120)

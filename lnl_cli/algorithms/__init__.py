@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lnl_cli.algorithms.base import Algorithm, Baseline, Gray, TaskSpec
 from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn
-from lnl_cli.config import Config
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "baseline": Baseline,
@@ -14,7 +18,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 }
 
 
-def build_algorithm(config: Config, task: TaskSpec, load_pretrained: bool = True) -> Algorithm:
+def build_algorithm(config: "Config", task: TaskSpec, load_pretrained: bool = True) -> Algorithm:
     return ALGORITHMS[config.method](config, task, load_pretrained)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from lnl_cli import distributed
-from lnl_cli.config import Config
 from lnl_cli.data.base import Batch
 from lnl_cli.models import build_backbone
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 
 @dataclass(frozen=True)

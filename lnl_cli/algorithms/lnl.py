@@ -7,15 +7,19 @@ gradient reversed and scaled by ``lnl.grl_scale`` (so f removes what h can read)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from lnl_cli import distributed
 from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
 from lnl_cli.algorithms.grad_reverse import grad_reverse
-from lnl_cli.config import Config, bias_head_kind
 from lnl_cli.data.base import IGNORE_INDEX, Batch
-from lnl_cli.models import CategoricalBiasHead, ColorBiasHead
+from lnl_cli.models import PIXEL_HEAD, CategoricalBiasHead, ColorBiasHead, bias_head_kind
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -36,7 +40,7 @@ def bias_loss(logits: torch.Tensor, targets: torch.Tensor, heads: int = 1) -> to
 
 def build_bias_head(config: Config, task: TaskSpec, in_channels: int) -> torch.nn.Module:
     kind = bias_head_kind(config)
-    if kind == "color_pixels":
+    if kind == PIXEL_HEAD:
         return ColorBiasHead(task.bias_bins, in_channels)
     return CategoricalBiasHead(task.num_bias_classes, in_channels, kind, config.model.bias_head_width)
 

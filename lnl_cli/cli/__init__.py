@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lnl_cli import __version__
+from lnl_cli.api import __version__
 from lnl_cli.cli.compare import compare
 from lnl_cli.cli.evaluate import evaluate
 from lnl_cli.cli.presets import presets

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lnl_cli import distributed
-from lnl_cli.engine import StopRequest, TrainCallbacks
+from lnl_cli import api
+from lnl_cli.api import StopRequest, TrainCallbacks
 from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError, TrainingDiverged, TrainingInterrupted
 
 stderr = Console(stderr=True, highlight=False)
@@ -40,7 +40,7 @@ OverlayPreset = Annotated[Optional[str], typer.Option(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    where = f"rank {distributed.rank()}: " if distributed.launched() and not distributed.is_main() else ""
+    where = f"rank {api.rank()}: " if api.launched_by_torchrun() and not api.is_main_process() else ""
     stderr.print(f"[bold red]Error:[/] {escape(where + message)}", soft_wrap=True)
     return typer.Exit(code)
 
@@ -59,7 +59,7 @@ def user_errors() -> Iterator[None]:
     except LnlError as exc:
         if os.environ.get("LNL_DEBUG"):
             raise
-        if isinstance(exc, AGREED_STOPS) and not distributed.is_main():
+        if isinstance(exc, AGREED_STOPS) and not api.is_main_process():
             raise typer.Exit(exc.exit_code) from None
         raise fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt:
@@ -100,7 +100,7 @@ def graceful_stop() -> Iterator[StopRequest]:
     so there repeats are ignored: the agent itself kills workers that outlast its shutdown timeout."""
     stop = StopRequest()
     previous = {}
-    escalate = not distributed.launched()
+    escalate = not api.launched_by_torchrun()
 
     def handler(signum, _frame):
         if stop.signal_name is not None:

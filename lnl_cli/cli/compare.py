@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from lnl_cli.cli.common import JsonOutput, fmt, print_json, stdout, user_errors
-from lnl_cli.compare import COLUMNS, compare_runs
+from lnl_cli import api
+from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
 
 
 def compare(
@@ -23,7 +24,7 @@ def compare(
 ) -> None:
     """Key config values and final metrics of several runs in one table (leakage when probed)."""
     with user_errors():
-        rows = compare_runs(runs, sort, descending=not ascending)
+        rows = api.compare(runs, sort, descending=not ascending)
     if json_output:
         print_json(rows)
     elif csv_output:

@@ -27,9 +27,7 @@ def evaluate(
     with user_errors():
         report = api.evaluate(checkpoint, preset, collect_overrides(set_values, overrides, data_root))
         if plots is not None:
-            from lnl_cli.plots import plot_report
-
-            for path in plot_report(report, plots):
+            for path in api.write_evaluation_plots(report, plots):
                 stderr.print(f"wrote {path}")
     if json_output:
         print_json(report)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 from lnl_cli.cli.common import JsonOutput, print_json, stdout
-from lnl_cli.config import builtin_presets, preset_description
+from lnl_cli import api
 
 
 def print_presets(json_output: bool) -> None:
-    presets = {name: preset_description(path) for name, path in builtin_presets().items()}
+    presets = api.presets()
     if json_output:
         print_json([{"name": name, "description": text} for name, text in presets.items()])
         return

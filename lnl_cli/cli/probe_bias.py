@@ -10,10 +10,9 @@ from rich.table import Table
 
 from lnl_cli.cli.common import (CheckpointPath, DataRoot, JsonOutput, OverlayPreset, Overrides, SetValues,
                                 collect_overrides, fmt, print_json, stderr, stdout, user_errors)
-from lnl_cli.compare import PROBE_FILE
+from lnl_cli import api
+from lnl_cli.api import DEFAULT_PROBE_LAYER, ProbeSettings
 from lnl_cli.errors import EXIT_GATE_FAILED
-from lnl_cli.fileio import atomic_write_json
-from lnl_cli.probe import DEFAULT_LAYER, ProbeSettings, probe_checkpoint
 
 
 def probe_bias(
@@ -22,7 +21,7 @@ def probe_bias(
     preset: OverlayPreset = None,
     set_values: SetValues = None,
     data_root: DataRoot = None,
-    layer: str = typer.Option(DEFAULT_LAYER, "--layer",
+    layer: str = typer.Option(DEFAULT_PROBE_LAYER, "--layer",
                               help="features (f's output, what the bias head reads), embedding (g's pooled "
                                    "features) or input (the images: a sanity check)."),
     probe: str = typer.Option("linear", "--probe", help="linear or mlp."),
@@ -43,9 +42,8 @@ def probe_bias(
         stderr.print(f"probe {done}/{total} trained")
 
     with user_errors():
-        report = probe_checkpoint(checkpoint, preset, collect_overrides(set_values, overrides, data_root),
-                                  settings, max_leakage, on_seed)
-    _record_beside(checkpoint, report)
+        report = api.probe(checkpoint, preset, collect_overrides(set_values, overrides, data_root),
+                           settings, max_leakage, on_seed)
     if json_output:
         print_json(report)
     else:
@@ -53,14 +51,6 @@ def probe_bias(
     if report["passed"] is False:
         stderr.print(f"[bold red]FAIL:[/] leakage {report['leakage']['mean']:.4f} > {max_leakage}")
         raise typer.Exit(EXIT_GATE_FAILED)
-
-
-def _record_beside(checkpoint: Path, report: dict[str, Any]) -> None:
-    """Keep the result in the run folder so `lnl compare` can show leakage; best effort."""
-    try:
-        atomic_write_json(checkpoint.parent / PROBE_FILE, report)
-    except OSError:
-        pass
 
 
 def render(report: dict[str, Any]) -> None:

@@ -14,11 +14,10 @@ from typing import Iterator, Optional
 import typer
 from rich.table import Table
 
-from lnl_cli import api, distributed
+from lnl_cli import api
 from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
                                 fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
 from lnl_cli.cli.presets import print_presets
-from lnl_cli.engine import check_run_dir, resolve_run_dir
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
 
 DEFAULT_PRESET = "colored-mnist"
@@ -39,13 +38,9 @@ def plots_afterwards(run_dir: Path) -> Iterator[None]:
 
 
 def _write_plots(run_dir: Path) -> None:
-    if not distributed.is_main():
-        return
-    from lnl_cli.plots import PlotsUnavailable, plot_training
-
     try:
-        plot_training(run_dir)
-    except PlotsUnavailable as exc:
+        api.write_training_plots(run_dir)
+    except api.PlotsUnavailable as exc:
         stderr.print(f"plots skipped: {exc}", soft_wrap=True)
 
 
@@ -80,27 +75,27 @@ def train(
 
 def _record_exit_code(code: int) -> None:
     path = os.environ.get(EXIT_CODE_FILE_ENV)
-    if path and distributed.is_main():
+    if path and api.is_main_process():
         Path(path).write_text(f"{code}\n")
 
 
 def _train(overrides, preset, set_values, out, data_root, json_output, resume, nproc_per_node) -> None:
     with user_errors():
         all_overrides = collect_overrides(set_values, overrides, data_root)
-        if nproc_per_node is not None and not distributed.launched():
+        if nproc_per_node is not None and not api.launched_by_torchrun():
             if resume is None:  # config and folder errors are reported here, once, before any process starts
                 config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
-                out = check_run_dir(out, config)
+                out = api.check_run_folder(config, out)
             raise typer.Exit(_relaunch(nproc_per_node, out if resume is None else None))
         if resume is not None:
             with graceful_stop() as stop, plots_afterwards(resume):
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
         else:
             config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
-            run_dir = resolve_run_dir(out, config)
+            run_dir = api.check_run_folder(config, out)
             with graceful_stop() as stop, plots_afterwards(run_dir):
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
-    if distributed.is_main():  # rank 0 prints the result
+    if api.is_main_process():  # rank 0 prints the result
         _render(summary, json_output)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
-from lnl_cli.config import Config
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 IGNORE_INDEX = 255
 
@@ -183,19 +184,19 @@ def resolve_data_root(config: Config) -> Path:
     return cache_dir() / "data"
 
 
-def load_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
-    """Build (or read from cache) the dataset the config names, on the CPU; `with_train=False` skips the
-    training split for commands that only read the test set."""
-    if config.data.type == "colored_mnist":
-        from lnl_cli.data.colored_mnist import load_colored_mnist
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the rest of lnl needs of a dataset type; each dataset module defines one, and the registry
+    in :mod:`lnl_cli.data` lists them under their ``data.type`` name.
 
-        return load_colored_mnist(config, with_train)
-    if config.data.type == "manifest":
-        from lnl_cli.data.manifest import load_manifest_dataset
+    `options` is a dataclass of the dataset's own ``data.*`` keys (the config merges them into the
+    ``data`` section), `check` returns the problems of a config that chose this dataset (collected
+    with every other config problem into one error), and `load` builds both splits on the CPU
+    (`with_train=False` skips the training split for commands that only read the test set)."""
 
-        return load_manifest_dataset(config, with_train)
-    if config.data.type == "celeba":
-        from lnl_cli.data.celeba import load_celeba
-
-        return load_celeba(config, with_train)
-    raise AssertionError(f"unhandled dataset {config.data.type}")  # config validation forbids this
+    summary: str
+    options: type
+    load: Callable[["Config", bool], BiasedDataset]
+    check: Callable[["Config"], list[str]] = lambda config: []
+    # Gives per-pixel bias targets (Batch.bias_targets): what the paper's colour heads predict.
+    pixel_bias_targets: bool = False

@@ -12,20 +12,26 @@ attribute names and official splits are the same.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from lnl_cli.config import Config
-from lnl_cli.data.base import BiasedDataset, resolve_data_root
-from lnl_cli.data.images import ImageRecords, build_image_dataset
+from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
+from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset
 from lnl_cli.errors import ConfigError, DataError
+from lnl_cli.schema import option
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 BASE_FOLDER = "celeba"
 IMAGE_FOLDER = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+SPLITS = (*SPLIT_CODES, "all")
 DEFAULT_SPLITS = ("train", "test")
 ATTR_HEADER_LINES = 2  # image count, then the attribute names
 
@@ -105,3 +111,21 @@ def load_celeba(config: Config, with_train: bool = True) -> BiasedDataset:
     return build_image_dataset(config, train, test, classes, bias_classes,
                                f"CelebA {data.target_attr} vs {data.bias_attr} ({train_split}/{test_split})",
                                with_train)
+
+
+@dataclass
+class CelebaOptions(ImageOptions):
+    """The ``data.*`` keys of CelebA (besides the image keys it shares with other photo sets)."""
+
+    target_attr: str = option("Blond_Hair", "celeba: the attribute to classify")
+    bias_attr: str = option("Male", "celeba: the attribute that is the bias")
+
+
+def check_config(config: "Config") -> list[str]:
+    data = config.data
+    return [f"data.{key}: celeba splits are {', '.join(SPLITS)}, got {getattr(data, key)!r}"
+            for key in ("train", "test") if getattr(data, key) not in (None, *SPLITS)]
+
+
+DATASET = DatasetSpec(
+    summary="celeba (torchvision's CelebA folder)", options=CelebaOptions, load=load_celeba, check=check_config)

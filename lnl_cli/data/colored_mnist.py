@@ -11,20 +11,27 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from lnl_cli.config import Config
-from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, BiasedSplit, cache_dir, resolve_data_root
+from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, BiasedSplit, DatasetSpec, cache_dir, resolve_data_root
 from lnl_cli.errors import DataError
 from lnl_cli.fileio import atomic_write, atomic_write_text
+from lnl_cli.schema import option
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 # Input normalisation of the official implementation (it reuses CIFAR-10's statistics);
 # the network's input batch norm makes the exact values immaterial.
 NORMALISE_MEAN = (0.4914, 0.4822, 0.4465)
 NORMALISE_STD = (0.2023, 0.1994, 0.2010)
 CACHE_FORMAT = 1
+NUM_DIGITS = 10
+RGB_MAX = 255
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -170,3 +177,29 @@ def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset
         train=splits[True], test=splits[False], num_classes=10, num_bias_classes=num_colors,
         bias_bins=data.color_bins, mean=NORMALISE_MEAN, std=NORMALISE_STD,
         description=f"Colored-MNIST (sigma^2={data.color_var:g})")
+
+
+@dataclass
+class ColoredMnistOptions:
+    """The ``data.*`` keys of Colored-MNIST."""
+
+    download: bool = option(False, "colored_mnist: let torchvision download MNIST when it is missing")
+    color_var: float = option(0.02, "colored_mnist: sigma^2 of the colour jitter on the [0,1] scale", min=0.0)
+    class_colors: list[list[int]] = option(factory=list, help="colored_mnist: mean RGB colour (0-255) of each class")
+    stroke_threshold: int = option(128, "colored_mnist: grayscale value above which a pixel is digit stroke",
+                                   min=0, max=254)
+    color_bins: int = option(8, "colored_mnist: bins per colour channel that the bias head predicts", min=2, max=256)
+
+
+def check_config(config: "Config") -> list[str]:
+    colors = config.data.class_colors
+    if len(colors) != NUM_DIGITS:
+        return [f"data.class_colors: colored_mnist needs {NUM_DIGITS} RGB triples, got {len(colors)}"]
+    if any(len(c) != 3 or not all(0 <= v <= RGB_MAX for v in c) for c in colors):
+        return [f"data.class_colors: every colour must be three integers in 0..{RGB_MAX}"]
+    return []
+
+
+DATASET = DatasetSpec(
+    summary="colored_mnist (generated from MNIST)", options=ColoredMnistOptions, load=load_colored_mnist,
+    check=check_config, pixel_bias_targets=True)

@@ -11,21 +11,37 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lnl_cli.config import Config
 from lnl_cli.data.base import (IGNORE_INDEX, Batch, BiasedDataset, BiasedSplit, majority_alignment,
                                normaliser)
 from lnl_cli.errors import DataError
+from lnl_cli.schema import option
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 # torchvision's ImageNet statistics: the usual input normalisation for ResNets, pretrained or not.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_CHANNELS = 3
 BYTES_PER_MB = 1 << 20
+
+
+@dataclass
+class ImageOptions:
+    """The ``data.*`` keys every dataset of image files shares (manifest, celeba)."""
+
+    image_size: int = option(64, "manifest, celeba: images are resized to this square size", min=8, max=1024)
+    loading: Literal["auto", "memory", "stream"] = option(
+        "auto", "manifest, celeba: memory decodes every image once into uint8 tensors on the training device; "
+                "stream decodes batches in DataLoader workers; auto: memory when it fits data.memory_limit_mb")
+    memory_limit_mb: int = option(
+        4096, "largest decoded dataset (both splits) that loading=auto keeps in memory", min=1)
+    num_workers: int = option(4, "processes decoding images (stream) or threads (memory, once)", min=0)
 
 
 @dataclass
@@ -157,7 +173,7 @@ def _empty_split() -> BiasedSplit:
     return BiasedSplit(torch.zeros(0, RGB_CHANNELS, 1, 1, dtype=torch.uint8), empty, empty.clone())
 
 
-def build_image_dataset(config: Config, train: ImageRecords, test: ImageRecords, class_names: list[str],
+def build_image_dataset(config: "Config", train: ImageRecords, test: ImageRecords, class_names: list[str],
                         bias_names: list[str], description: str, with_train: bool = True) -> BiasedDataset:
     """Subsets, memory-or-stream choice, normalisation and the shortcut table, shared by every image source."""
     data = config.data

@@ -17,13 +17,17 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import torch
 
-from lnl_cli.config import Config
-from lnl_cli.data.base import BiasedDataset, resolve_data_root
-from lnl_cli.data.images import ImageRecords, build_image_dataset
+from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
+from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset
 from lnl_cli.errors import DataError
+from lnl_cli.schema import option
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 HEADER_ROW = 1  # CSV line numbers in messages count the header as line 1
 
@@ -107,3 +111,37 @@ def load_manifest_dataset(config: Config, with_train: bool = True) -> BiasedData
     return build_image_dataset(
         config, _records(train, classes, bias_classes, origin), _records(test, classes, bias_classes, origin),
         classes, bias_classes, f"manifest {train.source.name} / {test.source.name} in {root}", with_train)
+
+
+@dataclass
+class ColumnsConfig:
+    path: str = option("path", "manifest column with the image path (relative to data.root)")
+    label: str = option("label", "manifest column with the class label")
+    bias: str = option("bias", "manifest column with the bias attribute")
+
+
+@dataclass
+class ManifestOptions(ImageOptions):
+    """The ``data.*`` keys of manifest datasets (besides the image keys they share with other photo sets)."""
+
+    columns: ColumnsConfig = option(factory=ColumnsConfig)
+    classes: list[Union[int, str]] = option(
+        factory=list, help="manifest: label values in class order; default: sorted from the training CSV")
+    bias_classes: list[Union[int, str]] = option(
+        factory=list, help="manifest: bias values in order; default: sorted from the training CSV")
+
+
+def check_config(config: "Config") -> list[str]:
+    data = config.data
+    problems = [f"data.{key}: a manifest dataset needs a CSV file name" for key in ("train", "test")
+                if not getattr(data, key)]
+    for key in ("classes", "bias_classes"):
+        values = [str(v) for v in getattr(data, key)]
+        if len(set(values)) != len(values):
+            problems.append(f"data.{key}: values must be unique, got {values}")
+    return problems
+
+
+DATASET = DatasetSpec(
+    summary="manifest (your images listed in CSV files)", options=ManifestOptions, load=load_manifest_dataset,
+    check=check_config)

@@ -1,17 +1,39 @@
-"""Backbones split into f (feature extractor) and g (label classifier) at a named layer."""
+"""Backbones split into f (feature extractor) and g (label classifier) at a named layer.
+
+Each backbone is a :class:`BackboneSpec` that owns its facts (where it can be split, where it is split
+by default, whether it takes a weights file); ``BACKBONES`` in :mod:`lnl_cli.models` lists them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from lnl_cli.config import RESNET_STAGES, Config, feature_layer
 from lnl_cli.errors import ConfigError
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
 
 RESNET_HEAD = "fc."  # the ImageNet classifier of a pretrained state_dict; replaced by our own g's
+RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A network that splits into (f, g) at one of `feature_layers`.
+
+    `build(num_classes, in_channels, feature_layer, weights_file)` returns (f, g); f has
+    ``out_channels``. `keeps_image_grid`: f's features are a map aligned with the input pixels
+    (what the paper's per-pixel colour heads need)."""
+
+    summary: str
+    build: Callable[[int, int, str, "str | None"], tuple[nn.Module, nn.Module]]
+    feature_layers: tuple[str, ...]
+    default_feature_layer: str
+    takes_weights_file: bool = False
+    keeps_image_grid: bool = False
 
 
 def _stage_channels(stage: nn.Sequential) -> int:
@@ -74,22 +96,35 @@ def load_pretrained(resnet: nn.Module, path: str) -> None:
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
-def build_backbone(config: Config, num_classes: int, in_channels: int,
-                   load_weights: bool = True) -> tuple[nn.Module, nn.Module]:
-    """(f, g) for model.backbone, split at model.feature_layer; f has `out_channels`."""
-    backbone = config.model.backbone
-    if backbone == "paper_convnet":
-        featurizer = FeatureExtractor(in_channels)
-        classifier = LabelClassifier(num_classes, featurizer.out_channels)
-        init_paper_weights(featurizer)
-        init_paper_weights(classifier)
-        return featurizer, classifier
-    import torchvision.models
+def _paper_convnet(num_classes: int, in_channels: int, feature_layer: str,
+                   weights_file: str | None) -> tuple[nn.Module, nn.Module]:
+    featurizer = FeatureExtractor(in_channels)
+    classifier = LabelClassifier(num_classes, featurizer.out_channels)
+    init_paper_weights(featurizer)
+    init_paper_weights(classifier)
+    return featurizer, classifier
 
-    resnet = getattr(torchvision.models, backbone)(weights=None)
-    if in_channels != resnet.conv1.in_channels:
-        raise ConfigError(f"model.backbone: {backbone} takes RGB images, the data has {in_channels} channels")
-    if load_weights and config.model.pretrained:
-        load_pretrained(resnet, config.model.pretrained)
-    stage = feature_layer(config)
-    return ResNetFeatures(resnet, stage), ResNetClassifier(resnet, stage, num_classes)
+
+def _torchvision_resnet(name: str):
+    def build(num_classes: int, in_channels: int, feature_layer: str,
+              weights_file: str | None) -> tuple[nn.Module, nn.Module]:
+        import torchvision.models
+
+        resnet = getattr(torchvision.models, name)(weights=None)
+        if in_channels != resnet.conv1.in_channels:
+            raise ConfigError(f"model.backbone: {name} takes RGB images, the data has {in_channels} channels")
+        if weights_file:
+            load_pretrained(resnet, weights_file)
+        return ResNetFeatures(resnet, feature_layer), ResNetClassifier(resnet, feature_layer, num_classes)
+
+    return build
+
+
+PAPER_CONVNET = BackboneSpec("the paper's Colored-MNIST convnet", _paper_convnet, feature_layers=("conv2",),
+                             default_feature_layer="conv2", keeps_image_grid=True)
+
+
+def resnet(name: str) -> BackboneSpec:
+    """A torchvision ResNet, split after a stage (layer3 by default), optionally from a local weights file."""
+    return BackboneSpec(f"torchvision {name}", _torchvision_resnet(name), feature_layers=RESNET_STAGES,
+                        default_feature_layer="layer3", takes_weights_file=True)

@@ -7,6 +7,10 @@ import torch
 from torch import nn
 
 COLOR_CHANNELS = 3
+PIXEL_HEAD = "color_pixels"
+CATEGORICAL_HEADS = ("conv", "mlp", "spatial")
+BIAS_HEADS = (PIXEL_HEAD, *CATEGORICAL_HEADS)
+DEFAULT_CATEGORICAL_HEAD = "conv"
 
 
 class ColorBiasHead(nn.Module):

@@ -1,0 +1,139 @@
+"""The generic config machinery: option fields, the key table, value coercion and bounds.
+
+Components (datasets, backbones, algorithms) declare their options with :func:`option` in their own
+modules; :mod:`lnl_cli.config` assembles them into one typed tree. Nothing here knows any component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+           **checks: Any) -> Any:
+    """A config field: its default (or `factory` for lists), a one-line help text and optional bounds
+    (``min``, ``min_exclusive``, ``max``) or a public ``key`` name different from the attribute."""
+    metadata = {"help": help, **checks}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One leaf of the config tree: its dotted key, attribute path, type and checks."""
+
+    key: str
+    attrs: tuple[str, ...]
+    type: Any
+    metadata: dict[str, Any]
+    default: Any
+
+
+def _key_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def collect_specs(cls: type, prefix: str = "", attrs: tuple[str, ...] = ()) -> list[KeySpec]:
+    """Every leaf of the dataclass tree rooted at `cls`, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    specs: list[KeySpec] = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{_key_name(f)}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            specs.extend(collect_specs(hint, key + ".", attrs + (f.name,)))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        specs.append(KeySpec(key, attrs + (f.name,), hint, dict(f.metadata), default))
+    return specs
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Return `value` as type `tp`, or raise ValueError saying what was expected."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ValueError(f"expected one of {type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except ValueError:
+                pass
+        raise ValueError(f"expected {type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        return [coerce(v, item_type) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError(f"expected a finite number, got {value!r}")
+            return number
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str) and value.strip():
+            return value
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    raise ValueError(f"unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def check_bounds(value: Any, meta: dict[str, Any]) -> None:
+    if value is None or isinstance(value, (list, str, bool)):
+        return
+    if "min" in meta and value < meta["min"]:
+        raise ValueError(f"must be >= {meta['min']}, got {value!r}")
+    if "min_exclusive" in meta and value <= meta["min_exclusive"]:
+        raise ValueError(f"must be > {meta['min_exclusive']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ValueError(f"must be <= {meta['max']}, got {value!r}")
+
+
+def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def choice(names: typing.Iterable[str]) -> Any:
+    """The Literal type of a registry's keys: the config accepts exactly what the registry holds."""
+    return Literal[tuple(names)]  # type: ignore[valid-type]

@@ -1,0 +1,157 @@
+"""Manifest datasets: CSV files of image paths, labels and bias values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lnl_cli import load_config
+from lnl_cli.data import iterate_batches, load_dataset
+from lnl_cli.data.images import StreamingSplit
+from lnl_cli.errors import DataError
+
+from helpers import save
+from test_cli import assert_one_line_error, lnl
+
+COLORS = {"red": (200, 30, 30), "blue": (30, 30, 200)}
+
+
+def write_folder(root: Path, rows: dict[str, list[tuple[str, str]]], size: int = 12) -> None:
+    """PNG images whose colour is the bias; one CSV per split with (label, bias) rows."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for split, pairs in rows.items():
+        lines = ["file,animal,tone"]
+        for i, (label, tone) in enumerate(pairs):
+            image = torch.tensor(COLORS[tone], dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).contiguous()
+            image[:, : size // 2] = 255 if label == "dog" else 0  # the label is a shape, the bias a colour
+            name = f"img/{split}-{i}.png"
+            save(image, root / name)
+            lines.append(f"{name},{label},{tone}")
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def write_preset(root: Path, extra: str = "") -> Path:
+    preset = root / "pets.yaml"
+    preset.write_text(
+        "# Pets: a tiny manifest for tests.\n# lnl train --preset pets.yaml\n"
+        "data:\n  type: manifest\n  root: .\n  train: train.csv\n  test: test.csv\n"
+        "  columns: {path: file, label: animal, bias: tone}\n  image_size: 16\n  num_workers: 0\n"
+        "train:\n  epochs: 2\n  pretrain_epochs: 1\n  batch_size: 4\n" + extra)
+    return preset
+
+
+BIASED = [("cat", "red")] * 6 + [("dog", "blue")] * 6 + [("cat", "blue"), ("dog", "red")]
+UNBIASED = [("cat", "red"), ("cat", "blue"), ("dog", "red"), ("dog", "blue")] * 2
+
+
+@pytest.fixture
+def pets(tmp_path) -> Path:
+    write_folder(tmp_path, {"train": BIASED, "test": UNBIASED})
+    return write_preset(tmp_path)
+
+
+def test_manifest_dataset_reads_labels_bias_and_the_training_shortcut(pets):
+    dataset = load_dataset(load_config(pets))
+    assert dataset.class_names == ("cat", "dog") and dataset.bias_names == ("blue", "red")
+    assert len(dataset.train) == len(BIASED) and len(dataset.test) == len(UNBIASED)
+    assert dataset.train.images.shape == (len(BIASED), 3, 16, 16) and dataset.train.images.dtype == torch.uint8
+    assert dataset.train.labels[:6].tolist() == [0] * 6 and dataset.train.bias[:6].tolist() == [1] * 6
+    # Red pixels (bias "red") decode as red, resized: the files were read, not invented.
+    assert dataset.train.images[0, 0, -1, -1] > 150 and dataset.train.images[0, 2, -1, -1] < 80
+    assert dataset.aligned_mask().tolist() == [[False, True], [True, False]]  # cat-red, dog-blue
+
+
+def test_preset_order_of_classes_wins_and_numbers_sort_as_numbers(tmp_path):
+    write_folder(tmp_path, {"train": BIASED, "test": UNBIASED})
+    preset = write_preset(tmp_path, "")
+    config = load_config(preset, ["data.classes=[dog, cat]", "data.bias_classes=[red, blue]"])
+    dataset = load_dataset(config)
+    assert dataset.class_names == ("dog", "cat") and dataset.train.labels[0] == 1 and dataset.train.bias[0] == 0
+    from lnl_cli.data.manifest import natural_order
+    assert natural_order(["10", "9", "2", "9"]) == ["2", "9", "10"]
+    assert natural_order(["b", "10", "a"]) == ["10", "a", "b"]
+
+
+def test_streaming_split_yields_the_same_batches_as_memory(pets):
+    memory = load_dataset(load_config(pets, ["data.loading=memory"]))
+    stream = load_dataset(load_config(pets, ["data.loading=stream"]))
+    assert isinstance(stream.train, StreamingSplit)
+    for split_m, split_s in ((memory.train, stream.train), (memory.test, stream.test)):
+        batches_m = list(iterate_batches(split_m, 5, memory.mean, memory.std, torch.Generator().manual_seed(3)))
+        batches_s = list(iterate_batches(split_s, 5, stream.mean, stream.std, torch.Generator().manual_seed(3)))
+        assert len(batches_m) == len(batches_s)
+        for a, b in zip(batches_m, batches_s):
+            assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and torch.equal(a.bias, b.bias)
+
+
+def test_sharded_and_subset_streaming_batches_match_memory(pets):
+    """What a torchrun process gets of a streamed split (its share of each batch, its test shard)."""
+    memory = load_dataset(load_config(pets, ["data.loading=memory"]))
+    stream = load_dataset(load_config(pets, ["data.loading=stream"]))
+    for rank in (0, 1):
+        shares = [list(iterate_batches(d.train, 4, d.mean, d.std, torch.Generator().manual_seed(1), shard=(rank, 2)))
+                  for d in (memory, stream)]
+        # 14 images, global batches of 4: 4, 4, 4, 2 -> each of 2 processes takes 2, 2, 2, 1
+        assert [len(b.labels) for b in shares[0]] == [len(b.labels) for b in shares[1]] == [2, 2, 2, 1]
+        assert all(torch.equal(a.images, b.images) and torch.equal(a.bias, b.bias) for a, b in zip(*shares))
+    index = torch.tensor([5, 0, 3])
+    a, b = memory.test.subset(index), stream.test.subset(index)
+    assert len(b) == 3 and torch.equal(a.labels, b.labels)
+    first = [next(iterate_batches(split, 3, memory.mean, memory.std, shuffle=False)).images for split in (a, b)]
+    assert torch.equal(*first)
+
+
+def test_auto_loading_streams_what_exceeds_the_memory_limit(pets):
+    assert not isinstance(load_dataset(load_config(pets)).train, StreamingSplit)
+    big = load_dataset(load_config(pets, ["data.memory_limit_mb=1", "data.image_size=512"]))
+    assert isinstance(big.train, StreamingSplit)
+
+
+@pytest.mark.parametrize("break_it, needle", [
+    (lambda root: (root / "test.csv").unlink(), "manifest not found: {root}/test.csv"),
+    (lambda root: (root / "train.csv").write_text("file,animal\nimg/train-0.png,cat\n"),
+     "train.csv: missing column 'tone'"),
+    (lambda root: (root / "train.csv").write_text("file,animal,tone\nimg/train-0.png,,red\n"),
+     "train.csv row 2: empty 'animal'"),
+    (lambda root: (root / "img" / "train-3.png").unlink(), "train.csv row 5: image not found"),
+    (lambda root: (root / "img" / "test-1.png").write_bytes(b"not an image"),
+     "test.csv row 3: cannot decode image {root}/img/test-1.png"),
+    (lambda root: (root / "test.csv").write_text("file,animal,tone\nimg/test-0.png,horse,red\n"),
+     "test.csv row 2: label 'horse' does not occur in the training manifest train.csv"),
+    (lambda root: (root / "test.csv").write_text("file,animal,tone\nimg/test-0.png,cat,green\n"),
+     "test.csv row 2: bias value 'green' does not occur"),
+    (lambda root: (root / "train.csv").write_text("file,animal,tone\n"), "train.csv lists no images"),
+])
+def test_broken_manifests_are_one_line_data_errors_naming_file_and_row(pets, break_it, needle):
+    root = pets.parent
+    break_it(root)
+    with pytest.raises(DataError) as raised:
+        load_dataset(load_config(pets))
+    assert needle.format(root=root) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_file_that_fails_to_decode_while_streaming_is_a_data_error(pets):
+    dataset = load_dataset(load_config(pets, ["data.loading=stream"]))
+    (pets.parent / "img" / "train-2.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"train.csv row 4: cannot decode image"):
+        list(iterate_batches(dataset.train, 4, dataset.mean, dataset.std, shuffle=False))
+
+
+def test_cli_reports_manifest_problems_with_exit_code_3(pets):
+    (pets.parent / "img" / "test-0.png").unlink()
+    result = lnl("train", "--preset", str(pets), "--out", str(pets.parent / "run"))
+    assert_one_line_error(result, 3, "test.csv row 2: image not found")
+    assert not (pets.parent / "run").exists()
+
+
+def test_jpeg_and_grayscale_files_load_as_rgb(tmp_path):
+    write_folder(tmp_path, {"train": BIASED, "test": UNBIASED})
+    gray = torch.full((1, 20, 30), 77, dtype=torch.uint8)
+    save(gray, tmp_path / "img" / "test-0.jpg")
+    csv_path = tmp_path / "test.csv"
+    csv_path.write_text(csv_path.read_text().replace("img/test-0.png", "img/test-0.jpg"))
+    dataset = load_dataset(load_config(write_preset(tmp_path)))
+    first = dataset.test.images[0]
+    assert first.shape == (3, 16, 16) and abs(int(first[0, 8, 8]) - 77) <= 3 and torch.equal(first[0], first[1])

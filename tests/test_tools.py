@@ -1,0 +1,92 @@
+"""Dataset tools (lnl_cli/tools): background MNIST and the paper's manifest builders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lnl_cli import load_config
+from lnl_cli.tools import background_mnist
+
+from test_cli import lnl
+
+
+@pytest.mark.mnist
+def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
+    """The issue's acceptance test: a manifest dataset written on the fly, every command, on CPU."""
+    preset = background_mnist.build(mnist_root, tmp_path / "bg", train_size=1500, test_size=500)
+    summaries = {}
+    for method in ("baseline", "lnl"):
+        out = tmp_path / method
+        result = lnl("train", "--preset", str(preset), f"method={method}", "train.epochs=4",
+                     "train.pretrain_epochs=2", "train.num_threads=2", "--out", str(out), "--json")
+        assert result.returncode == 0, result.stderr
+        summaries[method] = json.loads(result.stdout)
+        assert {"checkpoint.pt", "summary.json", "metrics.jsonl", "config.yaml"} <= {p.name for p in out.iterdir()}
+        evaluated = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--json")
+        assert evaluated.returncode == 0, evaluated.stderr
+        report = json.loads(evaluated.stdout)
+        for key in ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"):
+            assert report[key] == pytest.approx(summaries[method]["test"][key])
+        cells = report["cells"]
+        assert len(cells) == 100 and sum(c["count"] for c in cells) == 500
+        assert all(c["aligned"] == (c["label_name"] == str(background_mnist.PALETTE_INDEX[c["bias_name"]]))
+                   for c in cells)
+    baseline = summaries["baseline"]["test"]
+    # The dataset is biased as built: the baseline follows the background colour.
+    assert baseline["aligned_accuracy"] > baseline["conflicting_accuracy"] + 0.3
+    probe = lnl("probe-bias", "--checkpoint", str(tmp_path / "baseline" / "checkpoint.pt"), "--steps", "150",
+                "--seeds", "1", "--max-leakage", "0.99", "--json")
+    assert probe.returncode in (0, 1), probe.stderr
+    leak = json.loads(probe.stdout)
+    assert leak["num_classes"] == 10 and leak["train_samples"] + leak["heldout_samples"] == 500
+    assert leak["leakage"]["mean"] > 0.5  # colour is plainly readable from the baseline's features
+    assert leak["passed"] == (leak["leakage"]["mean"] <= 0.99) and probe.returncode == (0 if leak["passed"] else 1)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()[1:]]
+
+
+def test_dogs_and_cats_lists_become_the_tb1_and_tb2_manifests(tmp_path):
+    from lnl_cli.tools import paper_manifests
+
+    (tmp_path / "list_bright.txt").write_text("cat.1.jpg\ndog.1.jpg\ndog.2.jpg\n")
+    (tmp_path / "list_dark.txt").write_text("cat.2.jpg\ncat.3.jpg\ndog.3.jpg\n")
+    paper_manifests.main(["dogs-and-cats", "--images", "/kaggle/train", "--lists", str(tmp_path), "--out", str(tmp_path)])
+    tb1 = _rows(tmp_path / "tb1.csv")
+    assert tb1 == [["/kaggle/train/cat.2.jpg", "cat", "dark"], ["/kaggle/train/cat.3.jpg", "cat", "dark"],
+                   ["/kaggle/train/dog.1.jpg", "dog", "bright"], ["/kaggle/train/dog.2.jpg", "dog", "bright"]]
+    assert _rows(tmp_path / "tb2.csv") == [["/kaggle/train/cat.1.jpg", "cat", "bright"],
+                                           ["/kaggle/train/dog.3.jpg", "dog", "dark"]]
+    config = load_config("dogs-and-cats-tb1", [f"data.root={tmp_path}"])
+    assert (tmp_path / config.data.train).is_file() and (tmp_path / config.data.test).is_file()
+    with pytest.raises(SystemExit) as exited:  # one-line error, the data exit code
+        paper_manifests.main(["dogs-and-cats", "--images", "x", "--lists", str(tmp_path / "no"), "--out", "y"])
+    assert exited.value.code == 3
+
+
+def test_imdb_lists_become_the_extreme_bias_manifests(tmp_path):
+    import numpy as np
+
+    from lnl_cli.tools import paper_manifests
+
+    people = {b"a.jpg": {"age": 20, "gender": 0}, b"b.jpg": {"age": 50, "gender": 1},
+              b"c.jpg": {"age": 45, "gender": 0}, b"d.jpg": {"age": 25, "gender": 1},
+              b"e.jpg": {"age": 35, "gender": 0}, b"f.jpg": {"age": 22, "gender": float("nan")},
+              b"t1.jpg": {"age": 60, "gender": 0}, b"t2.jpg": {"age": 33, "gender": 1}}
+    np.save(tmp_path / "gt.npy", np.array(people, dtype=object), allow_pickle=True)
+    split = {"train_list": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"], "test_list": ["t1.jpg", "t2.jpg"]}
+    np.save(tmp_path / "split.npy", np.array(split, dtype=object), allow_pickle=True)
+    paper_manifests.main(["imdb", "--images", "/imdb", "--age-gender", str(tmp_path / "gt.npy"),
+                          "--split", str(tmp_path / "split.npy"), "--out", str(tmp_path)])
+    assert _rows(tmp_path / "eb1.csv") == [["/imdb/a.jpg", "female", "young"], ["/imdb/b.jpg", "male", "old"]]
+    assert _rows(tmp_path / "eb2.csv") == [["/imdb/c.jpg", "female", "old"], ["/imdb/d.jpg", "male", "young"]]
+    assert _rows(tmp_path / "test.csv") == [["/imdb/t1.jpg", "female", "old"]]  # 30-39 left out
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    with pytest.raises(SystemExit) as exited:
+        paper_manifests.main(["imdb", "--images", "/imdb", "--age-gender", str(tmp_path / "broken.npy"),
+                              "--split", str(tmp_path / "split.npy"), "--out", str(tmp_path)])
+    assert exited.value.code == 3
