@@ -13,6 +13,7 @@ EXIT_DATA = 3
 EXIT_CHECKPOINT = 4
 EXIT_DIVERGED = 5
 EXIT_INTERNAL = 70
+EXIT_IO = 74  # sysexits' EX_IOERR
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -47,6 +48,13 @@ class CheckpointError(LnlError):
     """A checkpoint is missing, truncated, untrusted or incompatible."""
 
     exit_code = EXIT_CHECKPOINT
+
+
+class OutputError(LnlError):
+    """A result could not be written: disk full, read-only file system, stdout closed. Nothing
+    half-written is left behind."""
+
+    exit_code = EXIT_IO
 
 
 class TrainingDiverged(LnlError):

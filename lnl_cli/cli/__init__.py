@@ -13,7 +13,7 @@ from lnl_cli.cli.train import train
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 probe-bias gate failed; 2 usage or config error; 3 data error; "
-    "4 checkpoint error; 5 training diverged (NaN/inf loss); 70 internal error; "
+    "4 checkpoint error; 5 training diverged (NaN/inf loss); 70 internal error; 74 output error; "
     "130 interrupted (SIGINT); 143 terminated (SIGTERM)."
 )
 
