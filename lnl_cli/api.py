@@ -16,9 +16,13 @@ from lnl_cli import distributed, run_folder
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.config import Config
-from lnl_cli.engine import TrainCallbacks, resume_training, run_training
+from lnl_cli.callbacks import TrainCallbacks
+from lnl_cli.engine import resume_training, run_training
+from lnl_cli.errors import ConfigError, OutputError
 from lnl_cli.evaluation import evaluate_checkpoint
+from lnl_cli.fileio import atomic_write_text, csv_text
 from lnl_cli.evaluation import load_model as _load_model
+from lnl_cli.inference import EXPORT_FORMATS, export_model, find_images, load_probability_model, predict_files
 from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
 from lnl_cli.preset_files import builtin_presets, preset_description
 from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
+__all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
            "check_run_folder", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
            "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
@@ -116,6 +120,34 @@ def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descen
 def load_model(checkpoint: str | Path, device: str | None = None) -> "Algorithm":
     """A trained model for inference: eval mode, no gradients; ``model.predict(images)`` gives logits."""
     return _load_model(Path(checkpoint), device)
+
+
+def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+    """Write the checkpoint as a TorchScript or ONNX model taking raw images in [0, 1] (N x C x H x W,
+    normalisation inside) and returning class probabilities; returns what was written."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    loaded = load_probability_model(Path(checkpoint))
+    path = export_model(loaded, fmt, Path(out))
+    return {"schema_version": 1, "checkpoint": str(checkpoint), "format": fmt, "out": str(path),
+            "input_shape": ["N", loaded.shape.channels, loaded.shape.size, loaded.shape.size],
+            "classes": list(loaded.class_names)}
+
+
+def predict(checkpoint: str | Path, sources: Iterable[str | Path], path_column: str = "path") -> list[dict[str, Any]]:
+    """Predictions for image files, folders of images or CSVs listing them (column `path_column`):
+    one row per image with the predicted class and every class's probability."""
+    loaded = load_probability_model(Path(checkpoint))
+    return predict_files(loaded, find_images(sources, path_column))
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """`rows` as a CSV file (atomically); OutputError when it cannot be written."""
+    try:
+        atomic_write_text(Path(path), csv_text(rows))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------- processes

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from lnl_cli import models
+from lnl_cli import models, tensorboard
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
 from lnl_cli.errors import ConfigError
@@ -107,6 +107,8 @@ class TrainConfig:
                 "(AVX512-BF16/AMX), else fp32")
     channels_last: bool = option(True, "channels-last memory layout (faster convolutions)")
     compile: bool = option(False, "torch.compile the networks (slow start, faster steps)")
+    tensorboard: bool = option(
+        False, "also write TensorBoard event files to <run folder>/tensorboard (needs pip install 'lnl[tensorboard]')")
     sync_batchnorm: bool = option(
         False, "with several processes (torchrun), BatchNorm statistics over the global batch instead of each "
                "process's share; no effect in one process")
@@ -264,7 +266,14 @@ def _common_data_checks(config: Config) -> list[str]:
 
 def component_checks(config: Config) -> list[str]:
     """Each component's own checks of a well-typed config: the chosen dataset's, the model's."""
-    return DATASETS[config.data.type].check(config) + _common_data_checks(config) + models.check_config(config)
+    return (DATASETS[config.data.type].check(config) + _common_data_checks(config) + models.check_config(config)
+            + _train_checks(config))
+
+
+def _train_checks(config: Config) -> list[str]:
+    if config.train.tensorboard and not tensorboard.available():
+        return ["train.tensorboard: the tensorboard package is not installed (pip install 'lnl[tensorboard]')"]
+    return []
 
 
 def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -> Config:

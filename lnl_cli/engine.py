@@ -9,18 +9,20 @@ business, the device :mod:`lnl_cli.runtime`'s, and what several processes must a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
-from lnl_cli import distributed, run_folder, runtime
+from lnl_cli import distributed, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
+from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import (checkpoint_config, load_checkpoint, make_checkpoint, restore_algorithm,
                                 save_checkpoint)
 from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config
@@ -33,21 +35,11 @@ from lnl_cli.version import __version__
 
 # Config keys that may change when a run is resumed: they do not change what was already trained.
 RESUME_SAFE_KEYS = frozenset({"device", "train.epochs", "train.num_threads", "train.eval_every", "data.root",
-                              "data.download", "train.compile"})
+                              "data.download", "train.compile", "train.tensorboard"})
 # Steps between progress reports; the loss sums are checked for NaN (and agreed between processes) there.
 PROGRESS_EVERY_STEPS = 20
 
 __all__ = ["RESUME_SAFE_KEYS", "StopRequest", "TrainCallbacks", "resume_training", "run_training"]
-
-
-class TrainCallbacks:
-    """Receives progress; the CLI renders it. Every method is optional."""
-
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None: ...
-    def on_steps(self, done: int, steps: int) -> None: ...
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
-    def on_message(self, text: str) -> None: ...
 
 
 @dataclass
@@ -102,7 +94,8 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop)
-        return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed)))
+        with _closing(ctx.callbacks):
+            return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed)))
 
     return distributed.run_in_group(body)
 
@@ -126,7 +119,8 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
         _restore_rng(checkpoint.get("rng"))
-        return _run(ctx, start)
+        with _closing(ctx.callbacks):
+            return _run(ctx, start)
 
     return distributed.run_in_group(body)
 
@@ -273,10 +267,26 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     if config.train.sync_batchnorm:
         distributed.convert_sync_batchnorm(algorithm)
     distributed.broadcast_state(algorithm)
-    if not distributed.is_main():
-        callbacks = None  # only rank 0 reports progress
-    return RunContext(config, run_dir, device, dataset, algorithm, callbacks or TrainCallbacks(),
+    return RunContext(config, run_dir, device, dataset, algorithm, _callbacks(config, run_dir, callbacks),
                       stop or StopRequest(), _test_shard(dataset.test))
+
+
+def _callbacks(config: Config, run_dir: Path, given: TrainCallbacks | None) -> TrainCallbacks:
+    """Only rank 0 reports progress; with train.tensorboard it also goes to TensorBoard."""
+    if not distributed.is_main():
+        return TrainCallbacks()
+    if config.train.tensorboard:
+        board = tensorboard.TensorBoardCallbacks(run_dir / run_folder.TENSORBOARD_FOLDER)
+        return CallbackList(*(c for c in (given, board) if c is not None))
+    return given or TrainCallbacks()
+
+
+@contextlib.contextmanager
+def _closing(callbacks: TrainCallbacks) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        callbacks.close()
 
 
 def _restore(checkpoint: dict[str, Any], config: Config, path: Path, device: torch.device) -> Algorithm:

@@ -3,10 +3,12 @@
     runs/<preset>-<method>-N/
       config.yaml      the resolved config
       metrics.jsonl    one JSON record per finished epoch
+      results.csv      the same records as a table (one row per epoch), for spreadsheets and pandas
       checkpoint.pt    weights, optimizers, epoch, RNG states (resume and inference)
       summary.json     final metrics and timings of a finished run
       probe.json       the last `lnl probe-bias` report of this run's checkpoint
       losses.png, accuracy.png   training plots
+      tensorboard/     TensorBoard event files (train.tensorboard=true)
 
 Every file name lives here; the engine, compare, plots and probe ask this module.
 """
@@ -21,10 +23,12 @@ from typing import Any
 import yaml
 
 from lnl_cli.errors import ConfigError
-from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text
+from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text, csv_text
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.csv"
+TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "summary.json"
 PROBE_FILE = "probe.json"
@@ -71,7 +75,10 @@ def create(run_dir: Path, config_yaml: str) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """One more epoch in metrics.jsonl, and results.csv rewritten from all of them (a few hundred rows
+    at most, so rewriting keeps the table whole and its columns the union of every epoch's)."""
     append_json_line(run_dir / METRICS_FILE, record)
+    atomic_write_text(run_dir / RESULTS_FILE, csv_text(read_metrics(run_dir)))
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ import typer
 from lnl_cli.api import __version__
 from lnl_cli.cli.compare import compare
 from lnl_cli.cli.evaluate import evaluate
+from lnl_cli.cli.export import export
+from lnl_cli.cli.predict import predict
 from lnl_cli.cli.presets import presets
 from lnl_cli.cli.probe_bias import probe_bias
 from lnl_cli.cli.train import train
@@ -31,6 +33,8 @@ app.command("evaluate")(evaluate)
 app.command("probe-bias")(probe_bias)
 app.command("presets")(presets)
 app.command("compare")(compare)
+app.command("export")(export)
+app.command("predict")(predict)
 
 
 def _version(value: bool) -> None:

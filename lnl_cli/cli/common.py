@@ -79,9 +79,13 @@ def collect_overrides(set_values: list[str] | None, extra: list[str] | None,
     return overrides
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def write_stdout(text: str) -> None:
+    sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def print_json(data: Any) -> None:
+    write_stdout(json.dumps(data, indent=2) + "\n")
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -197,6 +197,8 @@ class DatasetSpec:
     summary: str
     options: type
     load: Callable[["Config", bool], BiasedDataset]
+    # Side of the square images the networks see, from the config: what `lnl predict` resizes files to.
+    image_size: Callable[["Config"], int] = lambda config: config.data.image_size
     check: Callable[["Config"], list[str]] = lambda config: []
     # Gives per-pixel bias targets (Batch.bias_targets): what the paper's colour heads predict.
     pixel_bias_targets: bool = False

@@ -31,6 +31,7 @@ NORMALISE_MEAN = (0.4914, 0.4822, 0.4465)
 NORMALISE_STD = (0.2023, 0.1994, 0.2010)
 CACHE_FORMAT = 1
 NUM_DIGITS = 10
+MNIST_SIDE = 28
 RGB_MAX = 255
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -156,8 +157,8 @@ def _take_subset(tensors: dict[str, torch.Tensor], size: int | None, seed: int) 
 
 
 def _empty_split() -> dict[str, torch.Tensor]:
-    return {"images": torch.zeros(0, 3, 28, 28, dtype=torch.uint8), "labels": torch.zeros(0, dtype=torch.long),
-            "bias": torch.zeros(0, dtype=torch.long)}
+    return {"images": torch.zeros(0, 3, MNIST_SIDE, MNIST_SIDE, dtype=torch.uint8),
+            "labels": torch.zeros(0, dtype=torch.long), "bias": torch.zeros(0, dtype=torch.long)}
 
 
 def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset:
@@ -202,4 +203,4 @@ def check_config(config: "Config") -> list[str]:
 
 DATASET = DatasetSpec(
     summary="colored_mnist (generated from MNIST)", options=ColoredMnistOptions, load=load_colored_mnist,
-    check=check_config, pixel_bias_targets=True)
+    image_size=lambda config: MNIST_SIDE, check=check_config, pixel_bias_targets=True)

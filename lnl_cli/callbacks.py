@@ -1,0 +1,49 @@
+"""How the training loop reports progress: a :class:`TrainCallbacks` receives it; the CLI renders it,
+TensorBoard records it, a notebook shows it. The loop itself never prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrainCallbacks:
+    """Receives progress; every method is optional."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None: ...
+    def on_steps(self, done: int, steps: int) -> None: ...
+    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+    def on_message(self, text: str) -> None: ...
+    def close(self) -> None:
+        """The run ended (finished, stopped or failed): release files and displays."""
+
+
+class CallbackList(TrainCallbacks):
+    """Several receivers, called in order."""
+
+    def __init__(self, *callbacks: TrainCallbacks):
+        self.callbacks = callbacks
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback.on_start(info)
+
+    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_start(epoch, epochs, phase, steps)
+
+    def on_steps(self, done: int, steps: int) -> None:
+        for callback in self.callbacks:
+            callback.on_steps(done, steps)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(record)
+
+    def on_message(self, text: str) -> None:
+        for callback in self.callbacks:
+            callback.on_message(text)
+
+    def close(self) -> None:
+        for callback in self.callbacks:
+            callback.close()

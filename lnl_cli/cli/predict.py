@@ -1,0 +1,30 @@
+"""`lnl predict`: class predictions for image files, as CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lnl_cli import api
+from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, user_errors, write_stdout
+
+
+def predict(
+    sources: list[str] = typer.Argument(..., metavar="IMAGES_OR_CSV...",
+                                        help="Image files, folders of images, or CSV files with a path column."),
+    checkpoint: CheckpointPath = ...,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
+    path_column: str = typer.Option("path", "--path-column", help="Column of a CSV input holding image paths."),
+    json_output: JsonOutput = False,
+) -> None:
+    """Predict the class of each image: path, prediction, confidence, and one probability column per class."""
+    with user_errors():
+        rows = api.predict(checkpoint, sources, path_column)
+        if out is not None:
+            api.write_csv(out, rows)
+    if json_output:
+        print_json(rows)
+    elif out is None:
+        write_stdout(api.csv_text(rows))

@@ -1,0 +1,97 @@
+"""Models that leave the tool: `lnl export` and `lnl predict` agree with `lnl evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+
+from lnl_cli import api, load_config
+from lnl_cli.data import load_dataset
+
+from helpers import save
+from test_cli import assert_one_line_error, lnl
+
+TINY = ["data.train_size=600", "data.test_size=300", "train.epochs=2", "train.pretrain_epochs=1"]
+FP32 = ["train.precision=fp32"]  # what the exported files compute in, whatever this CPU prefers
+
+
+@pytest.fixture(scope="module", params=["lnl", "gray"])
+def trained(request, tmp_path_factory):
+    """A tiny run per method; gray checks that the algorithm's own input transform is exported too."""
+    root = request.getfixturevalue("mnist_root")
+    out = tmp_path_factory.mktemp(request.param) / "run"
+    config = load_config("colored-mnist", [*TINY, f"method={request.param}", f"data.root={root}"])
+    api.train(config, out)
+    test = load_dataset(config, with_train=False).test
+    return out / "checkpoint.pt", test.images.float() / 255.0, test.labels
+
+
+def _correct(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
+    return int((probabilities.argmax(dim=1) == labels).sum())
+
+
+@pytest.mark.mnist
+def test_torchscript_export_agrees_with_evaluate(trained, tmp_path):
+    checkpoint, images, labels = trained
+    result = lnl("export", "-c", str(checkpoint), "--format", "torchscript", "-o", str(tmp_path / "m.pt"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_shape"] == ["N", 3, 28, 28]
+    probabilities = torch.jit.load(str(tmp_path / "m.pt"))(images)
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(len(images)), atol=1e-5)
+    report = api.evaluate(checkpoint, overrides=FP32)
+    assert _correct(probabilities, labels) == round(report["accuracy"] * len(labels))
+
+
+@pytest.mark.mnist
+def test_onnx_export_agrees_with_torchscript_and_evaluate(trained, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'lnl[onnx]' to check ONNX exports")
+    checkpoint, images, labels = trained
+    assert lnl("export", "-c", str(checkpoint), "--format", "onnx", "-o", str(tmp_path / "m.onnx")).returncode == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    probabilities = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    reference = api.evaluate(checkpoint, overrides=FP32)
+    assert _correct(probabilities, labels) == round(reference["accuracy"] * len(labels))
+    exported = api.export(checkpoint, "torchscript", tmp_path / "m.pt")
+    assert torch.allclose(probabilities, torch.jit.load(exported["out"])(images), atol=1e-4)
+
+
+@pytest.mark.mnist
+def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(trained, tmp_path):
+    checkpoint, images, _ = trained
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        save((images[i] * 255).round().to(torch.uint8), folder / f"{i}.png")
+    (tmp_path / "list.csv").write_text("path\n" + "".join(f"images/{i}.png\n" for i in range(5)))
+    from_folder = lnl("predict", "-c", str(checkpoint), str(folder))
+    from_csv = lnl("predict", "-c", str(checkpoint), str(tmp_path / "list.csv"), "-o", str(tmp_path / "p.csv"))
+    assert from_folder.returncode == 0 and from_csv.returncode == 0, (from_folder.stderr, from_csv.stderr)
+    rows = list(csv.DictReader(io.StringIO(from_folder.stdout)))
+    assert [r["path"] for r in rows] == [str(folder / f"{i}.png") for i in range(5)]
+    assert [r["prediction"] for r in rows] == [r["prediction"] for r in csv.DictReader((tmp_path / "p.csv").open())]
+    api.export(checkpoint, "torchscript", tmp_path / "m.pt")
+    expected = torch.jit.load(str(tmp_path / "m.pt"))(images[:5]).argmax(dim=1).tolist()
+    assert [int(r["prediction"]) for r in rows] == expected
+    assert all(abs(sum(float(r[f"p_{k}"]) for k in range(10)) - 1) < 1e-4 for r in rows)
+
+
+def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
+    missing = str(tmp_path / "none.pt")
+    assert_one_line_error(lnl("export", "-c", missing, "-o", str(tmp_path / "m.pt")), 4, "not found")
+    assert_one_line_error(lnl("export", "-c", missing, "--format", "keras", "-o", str(tmp_path / "m")), 2, "torchscript")
+    assert_one_line_error(lnl("predict", "-c", missing, str(tmp_path)), 4)
+
+
+@pytest.mark.mnist
+def test_predict_and_export_errors_name_the_file(trained, tmp_path):
+    checkpoint = str(trained[0])
+    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "nope.png")), 3, "nope.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "broken.png")), 3, "broken.png")
+    (tmp_path / "list.csv").write_text("file\nx.png\n")
+    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "list.csv")), 3, "'path' column")
+    assert_one_line_error(lnl("export", "-c", checkpoint, "-o", "/proc/lnl-cannot-write/m.pt"), 74, "cannot write")
