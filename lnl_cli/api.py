@@ -18,7 +18,8 @@ from lnl_cli.compare import compare_runs
 from lnl_cli.config import Config
 from lnl_cli.callbacks import TrainCallbacks
 from lnl_cli.engine import resume_training, run_training
-from lnl_cli.errors import ConfigError, OutputError
+from lnl_cli.checkpoint import load_checkpoint
+from lnl_cli.errors import ConfigError, LnlError, OutputError
 from lnl_cli.evaluation import evaluate_checkpoint
 from lnl_cli.fileio import atomic_write_text, csv_text
 from lnl_cli.evaluation import load_model as _load_model
@@ -78,7 +79,15 @@ def write_training_plots(run_dir: str | Path) -> list[Path]:
     """losses.png and accuracy.png in the run folder (rank 0 only); PlotsUnavailable without matplotlib."""
     if not distributed.is_main():
         return []
-    return plot_training(Path(run_dir))
+    return plot_training(Path(run_dir), _num_classes(Path(run_dir)))
+
+
+def _num_classes(run_dir: Path) -> int | None:
+    """The trained task's class count (for the chance line), or None without a readable checkpoint."""
+    try:
+        return int(load_checkpoint(run_folder.checkpoint_path(run_dir))["task"]["num_classes"])
+    except (LnlError, KeyError, TypeError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------- using a trained model

@@ -14,8 +14,11 @@ from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write
 
 LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion")
-ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
-                 "test_worst_group_accuracy", "test_bias_head_accuracy")
+LABEL_ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
+                       "test_worst_group_accuracy")
+BIAS_HEAD_KEY = "test_bias_head_accuracy"
+# Cells are annotated with their values up to this many rows and columns; beyond, text would not fit.
+MAX_ANNOTATED = 16
 FIGURE_SIZE = (7.0, 4.5)
 DPI = 110
 
@@ -40,8 +43,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_training(run_dir: Path) -> list[Path]:
-    """losses.png and accuracy.png from a run's metrics.jsonl."""
+def plot_training(run_dir: Path, num_classes: int | None = None) -> list[Path]:
+    """losses.png and accuracy.png from a run's metrics.jsonl. The accuracy plot has the label accuracies
+    (with the chance line 1/num_classes when given) above and the bias head's accuracy on its own axis
+    below: h's accuracy falling towards chance is the adversarial game working, not f getting worse."""
     plt = _pyplot()
     run_dir = Path(run_dir)
     if not run_folder.metrics_path(run_dir).is_file():
@@ -49,23 +54,51 @@ def plot_training(run_dir: Path) -> list[Path]:
     records = run_folder.read_metrics(run_dir)
     if not records:
         return []
-    written = []
-    for name, keys, ylabel in ((run_folder.LOSSES_PLOT, LOSS_KEYS, "loss (epoch mean)"),
-                               (run_folder.ACCURACY_PLOT, ACCURACY_KEYS, "accuracy (unbiased test set)")):
-        fig, ax = plt.subplots(figsize=FIGURE_SIZE)
-        for key in keys:
-            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
-            if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, label=key.removeprefix("test_"))
-        _shade_warm_up(ax, records)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{run_dir.name}: {ylabel.split(' (')[0]}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        written.append(_save(fig, run_dir / name))
-        plt.close(fig)
-    return written
+    return [_plot_losses(plt, run_dir, records), _plot_accuracies(plt, run_dir, records, num_classes)]
+
+
+def _plot_curves(ax, records: list[dict[str, Any]], keys: tuple[str, ...]) -> bool:
+    drawn = False
+    for key in keys:
+        points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, label=key.removeprefix("test_"))
+            drawn = True
+    _shade_warm_up(ax, records)
+    ax.grid(alpha=0.3)
+    return drawn
+
+
+def _plot_losses(plt, run_dir: Path, records: list[dict[str, Any]]) -> Path:
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    _plot_curves(ax, records, LOSS_KEYS)
+    ax.set(xlabel="epoch", ylabel="loss (epoch mean)", title=f"{run_dir.name}: loss")
+    ax.legend(fontsize=8)
+    path = _save(fig, run_dir / run_folder.LOSSES_PLOT)
+    plt.close(fig)
+    return path
+
+
+def _plot_accuracies(plt, run_dir: Path, records: list[dict[str, Any]], num_classes: int | None) -> Path:
+    has_head = any(r.get(BIAS_HEAD_KEY) is not None for r in records)
+    fig, axes = plt.subplots(2 if has_head else 1, 1, sharex=True, squeeze=False,
+                             figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * (1.5 if has_head else 1)),
+                             gridspec_kw={"height_ratios": [2, 1]} if has_head else None)
+    label_ax = axes[0][0]
+    _plot_curves(label_ax, records, LABEL_ACCURACY_KEYS)
+    if num_classes:
+        label_ax.axhline(1 / num_classes, color="black", linestyle=":", linewidth=1,
+                         label=f"chance (1/{num_classes})")
+    label_ax.set(ylabel="label accuracy (unbiased test set)", ylim=(0, 1.02), title=f"{run_dir.name}: accuracy")
+    label_ax.legend(fontsize=8)
+    if has_head:
+        head_ax = axes[1][0]
+        _plot_curves(head_ax, records, (BIAS_HEAD_KEY,))
+        head_ax.set(ylabel="bias head h accuracy", ylim=(0, 1.02))
+    axes[-1][0].set_xlabel("epoch")
+    path = _save(fig, run_dir / run_folder.ACCURACY_PLOT)
+    plt.close(fig)
+    return path
 
 
 def _shade_warm_up(ax, records: list[dict[str, Any]]) -> None:
@@ -84,27 +117,38 @@ def _axis_names(cells: list[dict[str, Any]], axis: str, count: int) -> list[str]
 
 
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """confusion_matrix.png and cell_accuracy.png (label x bias: a shortcut shows as bright aligned cells, the
-    diagonal for Colored-MNIST). Axes carry class and bias names when the data has them."""
+    """confusion_matrix.png (each true label's row normalised to 1, so classes of any size compare) and
+    cell_accuracy.png (accuracy per (label, bias) cell with its number of images: a shortcut shows as
+    bright aligned cells, framed in red: the diagonal for Colored-MNIST). Axes carry class and bias names when the data
+    has them; small matrices are annotated."""
     plt = _pyplot()
     out_dir = Path(out_dir)
-    confusion = report["confusion_matrix"]
     cells = report["cells"]
     labels = 1 + max(c["label"] for c in cells)
     biases = 1 + max(c["bias"] for c in cells)
-    grid = [[float("nan")] * biases for _ in range(labels)]
+    accuracy = [[float("nan")] * biases for _ in range(labels)]
+    counts = [[0] * biases for _ in range(labels)]
     for cell in cells:
+        counts[cell["label"]][cell["bias"]] = cell["count"]
         if cell["accuracy"] is not None:
-            grid[cell["label"]][cell["bias"]] = cell["accuracy"]
+            accuracy[cell["label"]][cell["bias"]] = cell["accuracy"]
     label_names = _axis_names(cells, "label", labels)
     bias_names = _axis_names(cells, "bias", biases)
+    confusion = _row_normalised(report["confusion_matrix"])
+    cell_text = [[f"{a:.2f}\nn={n}" if n else "n=0" for a, n in zip(row_a, row_n)]
+                 for row_a, row_n in zip(accuracy, counts)]
+    confusion_text = [[f"{v:.2f}" for v in row] for row in confusion]
     written = []
-    for name, matrix, title, xlabel, x_names, vmax in (
-            ("confusion_matrix.png", confusion, "label confusion matrix", "predicted label", label_names, None),
-            ("cell_accuracy.png", grid, "accuracy per (label, bias) cell", "bias", bias_names, 1.0)):
-        fig, ax = plt.subplots(figsize=(5.5, 4.8))
-        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+    for name, matrix, text, title, xlabel, x_names in (
+            ("confusion_matrix.png", confusion, confusion_text, "confusion matrix (rows sum to 1)",
+             "predicted label", label_names),
+            ("cell_accuracy.png", accuracy, cell_text, "accuracy per (label, bias) cell", "bias", bias_names)):
+        fig, ax = plt.subplots(figsize=(5.5 + 0.25 * len(x_names), 4.8 + 0.2 * len(label_names)))
+        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
         fig.colorbar(image, ax=ax, fraction=0.046)
+        _annotate(ax, matrix, text)
+        if name == "cell_accuracy.png":
+            _outline(ax, cells)
         ax.set_xticks(range(len(matrix[0])), x_names, rotation=90 if len(x_names) > 4 else 0)
         ax.set_yticks(range(len(matrix)), label_names)
         ax.set_xlabel(xlabel)
@@ -113,3 +157,27 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         written.append(_save(fig, out_dir / name))
         plt.close(fig)
     return written
+
+
+def _row_normalised(matrix: list[list[int]]) -> list[list[float]]:
+    return [[v / sum(row) if sum(row) else float("nan") for v in row] for row in matrix]
+
+
+def _annotate(ax, matrix: list[list[float]], text: list[list[str]]) -> None:
+    if len(matrix) > MAX_ANNOTATED or len(matrix[0]) > MAX_ANNOTATED:
+        return
+    size = 7 if max(len(matrix), len(matrix[0])) > 8 else 9
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            color = "gray" if value != value else "white" if value < 0.5 else "black"  # NaN: an empty cell
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=size, color=color)
+
+
+def _outline(ax, cells: list[dict[str, Any]]) -> None:
+    """A frame around each aligned cell: the training set's shortcut."""
+    from matplotlib.patches import Rectangle
+
+    for cell in cells:
+        if cell.get("aligned"):
+            ax.add_patch(Rectangle((cell["bias"] - 0.5, cell["label"] - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=1.5))
