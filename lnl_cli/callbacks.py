@@ -9,9 +9,18 @@ from typing import Any
 class TrainCallbacks:
     """Receives progress; every method is optional."""
 
+    def on_status(self, text: str) -> None:
+        """What the run is doing before training starts (e.g. loading data)."""
+
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None: ...
-    def on_steps(self, done: int, steps: int) -> None: ...
+
+    def on_steps(self, done: int, steps: int) -> None:
+        """After every training step: cheap to call, so displays can refresh on their own clock."""
+
+    def on_losses(self, losses: dict[str, float]) -> None:
+        """The epoch's running mean losses so far, every few steps (where they are checked anyway)."""
+
     def on_epoch_end(self, record: dict[str, Any]) -> None: ...
     def on_message(self, text: str) -> None: ...
     def close(self) -> None:
@@ -24,6 +33,10 @@ class CallbackList(TrainCallbacks):
     def __init__(self, *callbacks: TrainCallbacks):
         self.callbacks = callbacks
 
+    def on_status(self, text: str) -> None:
+        for callback in self.callbacks:
+            callback.on_status(text)
+
     def on_start(self, info: dict[str, Any]) -> None:
         for callback in self.callbacks:
             callback.on_start(info)
@@ -35,6 +48,10 @@ class CallbackList(TrainCallbacks):
     def on_steps(self, done: int, steps: int) -> None:
         for callback in self.callbacks:
             callback.on_steps(done, steps)
+
+    def on_losses(self, losses: dict[str, float]) -> None:
+        for callback in self.callbacks:
+            callback.on_losses(losses)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         for callback in self.callbacks:

@@ -36,7 +36,7 @@ from lnl_cli.version import __version__
 # Config keys that may change when a run is resumed: they do not change what was already trained.
 RESUME_SAFE_KEYS = frozenset({"device", "train.epochs", "train.num_threads", "train.eval_every", "data.root",
                               "data.download", "train.compile", "train.tensorboard"})
-# Steps between progress reports; the loss sums are checked for NaN (and agreed between processes) there.
+# Steps between loss reports; the loss sums are checked for NaN (and agreed between processes) there.
 PROGRESS_EVERY_STEPS = 20
 
 __all__ = ["RESUME_SAFE_KEYS", "StopRequest", "TrainCallbacks", "resume_training", "run_training"]
@@ -184,6 +184,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
                               start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()))
     for step, batch in enumerate(batches, start=progress.step + 1):
         tally.add(algorithm.update(batch), len(batch.labels))
+        ctx.callbacks.on_steps(step, steps)
         report = step % PROGRESS_EVERY_STEPS == 0 or step == steps
         stop_now = ctx.stop.requested and distributed.world_size() == 1
         if not (report or stop_now):
@@ -191,7 +192,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
         tally.agree(ctx.stop)
         _check_finite(tally.totals, epoch, step)
         if report:
-            ctx.callbacks.on_steps(step, steps)
+            ctx.callbacks.on_losses(tally.means())
         if ctx.stop.requested and step < steps:
             raise _Stopped(EpochProgress(progress.order_state, step, tally.total_seen, tally.total_floats()))
     return tally.means() | {"phase": phase}
@@ -255,6 +256,8 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     """Data on the device, the process group, and the algorithm: new, or restored from `checkpoint`."""
     runtime.apply_threads(config.train.num_threads)
     device = distributed.local_device(runtime.select_device(config.device))
+    if callbacks is not None and distributed.is_main():
+        callbacks.on_status(f"loading {config.data.type} data")
     dataset = load_dataset(config).to(device)
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
     torch.manual_seed(config.seed)

@@ -6,6 +6,7 @@ Results go to stdout (JSON with --json); progress, warnings and errors go to std
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -16,14 +17,23 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lnl_cli import api
 from lnl_cli.api import StopRequest, TrainCallbacks
 from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError, TrainingDiverged, TrainingInterrupted
 
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+class PipeSafeConsole(Console):
+    """rich's Console, except on a broken pipe: rich's default points stdout at /dev/null and raises
+    SystemExit(1), which would end a training run because its log reader went away. Here the console
+    goes quiet and the write fails with BrokenPipeError, for the caller to handle."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+stderr = PipeSafeConsole(stderr=True, highlight=False)
+stdout = PipeSafeConsole(highlight=False)
 
 PRESET_HELP = "Built-in preset name (see `lnl presets`) or path to a YAML preset."
 
@@ -125,46 +135,8 @@ def graceful_stop() -> Iterator[StopRequest]:
             signal.signal(sig, old)
 
 
-class PlainProgress(TrainCallbacks):
-    """One line per epoch: for logs and pipes."""
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        stderr.print(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
-                     f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}"
-                     + (f", resuming at epoch {info['start_epoch'] + 1}" if info.get("start_epoch") else ""),
-                     soft_wrap=True)
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        skip = {"epoch", "phase", "seconds", "train_seconds"}
-        parts = [f"{k}={fmt(v)}" for k, v in record.items() if k not in skip and v is not None]
-        stderr.print(escape(f"epoch {record['epoch']} [{record['phase']}] " + " ".join(parts)
-                            + f" ({record['seconds']:.1f}s)"), soft_wrap=True)
-
-    def on_message(self, text: str) -> None:
-        stderr.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
-
-
-class RichProgress(PlainProgress):
-    """A live progress bar per epoch, for people at a terminal."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=stderr, transient=True)
-        self.task = None
-
-    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task(escape(f"epoch {epoch + 1}/{epochs} [{phase}]"), total=steps)
-
-    def on_steps(self, done: int, steps: int) -> None:
-        self.progress.update(self.task, completed=done)
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        self.progress.stop()
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        super().on_epoch_end(record)
-
-
 def progress_callbacks() -> TrainCallbacks:
-    return RichProgress() if stderr.is_terminal else PlainProgress()
+    """Bars at a terminal, lines and a heartbeat elsewhere (see cli/progress.py)."""
+    from lnl_cli.cli.progress import progress_callbacks as make
+
+    return make(stderr)

@@ -1,0 +1,164 @@
+"""Training progress on stderr: live bars on a terminal, short lines and a heartbeat in logs.
+
+Progress must never stop training: a stderr that is closed or full (``lnl train 2>&1 | head``) is
+written to once, then left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from lnl_cli.api import TrainCallbacks
+
+HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
+DEFAULT_HEARTBEAT_SECONDS = 30.0
+REFRESH_PER_SECOND = 4
+# Short names for the losses and metrics people watch; anything else keeps its own name.
+SHORT_NAMES = {"label_loss": "loss", "bias_loss": "h_loss", "neg_entropy": "neg_entropy", "confusion": "confusion",
+               "test_accuracy": "acc", "test_aligned_accuracy": "aligned", "test_conflicting_accuracy": "conflicting",
+               "test_worst_group_accuracy": "worst", "test_bias_head_accuracy": "h_acc"}
+NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
+
+
+def heartbeat_seconds() -> float:
+    """$LNL_HEARTBEAT_SECONDS (0 turns the heartbeat off), else 30 s."""
+    try:
+        return max(0.0, float(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_SECONDS)))
+    except ValueError:
+        return DEFAULT_HEARTBEAT_SECONDS
+
+
+def format_values(values: dict[str, Any]) -> str:
+    """`loss 0.412  acc 0.8123 …`: losses and metrics, four decimals, None skipped."""
+    parts = [f"{SHORT_NAMES.get(k, k)} {v:.4f}" if isinstance(v, float) else f"{SHORT_NAMES.get(k, k)} {v}"
+             for k, v in values.items() if k not in NOT_SHOWN and v is not None]
+    return "  ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class PlainProgress(TrainCallbacks):
+    """For logs, pipes and CI: a line per epoch, and inside long epochs a heartbeat line at most every
+    `heartbeat` seconds, so that a job watching for output never sees a silent minute."""
+
+    def __init__(self, console: Console, heartbeat: float | None = None):
+        self.console = console
+        self.heartbeat = heartbeat_seconds() if heartbeat is None else heartbeat
+        self.broken = False
+        self.train_size = 0
+        self.epochs = 0
+        self.epoch_started = self.last_beat = time.monotonic()
+        self.losses: dict[str, float] = {}
+
+    def emit(self, text: str) -> None:
+        """One line on stderr; after a failed write (closed or full stderr) nothing more is tried."""
+        if self.broken:
+            return
+        try:
+            self.console.print(text, soft_wrap=True, highlight=False)
+        except (OSError, ValueError):
+            self.broken = True
+
+    def on_status(self, text: str) -> None:
+        self.emit(escape(f"{text}…"))
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.train_size, self.epochs = info["train_size"], info["epochs"]
+        resuming = f", resuming at epoch {info['start_epoch'] + 1}" if info.get("start_epoch") else ""
+        self.emit(escape(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
+                         f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}{resuming}"))
+
+    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
+        self.epoch, self.phase, self.steps = epoch, phase, steps
+        self.epoch_started = self.last_beat = time.monotonic()
+        self.losses = {}
+
+    def on_losses(self, losses: dict[str, float]) -> None:
+        self.losses = losses
+
+    def images_per_second(self, done: int) -> float:
+        elapsed = time.monotonic() - self.epoch_started
+        return self.train_size * done / max(self.steps, 1) / elapsed if elapsed > 0 else 0.0
+
+    def on_steps(self, done: int, steps: int) -> None:
+        now = time.monotonic()
+        if not self.heartbeat or now - self.last_beat < self.heartbeat or done >= steps:
+            return
+        self.last_beat = now
+        rate = self.images_per_second(done)
+        eta = (now - self.epoch_started) * (steps - done) / done
+        parts = [f"  epoch {self.epoch + 1}/{self.epochs} step {done}/{steps} ({100 * done // steps}%)",
+                 f"{rate:,.0f} img/s", format_values(self.losses), f"epoch eta {format_duration(eta)}"]
+        self.emit(escape("  ".join(part for part in parts if part)))
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.emit(escape(f"epoch {record['epoch']}/{self.epochs} {record['phase']}  {format_values(record)}  "
+                         f"({record['seconds']:.1f}s)"))
+
+    def on_message(self, text: str) -> None:
+        self.emit(f"[yellow]warning:[/] {escape(text)}")
+
+
+class RichProgress(PlainProgress):
+    """For people at a terminal: a bar for the whole run and one for the epoch, with images/s, ETA and
+    the running losses, redrawn four times a second; epoch lines scroll above them. The bars vanish when
+    the run ends or is interrupted, so what follows starts on a clean line."""
+
+    def __init__(self, console: Console):
+        super().__init__(console, heartbeat=0)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console,
+                                 transient=True, refresh_per_second=REFRESH_PER_SECOND)
+        self.status = None
+        self.run_task = self.epoch_task = None
+
+    def on_status(self, text: str) -> None:
+        self.status = self.console.status(escape(f"{text}…"))
+        self.status.start()
+
+    def _stop_status(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self._stop_status()
+        super().on_start(info)
+        start = info.get("start_epoch", 0)
+        self.progress.start()
+        self.run_task = self.progress.add_task("run", total=info["epochs"], completed=start, rate="", losses="")
+
+    def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:
+        super().on_epoch_start(epoch, epochs, phase, steps)
+        if self.epoch_task is not None:
+            self.progress.remove_task(self.epoch_task)
+        self.epoch_task = self.progress.add_task(escape(f"epoch {epoch + 1}/{epochs} {phase}"), total=steps,
+                                                 rate="", losses="")
+
+    def on_steps(self, done: int, steps: int) -> None:
+        rate = f"{self.images_per_second(done):,.0f} img/s"
+        self.progress.update(self.epoch_task, completed=done, rate=rate, losses=escape(format_values(self.losses)))
+        self.progress.update(self.run_task, completed=self.epoch + done / max(steps, 1))
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.progress.update(self.run_task, completed=record["epoch"])
+        super().on_epoch_end(record)
+
+    def close(self) -> None:
+        self._stop_status()
+        self.progress.stop()
+
+
+def progress_callbacks(console: Console) -> TrainCallbacks:
+    return RichProgress(console) if console.is_terminal else PlainProgress(console)
