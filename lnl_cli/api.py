@@ -25,10 +25,11 @@ from lnl_cli.fileio import atomic_write_text, csv_text
 from lnl_cli.evaluation import load_model as _load_model
 from lnl_cli.inference import EXPORT_FORMATS, export_model, find_images, load_probability_model, predict_files
 from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
-from lnl_cli.preset_files import builtin_presets, preset_description
+from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
 from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe import ProbeSettings, probe_checkpoint
 from lnl_cli.runtime import StopRequest
+from lnl_cli.schema import type_name
 from lnl_cli.version import __version__
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 Overrides = Iterable[str] | dict[str, Any]
 
 __all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "check_run_folder", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
+           "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
            "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
@@ -54,6 +55,21 @@ def presets() -> dict[str, str]:
     return {name: preset_description(path) for name, path in builtin_presets().items()}
 
 
+def show_preset(name_or_path: str, overrides: Overrides = ()) -> dict[str, Any]:
+    """A preset as a run would use it: its header comment and the resolved config (code defaults <
+    the presets it extends < it < overrides), as YAML text and as a dict."""
+    config = _config.load_config(name_or_path, overrides)
+    return {"preset": name_or_path, "path": str(resolve_preset(name_or_path)),
+            "header": preset_header(resolve_preset(name_or_path)), "yaml": _config.dump_yaml(config),
+            "config": _config.to_dict(config)}
+
+
+def config_keys() -> list[dict[str, Any]]:
+    """Every config key with its type, default and meaning, from the schema itself."""
+    return [{"key": spec.key, "type": type_name(spec.type), "default": spec.default,
+             "help": spec.metadata.get("help", "")} for spec in _config.SPECS.values()]
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -61,6 +77,13 @@ def check_run_folder(config: Config, out_dir: str | Path | None = None) -> Path:
     """The run folder `train` will use (`out_dir`, or the next free runs/<preset>-<method>-N); a
     ConfigError when it already holds a run."""
     return run_folder.check_run_dir(Path(out_dir) if out_dir is not None else None, config.name, config.method)
+
+
+def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
+    """What `train` would do, without doing it: the validated config and the run folder it would use."""
+    config = _config.load_config(preset, overrides)
+    return {"run_dir": str(check_run_folder(config, out_dir)), "yaml": _config.dump_yaml(config),
+            "config": _config.to_dict(config)}
 
 
 def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,

@@ -357,4 +357,4 @@ def from_dict(tree: dict[str, Any]) -> Config:
 
 
 def dump_yaml(config: Config) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)

@@ -45,6 +45,16 @@ def preset_description(path: Path) -> str:
     return ""
 
 
+def preset_header(path: Path) -> str:
+    """The comment block a preset starts with: what it is for and how to run it."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def resolve_preset(name_or_path: str) -> Path:
     """A built-in preset name or a path to a YAML file."""
     candidate = Path(name_or_path).expanduser()

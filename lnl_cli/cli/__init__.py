@@ -9,7 +9,7 @@ from lnl_cli.cli.compare import compare
 from lnl_cli.cli.evaluate import evaluate
 from lnl_cli.cli.export import export
 from lnl_cli.cli.predict import predict
-from lnl_cli.cli.presets import presets
+from lnl_cli.cli import config_keys, presets
 from lnl_cli.cli.probe_bias import probe_bias
 from lnl_cli.cli.train import train
 
@@ -31,7 +31,8 @@ app = typer.Typer(
 app.command("train", context_settings={"allow_interspersed_args": True})(train)
 app.command("evaluate")(evaluate)
 app.command("probe-bias")(probe_bias)
-app.command("presets")(presets)
+app.add_typer(presets.app, name="presets")
+app.add_typer(config_keys.app, name="config")
 app.command("compare")(compare)
 app.command("export")(export)
 app.command("predict")(predict)

@@ -1,10 +1,16 @@
-"""`lnl presets`: the built-in presets, one line each."""
+"""`lnl presets`: the built-in presets, one line each; `lnl presets show NAME`: one in full."""
 
 from __future__ import annotations
 
+from typing import Optional
 
-from lnl_cli.cli.common import JsonOutput, print_json, stdout
+import typer
+from rich.markup import escape
+
 from lnl_cli import api
+from lnl_cli.cli.common import JsonOutput, Overrides, print_json, stdout, user_errors, write_stdout
+
+app = typer.Typer(help="List the built-in presets, or show one.", no_args_is_help=False)
 
 
 def print_presets(json_output: bool) -> None:
@@ -14,9 +20,23 @@ def print_presets(json_output: bool) -> None:
         return
     width = max(map(len, presets), default=0)
     for name, text in presets.items():
-        stdout.print(f"{name:<{width}}  {text}", soft_wrap=True)
+        stdout.print(escape(f"{name:<{width}}  {text}"), soft_wrap=True)
 
 
-def presets(json_output: JsonOutput = False) -> None:
-    """List the built-in presets with a one-line description."""
-    print_presets(json_output)
+@app.callback(invoke_without_command=True)
+def presets(ctx: typer.Context, json_output: JsonOutput = False) -> None:
+    """List the built-in presets with a one-line description (`lnl presets show NAME` for one in full)."""
+    if ctx.invoked_subcommand is None:
+        print_presets(json_output)
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Built-in preset name or path to a YAML preset."),
+         overrides: Overrides = None, json_output: JsonOutput = False) -> None:
+    """A preset as a run would use it: its header, then every key after `extends` and overrides."""
+    with user_errors():
+        shown = api.show_preset(name, overrides or [])
+    if json_output:
+        print_json({key: shown[key] for key in ("preset", "path", "header", "config")})
+    else:
+        write_stdout((shown["header"] + "\n" if shown["header"] else "") + shown["yaml"])

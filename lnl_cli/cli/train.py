@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
+from lnl_cli.cli.common import (PRESET_HELP, write_stdout, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
                                 fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
 from lnl_cli.cli.presets import print_presets
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
@@ -54,6 +55,8 @@ def train(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the config and the run folder, print the resolved "
+                                                           "config (YAML, or JSON with --json) and exit."),
     nproc_per_node: Optional[int] = typer.Option(
         None, NPROC_OPTION, min=1,
         help="Train with this many processes on this machine (one per GPU on CUDA): relaunches itself "
@@ -66,11 +69,27 @@ def train(
     if resume is not None and (preset is not None or out is not None):
         raise fail("--resume continues a run with its own config and folder; drop --preset and --out", EXIT_USAGE)
     try:
+        if dry_run:
+            _dry_run(preset, collect_overrides(set_values, overrides, data_root), out, resume, json_output)
+            return
         _train(overrides, preset, set_values, out, data_root, json_output, resume, nproc_per_node)
     except typer.Exit as exit:
         _record_exit_code(exit.exit_code)
         raise
     _record_exit_code(0)
+
+
+def _dry_run(preset: str | None, overrides: list[str], out: Path | None, resume: Path | None,
+             json_output: bool) -> None:
+    with user_errors():
+        if resume is not None:
+            raise fail("--dry-run checks a new run; drop --resume", EXIT_USAGE)
+        plan = api.plan_run(preset or DEFAULT_PRESET, overrides, out)
+    if json_output:
+        print_json({"run_dir": plan["run_dir"], "config": plan["config"]})
+    else:
+        stderr.print(escape(f"config is valid; the run would write to {plan['run_dir']}"), soft_wrap=True)
+        write_stdout(plan["yaml"])
 
 
 def _record_exit_code(code: int) -> None:
