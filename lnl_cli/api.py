@@ -8,23 +8,25 @@ needs besides (the progress and stop interfaces, option defaults) is re-exported
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from lnl_cli import config as _config
 from lnl_cli import distributed, run_folder
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.config import Config
-from lnl_cli.callbacks import TrainCallbacks
+from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.engine import resume_training, run_training
 from lnl_cli.checkpoint import load_checkpoint
-from lnl_cli.errors import ConfigError, LnlError, OutputError
+from lnl_cli.errors import ConfigError, LnlError, OutputError, TrainingInterrupted
 from lnl_cli.evaluation import evaluate_checkpoint
 from lnl_cli.fileio import atomic_write_text, csv_text
 from lnl_cli.evaluation import load_model as _load_model
 from lnl_cli.inference import EXPORT_FORMATS, export_model, find_images, load_probability_model, predict_files
 from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
+from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
 from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe import ProbeSettings, probe_checkpoint
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
+__all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
            "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
            "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
@@ -87,15 +89,54 @@ def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path 
 
 
 def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
-          stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train into a run folder (config.yaml, metrics.jsonl, checkpoint.pt, summary.json); return the summary."""
-    return run_training(config, Path(out_dir) if out_dir is not None else None, callbacks, stop)
+          stop: StopRequest | None = None, *, progress: bool | None = None, plots: bool = True) -> dict[str, Any]:
+    """Train into a run folder (config.yaml, metrics.jsonl, results.csv, checkpoint.pt, summary.json, plots);
+    return the summary.
+
+    `progress`: show progress bars (None: only in a Jupyter notebook); `callbacks` receive progress too.
+    `plots`: write losses.png and accuracy.png when the run ends, finished or interrupted (skipped with a
+    message to the callbacks when matplotlib is missing)."""
+    run_dir = check_run_folder(config, out_dir)
+    callbacks = _with_progress(callbacks, progress)
+    with _plots_afterwards(run_dir, callbacks, plots):
+        return run_training(config, run_dir, callbacks, stop)
 
 
 def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCallbacks | None" = None,
-           stop: StopRequest | None = None) -> dict[str, Any]:
-    """Continue an interrupted or extended run (only safe keys such as train.epochs may change)."""
-    return resume_training(Path(run_dir), overrides, callbacks, stop)
+           stop: StopRequest | None = None, *, progress: bool | None = None, plots: bool = True) -> dict[str, Any]:
+    """Continue an interrupted or extended run (only safe keys such as train.epochs may change);
+    `progress` and `plots` as in :func:`train`."""
+    callbacks = _with_progress(callbacks, progress)
+    with _plots_afterwards(Path(run_dir), callbacks, plots):
+        return resume_training(Path(run_dir), overrides, callbacks, stop)
+
+
+def _with_progress(callbacks: "TrainCallbacks | None", progress: bool | None) -> "TrainCallbacks | None":
+    if not (progress or (progress is None and in_notebook())):
+        return callbacks
+    shown = progress_callbacks(PipeSafeConsole(stderr=True))
+    return shown if callbacks is None else CallbackList(callbacks, shown)
+
+
+@contextlib.contextmanager
+def _plots_afterwards(run_dir: Path, callbacks: "TrainCallbacks | None", enabled: bool) -> Iterator[None]:
+    """The run's plots when training ends, finished or interrupted."""
+    try:
+        yield
+    except TrainingInterrupted:
+        _plot_quietly(run_dir, callbacks, enabled)
+        raise
+    _plot_quietly(run_dir, callbacks, enabled)
+
+
+def _plot_quietly(run_dir: Path, callbacks: "TrainCallbacks | None", enabled: bool) -> None:
+    if not enabled:
+        return
+    try:
+        write_training_plots(run_dir)
+    except PlotsUnavailable as exc:
+        if callbacks is not None:
+            callbacks.on_message(f"plots skipped: {exc}")
 
 
 def write_training_plots(run_dir: str | Path) -> list[Path]:

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from lnl_cli.cli import progress
-from lnl_cli.cli.common import PipeSafeConsole
-from lnl_cli.cli.progress import PlainProgress, RichProgress
+from lnl_cli import progress
+from lnl_cli.progress import PipeSafeConsole
+from lnl_cli.progress import PlainProgress, RichProgress
 
 INFO = {"method": "lnl", "dataset": "toy [x]", "train_size": 1000, "test_size": 100, "device": "cpu",
         "run_dir": "runs/a[b]", "epochs": 3, "start_epoch": 0}

@@ -39,3 +39,19 @@ def test_tensorboard_without_the_package_is_a_config_error(monkeypatch):
     monkeypatch.setattr(tensorboard, "available", lambda: False)
     with pytest.raises(ConfigError, match="pip install 'lnl\\[tensorboard\\]'"):
         load_config("colored-mnist", ["train.tensorboard=true"])
+
+
+@pytest.mark.mnist
+def test_the_python_api_writes_what_the_cli_writes_and_shows_progress_when_asked(mnist_root, tmp_path, capfd):
+    pytest.importorskip("matplotlib", reason="pip install 'lnl[plots]'")
+    config = load_config("colored-mnist", [*TINY, f"data.root={mnist_root}"])
+    api.train(config, tmp_path / "run", progress=True)
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "results.csv", "checkpoint.pt", "summary.json", "losses.png",
+            "accuracy.png"} <= names
+    shown = capfd.readouterr().err
+    assert "epoch 1/2 warm-up" in shown and "epoch 2/2 adversarial" in shown
+    api.train(config, tmp_path / "quiet", plots=False)
+    assert capfd.readouterr().err == "" and not (tmp_path / "quiet" / "losses.png").exists()
+    api.probe(tmp_path / "run" / "checkpoint.pt", settings=api.ProbeSettings(seeds=1, steps=20))
+    assert (tmp_path / "run" / "probe.json").is_file()

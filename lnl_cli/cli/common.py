@@ -6,7 +6,6 @@ Results go to stdout (JSON with --json); progress, warnings and errors go to std
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -15,22 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from lnl_cli import api
-from lnl_cli.api import StopRequest, TrainCallbacks
+from lnl_cli.api import PipeSafeConsole, StopRequest, TrainCallbacks
 from lnl_cli.errors import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, LnlError, TrainingDiverged, TrainingInterrupted
-
-class PipeSafeConsole(Console):
-    """rich's Console, except on a broken pipe: rich's default points stdout at /dev/null and raises
-    SystemExit(1), which would end a training run because its log reader went away. Here the console
-    goes quiet and the write fails with BrokenPipeError, for the caller to handle."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-
 
 stderr = PipeSafeConsole(stderr=True, highlight=False)
 stdout = PipeSafeConsole(highlight=False)
@@ -136,7 +124,5 @@ def graceful_stop() -> Iterator[StopRequest]:
 
 
 def progress_callbacks() -> TrainCallbacks:
-    """Bars at a terminal, lines and a heartbeat elsewhere (see cli/progress.py)."""
-    from lnl_cli.cli.progress import progress_callbacks as make
-
-    return make(stderr)
+    """Bars at a terminal, lines and a heartbeat elsewhere (see lnl_cli/progress.py)."""
+    return api.progress_callbacks(stderr)

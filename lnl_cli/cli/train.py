@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -19,30 +18,12 @@ from lnl_cli import api
 from lnl_cli.cli.common import (PRESET_HELP, write_stdout, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
                                 fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
 from lnl_cli.cli.presets import print_presets
-from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
+from lnl_cli.errors import EXIT_USAGE
 
 DEFAULT_PRESET = "colored-mnist"
 NPROC_OPTION = "--nproc-per-node"
 # Where rank 0 of a relaunched job leaves its exit code: torchrun itself exits 1 whatever the workers' codes.
 EXIT_CODE_FILE_ENV = "LNL_EXIT_CODE_FILE"
-
-
-@contextlib.contextmanager
-def plots_afterwards(run_dir: Path) -> Iterator[None]:
-    """Write the run's PNG plots when training ends, finished or interrupted."""
-    try:
-        yield
-    except TrainingInterrupted:
-        _write_plots(run_dir)
-        raise
-    _write_plots(run_dir)
-
-
-def _write_plots(run_dir: Path) -> None:
-    try:
-        api.write_training_plots(run_dir)
-    except api.PlotsUnavailable as exc:
-        stderr.print(f"plots skipped: {exc}", soft_wrap=True)
 
 
 def train(
@@ -107,12 +88,12 @@ def _train(overrides, preset, set_values, out, data_root, json_output, resume, n
                 out = api.check_run_folder(config, out)
             raise typer.Exit(_relaunch(nproc_per_node, out if resume is None else None))
         if resume is not None:
-            with graceful_stop() as stop, plots_afterwards(resume):
+            with graceful_stop() as stop:
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
         else:
             config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
             run_dir = api.check_run_folder(config, out)
-            with graceful_stop() as stop, plots_afterwards(run_dir):
+            with graceful_stop() as stop:
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
     if api.is_main_process():  # rank 0 prints the result
         _render(summary, json_output)

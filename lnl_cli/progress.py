@@ -1,4 +1,5 @@
-"""Training progress on stderr: live bars on a terminal, short lines and a heartbeat in logs.
+"""Training progress for people: live bars on a terminal or in a notebook, short lines and a
+heartbeat in logs. Used by the CLI (on stderr) and by :func:`lnl_cli.api.train` in notebooks.
 
 Progress must never stop training: a stderr that is closed or full (``lnl train 2>&1 | head``) is
 written to once, then left alone.
@@ -6,7 +7,9 @@ written to once, then left alone.
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import time
 from typing import Any
 
@@ -14,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lnl_cli.api import TrainCallbacks
+from lnl_cli.callbacks import TrainCallbacks
 
 HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
 DEFAULT_HEARTBEAT_SECONDS = 30.0
@@ -24,6 +27,16 @@ SHORT_NAMES = {"label_loss": "loss", "bias_loss": "h_loss", "neg_entropy": "neg_
                "test_accuracy": "acc", "test_aligned_accuracy": "aligned", "test_conflicting_accuracy": "conflicting",
                "test_worst_group_accuracy": "worst", "test_bias_head_accuracy": "h_acc"}
 NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
+
+
+class PipeSafeConsole(Console):
+    """rich's Console, except on a broken pipe: rich's default points stdout at /dev/null and raises
+    SystemExit(1), which would end a training run because its log reader went away. Here the console
+    goes quiet and the write fails with BrokenPipeError, for the caller to handle."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def heartbeat_seconds() -> float:
@@ -161,4 +174,11 @@ class RichProgress(PlainProgress):
 
 
 def progress_callbacks(console: Console) -> TrainCallbacks:
-    return RichProgress(console) if console.is_terminal else PlainProgress(console)
+    """Bars where someone watches (a terminal, a notebook), lines and a heartbeat elsewhere."""
+    return RichProgress(console) if console.is_terminal or console.is_jupyter else PlainProgress(console)
+
+
+def in_notebook() -> bool:
+    """Running inside a Jupyter/IPython kernel, where a Python call's progress should show by default."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
