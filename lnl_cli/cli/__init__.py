@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Train deep networks that do not learn a known bias in their data "
          "(Learning Not to Learn, Kim et al., CVPR 2019).\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
