@@ -16,6 +16,7 @@ from lnl_cli import config as _config
 from lnl_cli import distributed, run_folder
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
+from lnl_cli.compare import shown_columns as compare_table_columns
 from lnl_cli.config import Config
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.engine import resume_training, run_training
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
+__all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "compare_table_columns", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
            "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
            "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 

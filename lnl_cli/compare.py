@@ -15,6 +15,19 @@ METRIC_COLUMNS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst
 COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
 
 
+def shown_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """What a table of `rows` needs: the run, config columns whose values differ between the runs (the
+    rest is common to all), and metric columns that any run has."""
+    def varies(column: str) -> bool:
+        return len({repr(row[column]) for row in rows}) > 1
+
+    def present(column: str) -> bool:
+        return any(row[column] is not None for row in rows)
+
+    config = [c for c in CONFIG_COLUMNS if varies(c)] or (["method"] if rows else [])
+    return ["run", *config, *(c for c in METRIC_COLUMNS if present(c))]
+
+
 def _dotted(tree: dict[str, Any], key: str) -> Any:
     node: Any = tree
     for part in key.split("."):
@@ -34,7 +47,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     row.update({key: summary.get("test", {}).get(key) for key in METRIC_COLUMNS[:5]})
     probe = run_folder.read_probe(run_dir)
     row["leakage"] = probe["leakage"]["mean"] if probe else None
-    row["seconds"] = summary.get("seconds")
+    # Training time of the whole run, resumed segments included (older summaries: the last segment's wall time).
+    row["seconds"] = summary.get("train_seconds", summary.get("seconds"))
     return row
 
 

@@ -388,6 +388,7 @@ def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_secon
         "train_size": len(ctx.dataset.train),
         "test_size": len(ctx.dataset.test),
         "seconds": round(seconds, 2),
+        "train_seconds": round(train_seconds, 2),  # every segment of a resumed run
         "train_images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None,
         "test": dict(final),
         "checkpoint": str(run_folder.checkpoint_path(ctx.run_dir)),

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from lnl_cli.cli.common import JsonOutput, fmt, print_json, stdout, user_errors
 from lnl_cli import api
 from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
+from lnl_cli.cli.common import JsonOutput, print_json, stdout, user_errors, write_stdout
+
+SECONDS_COLUMN = "seconds"
+# Config values printed with %g (learning rates, weights); metrics with four decimals.
+GENERAL_NUMBERS = ("data.color_var", "train.lr", "lnl.lambda", "lnl.grl_scale")
 
 
 def compare(
@@ -22,19 +27,43 @@ def compare(
     json_output: JsonOutput = False,
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
 ) -> None:
-    """Key config values and final metrics of several runs in one table (leakage when probed)."""
+    """Runs side by side: the config values that differ between them, final metrics, leakage when probed,
+    training time (resumes included). --json and --csv give every column."""
     with user_errors():
         rows = api.compare(runs, sort, descending=not ascending)
     if json_output:
         print_json(rows)
     elif csv_output:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_stdout(api.csv_text([{column: row[column] for column in COLUMNS} for row in rows]))
     else:
-        table = Table(title=f"{len(rows)} runs, sorted by {sort}")
-        for column in COLUMNS:
-            table.add_column(column.split(".")[-1], justify="left" if column in ("run", "method") else "right")
-        for row in rows:
-            table.add_row(*(fmt(row[c]) for c in COLUMNS))
-        stdout.print(table)
+        _print_table(rows, sort)
+
+
+def _print_table(rows: list[dict[str, Any]], sort: str | None) -> None:
+    columns = api.compare_table_columns(rows)
+    table = Table(title=escape(f"{len(rows)} runs, sorted by {sort}"), title_justify="left")
+    for column in columns:
+        table.add_column(escape(column.split(".")[-1]), no_wrap=column == "run",
+                         justify="left" if column in ("run", "method", "lnl.step") else "right")
+    for row in rows:
+        table.add_row(*(escape(format_cell(column, row[column])) for column in columns))
+    # Off a terminal the table takes the width it needs, so that run names are never cut.
+    console = stdout if stdout.is_terminal else Console(file=sys.stdout, width=10_000, highlight=False)
+    console.print(table)
+
+
+def format_cell(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if column == SECONDS_COLUMN:
+        return _duration(float(value))
+    if isinstance(value, float):
+        return f"{value:g}" if column in GENERAL_NUMBERS else f"{value:.4f}"
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{rest:02d}s"
