@@ -21,8 +21,9 @@ import yaml
 from lnl_cli import models
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import ConfigError, shown
 from lnl_cli.preset_files import PRESET_SUFFIXES, read_yaml_mapping, resolve_preset
+from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
 from lnl_cli.schema import KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
 
 DatasetType = choice(DATASETS)
@@ -164,12 +165,14 @@ def describe_keys() -> list[tuple[str, str, Any]]:
 # ---------------------------------------------------------------------------- presets
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(tree: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    if depth > MAX_DEPTH:  # only a stored config (a tampered checkpoint) can nest this deep
+        raise ConfigError(f"config nested deeper than {MAX_DEPTH} levels at {shown(prefix)}")
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
+            flat.update(_flatten(value, dotted + ".", depth + 1))
         else:
             flat[str(dotted)] = value
     return flat
@@ -199,7 +202,7 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         tree = read_yaml_mapping(path)
         parent = tree.pop(EXTENDS_KEY, None)
         if parent is not None and not isinstance(parent, str):
-            raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset")
+            raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset, got {shown(parent)}")
         flat = _rename_legacy_keys(_flatten(tree))
         for key in PATH_KEYS:
             value = flat.get(key)
@@ -221,14 +224,17 @@ def _resolve_relative(name_or_path: str, child: Path) -> Path:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as a YAML scalar (``1e-3``, ``true``, ``null``, ``[1, 2]``)."""
+    """``key=value`` with the value read as YAML (``1e-3``, ``true``, ``null``, ``[1, 2]``); text that is
+    not valid YAML stays a string, but YAML that lnl refuses (aliases, deep nesting) is an error."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"override '{text}' is not of the form key=value")
+        raise ValueError(f"override {shown(text)} is not of the form key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw.strip() else None
+    except YamlError as exc:
+        if exc.refused:
+            raise ValueError(f"override {shown(key)}: {exc.problem}") from None
         value = raw
     return key, value
 
@@ -277,7 +283,7 @@ def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -
         where = f" (from {origin[key]})" if key in origin else ""
         spec = SPECS.get(key)
         if spec is None:
-            problems.append(f"unknown key '{key}'{where}{did_you_mean(key, SPECS)}")
+            problems.append(f"unknown key {shown(key)}{where}{did_you_mean(str(key), SPECS)}")
             continue
         try:
             value = coerce(raw, spec.type)

@@ -10,9 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lnl_cli.errors import ConfigError
+from lnl_cli.safe_yaml import MAX_CHARS, YamlError, load_yaml
 from lnl_cli.schema import did_you_mean
 
 PRESET_SUFFIXES = (".yaml", ".yml")
@@ -63,15 +62,15 @@ def resolve_preset(name_or_path: str) -> Path:
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """A preset file's top-level mapping; every failure is a one-line ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(MAX_CHARS + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read preset {path}: {exc}") from None
     try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"preset {path} is not valid YAML{line}") from None
+        loaded = load_yaml(text)
+    except YamlError as exc:
+        where = f" line {exc.line}" if exc.line is not None else ""
+        raise ConfigError(f"preset {path}{where}: {exc.problem}") from None
     if loaded is None:
         raise ConfigError(f"preset {path} is empty")
     if not isinstance(loaded, dict):

@@ -18,10 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text
+from lnl_cli.safe_yaml import YamlError, load_yaml
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -100,11 +99,12 @@ def read_probe(run_dir: Path) -> dict[str, Any] | None:
 
 
 def read_config_tree(run_dir: Path) -> dict[str, Any]:
-    """config.yaml as a plain nested dict (empty when missing or unreadable)."""
+    """config.yaml as a plain nested dict (empty when missing, unreadable or not a mapping)."""
     try:
-        return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        tree = load_yaml((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, YamlError):
         return {}
+    return tree if isinstance(tree, dict) else {}
 
 
 def metrics_path(run_dir: Path) -> Path:
