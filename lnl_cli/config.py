@@ -22,15 +22,20 @@ from lnl_cli import models
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
 from lnl_cli.errors import ConfigError, shown
+from lnl_cli.fileio import expand_path
 from lnl_cli.preset_files import PRESET_SUFFIXES, read_yaml_mapping, resolve_preset
 from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
-from lnl_cli.schema import KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
+from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
 
 DatasetType = choice(DATASETS)
 BackboneName = choice(models.BACKBONES)
 BiasHeadKind = choice(("auto", *models.BIAS_HEADS))
 MethodName = choice(ALGORITHMS)
 RGB = 3
+# Practical ceilings, far above any real run, so that a typo cannot ask torch for an impossible size.
+MAX_BATCH_SIZE = 1 << 20
+MAX_THREADS = 1024
+MAX_HEAD_WIDTH = 4096
 
 
 @dataclass
@@ -43,7 +48,7 @@ class CommonDataConfig:
         None, "colored_mnist: folder holding MNIST/raw; manifest: folder the CSVs and image paths are relative "
               "to (relative to the preset's folder); celeba: folder holding celeba/; default: $LNL_DATA_ROOT, "
               "else ~/.cache/lnl/data", path=True)
-    seed: int = option(0, "seed of the colour generator and of subsets", min=0)
+    seed: int = option(0, "seed of the colour generator and of subsets", min=0, max=MAX_SEED)
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
     test_size: Union[int, None] = option(None, "use a random subset of this many test images", min=1)
     train: Union[str, None] = option(
@@ -84,14 +89,14 @@ class ModelConfig:
                 "predicting the bias class: conv or mlp on pooled features, spatial at every feature position; "
                 "auto: color_pixels where the data has per-pixel colour targets and the backbone keeps the "
                 "image grid (colored_mnist on paper_convnet), else conv")
-    bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1)
+    bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1, max=MAX_HEAD_WIDTH)
 
 
 @dataclass
 class TrainConfig:
     epochs: int = option(100, "total epochs, warm-up included", min=1)
     pretrain_epochs: int = option(0, "leading epochs of plain cross-entropy before the adversarial game", min=0)
-    batch_size: int = option(128, "mini-batch size", min=1)
+    batch_size: int = option(128, "mini-batch size", min=1, max=MAX_BATCH_SIZE)
     lr: float = option(0.01, "SGD learning rate", min_exclusive=0.0)
     momentum: float = option(0.9, "SGD momentum", min=0.0, max=1.0)
     weight_decay: float = option(5e-4, "SGD weight decay", min=0.0)
@@ -102,7 +107,8 @@ class TrainConfig:
         None, "lr_decay_epochs of plain cross-entropy training (LNL's warm-up, a whole baseline run); "
               "null: train.lr_decay_epochs", min=1)
     eval_every: int = option(1, "evaluate on the test set every N epochs (and at the end)", min=1)
-    num_threads: Union[int, None] = option(None, "CPU threads for torch; default: all cores", min=1)
+    num_threads: Union[int, None] = option(None, "CPU threads for torch; default: all cores", min=1,
+                                           max=MAX_THREADS)
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "autocast dtype of the forward passes; auto: bf16 on CUDA and on CPUs with native bf16 "
                 "(AVX512-BF16/AMX), else fp32")
@@ -138,7 +144,7 @@ class BlindEyeConfig:
 @dataclass
 class Config:
     method: MethodName = option("lnl", "training algorithm")
-    seed: int = option(0, "seed of weights and batch order", min=0)
+    seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
     name: str = option("run", "preset name, used in run folder names")
     data: DataConfig = option(factory=DataConfig)
@@ -206,7 +212,8 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         flat = _rename_legacy_keys(_flatten(tree))
         for key in PATH_KEYS:
             value = flat.get(key)
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            relative = isinstance(value, str) and value and not expand_path(value).is_absolute()
+            if relative and "\x00" not in value:  # a NUL byte is refused when the value is checked
                 flat[key] = str((path.parent / value).resolve())
         chain.insert(0, (path, flat))
         current = parent

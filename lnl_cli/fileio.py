@@ -59,3 +59,13 @@ def append_json_line(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def expand_path(text: str | Path) -> Path:
+    """`text` as a path with a leading ``~`` or ``~user`` expanded; left as written when there is no such
+    home folder (the path is then simply not found, instead of the lookup failing)."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except (RuntimeError, KeyError):
+        return path

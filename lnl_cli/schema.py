@@ -15,6 +15,9 @@ from typing import Any, Literal, Union
 
 from lnl_cli.errors import shown
 
+# The largest seed: torch.manual_seed takes any 64-bit value, and datasets derive seeds as 2 * seed + 1.
+MAX_SEED = 2**63 - 1
+
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
            **checks: Any) -> Any:
@@ -108,12 +111,17 @@ def coerce(value: Any, tp: Any) -> Any:
             except ValueError:
                 raise ValueError(f"expected a number, got {shown(value)}") from None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond any float
+                raise ValueError(f"expected a finite number, got {shown(value)}") from None
             if number != number or number in (float("inf"), float("-inf")):
                 raise ValueError(f"expected a finite number, got {shown(value)}")
             return number
         raise ValueError(f"expected a number, got {shown(value)}")
     if tp is str:
+        if isinstance(value, str) and "\x00" in value:  # no file or name can hold one
+            raise ValueError(f"expected a string without NUL characters, got {shown(value)}")
         if isinstance(value, str) and value.strip():
             return value
         raise ValueError(f"expected a non-empty string, got {shown(value)}")

@@ -217,6 +217,29 @@ def test_error_messages_are_bounded_and_one_line(tmp_path):
     assert len(str(raised.value)) <= MAX_MESSAGE
 
 
+@pytest.mark.parametrize("override, needle", [
+    ("seed=99999999999999999999", "seed (from override): must be <= 9223372036854775807"),
+    ("data.seed=99999999999999999999", "data.seed (from override): must be <="),
+    ("seed=-1", "seed (from override): must be >= 0"),
+    ("train.batch_size=99999999999999999999", "train.batch_size (from override): must be <= 1048576"),
+    ("train.num_threads=99999999999999999999", "train.num_threads (from override): must be <= 1024"),
+    ("data.num_workers=100000", "data.num_workers (from override): must be <= 256"),
+    ("model.bias_head_width=1000000000", "model.bias_head_width (from override): must be <= 4096"),
+    ("lnl.lambda=1" + "0" * 400, "lnl.lambda (from override): expected a finite number"),
+    ("name=a\x00b", "name (from override): expected a string without NUL characters"),
+])
+def test_values_beyond_what_torch_accepts_are_config_errors(override, needle):
+    with pytest.raises(ConfigError) as raised:
+        load_config("colored-mnist", [override])
+    assert needle in str(raised.value)
+
+
+def test_the_largest_allowed_values_still_load():
+    config = load_config("colored-mnist", [f"seed={2**63 - 1}", f"data.seed={2**63 - 1}",
+                                           "train.batch_size=1048576", "train.num_threads=1024"])
+    assert config.seed == 2**63 - 1 and config.train.batch_size == 1 << 20
+
+
 def test_yaml_a_value_cannot_hold_stays_text_in_overrides_and_is_an_error_in_presets(tmp_path):
     assert load_config("colored-mnist", ["name=2024-13-45"]).name == "2024-13-45"  # not a date: a name
     preset = tmp_path / "p.yaml"
