@@ -74,10 +74,13 @@ def read_manifest(csv_path: Path, root: Path, path_col: str, label_col: str, bia
 
 
 def natural_order(values: list[str]) -> list[str]:
-    """Distinct values sorted as numbers when they all are (so 10 comes after 9), else as text."""
+    """Distinct values sorted as numbers when they all are (so 10 comes after 9), else as text.
+
+    Values equal as numbers but written differently (``2`` and ``02``) are distinct classes, ordered by
+    their text: the order is total, so it never depends on the order of the rows or on hashing."""
     distinct = set(values)
     try:
-        return sorted(distinct, key=int)
+        return sorted(distinct, key=lambda value: (int(value), value))
     except ValueError:
         return sorted(distinct)
 
