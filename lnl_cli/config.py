@@ -23,7 +23,7 @@ from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
-from lnl_cli.preset_files import PRESET_SUFFIXES, read_yaml_mapping, resolve_preset
+from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
 from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
 from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
 
@@ -201,7 +201,7 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
     seen: set[Path] = set()
     current: str | None = name_or_path
     while current is not None:
-        path = resolve_preset(current) if not chain else _resolve_relative(current, chain[0][0])
+        path = resolve_preset(current) if not chain else resolve_extends(current, chain[0][0])
         if path.resolve() in seen or len(chain) >= MAX_EXTENDS_DEPTH:
             raise ConfigError(f"preset {path} extends itself in a loop")
         seen.add(path.resolve())
@@ -219,12 +219,6 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         current = parent
     chain[-1][1].setdefault("name", chain[-1][0].stem)
     return chain
-
-
-def _resolve_relative(name_or_path: str, child: Path) -> Path:
-    """A parent named by path is relative to the preset that extends it."""
-    candidate = child.parent / name_or_path
-    return candidate if candidate.suffix in PRESET_SUFFIXES and candidate.is_file() else resolve_preset(name_or_path)
 
 
 # ---------------------------------------------------------------------------- overrides
