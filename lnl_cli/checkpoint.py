@@ -15,7 +15,7 @@ import torch
 
 from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.config import Config, from_dict, to_dict
-from lnl_cli.errors import CheckpointError, ConfigError
+from lnl_cli.errors import CheckpointError, ConfigError, shown
 from lnl_cli.fileio import atomic_write
 from lnl_cli.version import __version__
 
@@ -61,9 +61,15 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
-    if checkpoint["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {checkpoint['format_version']}, this lnl reads {FORMAT_VERSION}")
+    version = checkpoint["format_version"]
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {shown(version)}, this lnl reads {FORMAT_VERSION}")
+    epoch = checkpoint["epoch"]
+    if type(epoch) is not int or epoch < 0:
+        raise CheckpointError(f"{path} is damaged: epoch must be a whole number >= 0, got {shown(epoch)}")
+    for key in ("config", "task", "model"):
+        if not isinstance(checkpoint[key], dict):
+            raise CheckpointError(f"{path} is damaged: '{key}' must be a mapping, got {type(checkpoint[key]).__name__}")
     return checkpoint
 
 
@@ -78,8 +84,8 @@ def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | s
     """Rebuild the networks the checkpoint describes and load its weights."""
     try:
         task = TaskSpec.from_dict(checkpoint["task"])
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path} has an unreadable task description") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an unreadable task description ({exc})") from None
     method = checkpoint["config"].get("method")
     if method not in ALGORITHMS:
         raise CheckpointError(f"{path} was trained with unknown method {method!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def _dotted(tree: dict[str, Any], key: str) -> Any:
     return node
 
 
+def _number(value: Any) -> float | int | None:
+    """A metric as a finite number; anything else a hand-edited or foreign file holds is no value."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
 def run_row(run_dir: Path) -> dict[str, Any]:
     summary = run_folder.read_summary(run_dir)
     if summary is None:
@@ -44,12 +52,17 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     config = run_folder.read_config_tree(run_dir)
     row: dict[str, Any] = {"run": str(run_dir)}
     row.update({key: _dotted(config, key) for key in CONFIG_COLUMNS})
-    row.update({key: summary.get("test", {}).get(key) for key in METRIC_COLUMNS[:5]})
-    probe = run_folder.read_probe(run_dir)
-    row["leakage"] = probe["leakage"]["mean"] if probe else None
+    row.update({key: _number(_dotted(summary, f"test.{key}")) for key in METRIC_COLUMNS[:5]})
+    row["leakage"] = _number(_dotted(run_folder.read_probe(run_dir) or {}, "leakage.mean"))
     # Training time of the whole run, resumed segments included (older summaries: the last segment's wall time).
-    row["seconds"] = summary.get("train_seconds", summary.get("seconds"))
+    row["seconds"] = _number(summary.get("train_seconds", summary.get("seconds")))
     return row
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers by value, then anything else by its text: one order even for hand-edited files."""
+    number = _number(value)
+    return (0, number) if number is not None else (1, str(value))
 
 
 def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: bool = True) -> list[dict[str, Any]]:
@@ -59,5 +72,5 @@ def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: b
     if sort_by is not None:
         present = [r for r in rows if r[sort_by] is not None]
         missing = [r for r in rows if r[sort_by] is None]
-        rows = sorted(present, key=lambda r: r[sort_by], reverse=descending) + missing
+        rows = sorted(present, key=lambda r: _sort_key(r[sort_by]), reverse=descending) + missing
     return rows

@@ -21,15 +21,21 @@ import yaml
 from lnl_cli import models, tensorboard
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
-from lnl_cli.errors import ConfigError
-from lnl_cli.preset_files import PRESET_SUFFIXES, read_yaml_mapping, resolve_preset
-from lnl_cli.schema import KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
+from lnl_cli.errors import ConfigError, shown
+from lnl_cli.fileio import expand_path
+from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
+from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
+from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
 
 DatasetType = choice(DATASETS)
 BackboneName = choice(models.BACKBONES)
 BiasHeadKind = choice(("auto", *models.BIAS_HEADS))
 MethodName = choice(ALGORITHMS)
 RGB = 3
+# Practical ceilings, far above any real run, so that a typo cannot ask torch for an impossible size.
+MAX_BATCH_SIZE = 1 << 20
+MAX_THREADS = 1024
+MAX_HEAD_WIDTH = 4096
 
 
 @dataclass
@@ -42,7 +48,7 @@ class CommonDataConfig:
         None, "colored_mnist: folder holding MNIST/raw; manifest: folder the CSVs and image paths are relative "
               "to (relative to the preset's folder); celeba: folder holding celeba/; default: $LNL_DATA_ROOT, "
               "else ~/.cache/lnl/data", path=True)
-    seed: int = option(0, "seed of the colour generator and of subsets", min=0)
+    seed: int = option(0, "seed of the colour generator and of subsets", min=0, max=MAX_SEED)
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
     test_size: Union[int, None] = option(None, "use a random subset of this many test images", min=1)
     train: Union[str, None] = option(
@@ -83,14 +89,14 @@ class ModelConfig:
                 "predicting the bias class: conv or mlp on pooled features, spatial at every feature position; "
                 "auto: color_pixels where the data has per-pixel colour targets and the backbone keeps the "
                 "image grid (colored_mnist on paper_convnet), else conv")
-    bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1)
+    bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1, max=MAX_HEAD_WIDTH)
 
 
 @dataclass
 class TrainConfig:
     epochs: int = option(100, "total epochs, warm-up included", min=1)
     pretrain_epochs: int = option(0, "leading epochs of plain cross-entropy before the adversarial game", min=0)
-    batch_size: int = option(128, "mini-batch size", min=1)
+    batch_size: int = option(128, "mini-batch size", min=1, max=MAX_BATCH_SIZE)
     lr: float = option(0.01, "SGD learning rate", min_exclusive=0.0)
     momentum: float = option(0.9, "SGD momentum", min=0.0, max=1.0)
     weight_decay: float = option(5e-4, "SGD weight decay", min=0.0)
@@ -101,7 +107,8 @@ class TrainConfig:
         None, "lr_decay_epochs of plain cross-entropy training (LNL's warm-up, a whole baseline run); "
               "null: train.lr_decay_epochs", min=1)
     eval_every: int = option(1, "evaluate on the test set every N epochs (and at the end)", min=1)
-    num_threads: Union[int, None] = option(None, "CPU threads for torch; default: all cores", min=1)
+    num_threads: Union[int, None] = option(None, "CPU threads for torch; default: all cores", min=1,
+                                           max=MAX_THREADS)
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "autocast dtype of the forward passes; auto: bf16 on CUDA and on CPUs with native bf16 "
                 "(AVX512-BF16/AMX), else fp32")
@@ -139,7 +146,7 @@ class BlindEyeConfig:
 @dataclass
 class Config:
     method: MethodName = option("lnl", "training algorithm")
-    seed: int = option(0, "seed of weights and batch order", min=0)
+    seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
     name: str = option("run", "preset name, used in run folder names")
     data: DataConfig = option(factory=DataConfig)
@@ -166,12 +173,14 @@ def describe_keys() -> list[tuple[str, str, Any]]:
 # ---------------------------------------------------------------------------- presets
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(tree: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    if depth > MAX_DEPTH:  # only a stored config (a tampered checkpoint) can nest this deep
+        raise ConfigError(f"config nested deeper than {MAX_DEPTH} levels at {shown(prefix)}")
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
+            flat.update(_flatten(value, dotted + ".", depth + 1))
         else:
             flat[str(dotted)] = value
     return flat
@@ -194,18 +203,19 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
     seen: set[Path] = set()
     current: str | None = name_or_path
     while current is not None:
-        path = resolve_preset(current) if not chain else _resolve_relative(current, chain[0][0])
+        path = resolve_preset(current) if not chain else resolve_extends(current, chain[0][0])
         if path.resolve() in seen or len(chain) >= MAX_EXTENDS_DEPTH:
             raise ConfigError(f"preset {path} extends itself in a loop")
         seen.add(path.resolve())
         tree = read_yaml_mapping(path)
         parent = tree.pop(EXTENDS_KEY, None)
         if parent is not None and not isinstance(parent, str):
-            raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset")
+            raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset, got {shown(parent)}")
         flat = _rename_legacy_keys(_flatten(tree))
         for key in PATH_KEYS:
             value = flat.get(key)
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            relative = isinstance(value, str) and value and not expand_path(value).is_absolute()
+            if relative and "\x00" not in value:  # a NUL byte is refused when the value is checked
                 flat[key] = str((path.parent / value).resolve())
         chain.insert(0, (path, flat))
         current = parent
@@ -213,24 +223,21 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
     return chain
 
 
-def _resolve_relative(name_or_path: str, child: Path) -> Path:
-    """A parent named by path is relative to the preset that extends it."""
-    candidate = child.parent / name_or_path
-    return candidate if candidate.suffix in PRESET_SUFFIXES and candidate.is_file() else resolve_preset(name_or_path)
-
-
 # ---------------------------------------------------------------------------- overrides
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as a YAML scalar (``1e-3``, ``true``, ``null``, ``[1, 2]``)."""
+    """``key=value`` with the value read as YAML (``1e-3``, ``true``, ``null``, ``[1, 2]``); text that is
+    not valid YAML stays a string, but YAML that lnl refuses (aliases, deep nesting) is an error."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"override '{text}' is not of the form key=value")
+        raise ValueError(f"override {shown(text)} is not of the form key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw.strip() else None
+    except YamlError as exc:
+        if exc.refused:
+            raise ValueError(f"override {shown(key)}: {exc.problem}") from None
         value = raw
     return key, value
 
@@ -286,7 +293,7 @@ def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -
         where = f" (from {origin[key]})" if key in origin else ""
         spec = SPECS.get(key)
         if spec is None:
-            problems.append(f"unknown key '{key}'{where}{did_you_mean(key, SPECS)}")
+            problems.append(f"unknown key {shown(key)}{where}{did_you_mean(str(key), SPECS)}")
             continue
         try:
             value = coerce(raw, spec.type)

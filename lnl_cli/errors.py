@@ -6,6 +6,9 @@ The core raises these and never prints or exits; the CLI maps each to a one-line
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
@@ -17,11 +20,46 @@ EXIT_IO = 74  # sysexits' EX_IOERR
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
+# Messages stay one readable line whatever the input: a value is shown in at most MAX_SHOWN characters,
+# a config problem in MAX_PROBLEM, at most MAX_PROBLEMS problems are listed, a whole message is at most
+# MAX_MESSAGE characters. Longer text ends with an ellipsis.
+MAX_SHOWN = 500
+MAX_PROBLEM = 800
+MAX_PROBLEMS = 20
+MAX_MESSAGE = 4000
+ELLIPSIS = "..."
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict, _repr.maxset = 3, 12, 12, 12, 12
+_repr.maxstring, _repr.maxlong, _repr.maxother = MAX_SHOWN, 60, 120
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:max(0, limit - len(ELLIPSIS))] + ELLIPSIS
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks made spaces: an error is one line, whatever a file or value holds."""
+    return " ".join(text.splitlines())
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, bounded without walking all of a huge value."""
+    try:
+        text = _repr.repr(value)
+    except Exception:  # a value whose repr fails is still an input to report, not a crash
+        text = f"<{type(value).__name__}>"
+    return clip(text, MAX_SHOWN)
+
 
 class LnlError(Exception):
     """Base of every error a user can cause; carries the exit code the CLI uses."""
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str = ""):
+        super().__init__(clip(one_line(str(message)), MAX_MESSAGE))
 
 
 class ConfigError(LnlError):
@@ -30,11 +68,14 @@ class ConfigError(LnlError):
     exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[str] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        listed = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [clip(str(problem), MAX_PROBLEM) for problem in listed]
         if len(self.problems) == 1:
             message = self.problems[0]
         else:
-            message = f"{len(self.problems)} config problems: " + "; ".join(self.problems)
+            message = f"{len(self.problems)} config problems: " + "; ".join(self.problems[:MAX_PROBLEMS])
+            if len(self.problems) > MAX_PROBLEMS:
+                message += f"; and {len(self.problems) - MAX_PROBLEMS} more"
         super().__init__(message)
 
 

@@ -71,3 +71,13 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def expand_path(text: str | Path) -> Path:
+    """`text` as a path with a leading ``~`` or ``~user`` expanded; left as written when there is no such
+    home folder (the path is then simply not found, instead of the lookup failing)."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except (RuntimeError, KeyError):
+        return path

@@ -10,9 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import ConfigError, shown
+from lnl_cli.fileio import expand_path
+from lnl_cli.safe_yaml import MAX_CHARS, YamlError, load_yaml
 from lnl_cli.schema import did_you_mean
 
 PRESET_SUFFIXES = (".yaml", ".yml")
@@ -55,33 +55,61 @@ def preset_header(path: Path) -> str:
     return "\n".join(lines)
 
 
-def resolve_preset(name_or_path: str) -> Path:
-    """A built-in preset name or a path to a YAML file."""
-    candidate = Path(name_or_path).expanduser()
-    if candidate.suffix in PRESET_SUFFIXES or os.sep in name_or_path or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"preset file not found: {candidate}")
-        return candidate
+def names_a_file(text: str) -> bool:
+    """A preset argument is a path when it has a folder part or a YAML suffix; anything else is a
+    built-in name, whatever the working directory holds."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(sep in text for sep in separators) or text.endswith(PRESET_SUFFIXES)
+
+
+def _builtin_names(name: str) -> str:
     presets = builtin_presets()
-    if name_or_path in presets:
-        return presets[name_or_path]
-    known = ", ".join(presets) or "none"
-    raise ConfigError(
-        f"unknown preset '{name_or_path}'{did_you_mean(name_or_path, presets)}; built-in presets: {known}")
+    return f"{did_you_mean(name, presets)}; built-in presets: {', '.join(presets) or 'none'}"
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A path to a YAML file (see :func:`names_a_file`) or a built-in preset name."""
+    if not names_a_file(name_or_path):
+        if name_or_path in builtin_presets():
+            return builtin_presets()[name_or_path]
+        hint = f" (to read the file {name_or_path}, write ./{name_or_path})" if Path(name_or_path).is_file() else ""
+        raise ConfigError(f"unknown preset {shown(name_or_path)}{_builtin_names(name_or_path)}{hint}")
+    candidate = expand_path(name_or_path)
+    if not candidate.is_file():
+        raise ConfigError(f"preset file not found: {candidate}")
+    return candidate
+
+
+def resolve_extends(parent: str, child: Path) -> Path:
+    """The preset that `child` extends, looked up beside `child` only: a path (see :func:`names_a_file`)
+    relative to `child`'s folder; a bare name as ``<folder>/<name>.yaml`` (or ``.yml``), else a built-in."""
+    if names_a_file(parent):
+        candidate = child.parent / expand_path(parent)
+        if not candidate.is_file():
+            raise ConfigError(f"preset {child} extends {shown(parent)}: preset file not found: {candidate}")
+        return candidate
+    for suffix in PRESET_SUFFIXES:
+        candidate = child.parent / f"{parent}{suffix}"
+        if candidate.is_file():
+            return candidate
+    if parent in builtin_presets():
+        return builtin_presets()[parent]
+    raise ConfigError(f"preset {child} extends unknown preset {shown(parent)}: neither "
+                      f"{child.parent / (parent + PRESET_SUFFIXES[0])} nor a built-in preset{_builtin_names(parent)}")
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """A preset file's top-level mapping; every failure is a one-line ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(MAX_CHARS + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read preset {path}: {exc}") from None
     try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"preset {path} is not valid YAML{line}") from None
+        loaded = load_yaml(text)
+    except YamlError as exc:
+        where = f" line {exc.line}" if exc.line is not None else ""
+        raise ConfigError(f"preset {path}{where}: {exc.problem}") from None
     if loaded is None:
         raise ConfigError(f"preset {path} is empty")
     if not isinstance(loaded, dict):

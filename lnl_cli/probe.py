@@ -19,8 +19,9 @@ from torch import nn
 
 from lnl_cli.algorithms import Algorithm
 from lnl_cli.data.base import BiasedDataset, BiasedSplit, iterate_batches
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import ConfigError, shown
 from lnl_cli.evaluation import load_for_inference
+from lnl_cli.schema import MAX_SEED
 
 FEATURE_BATCH_SIZE = 1024
 LAYERS = ("features", "embedding", "input")
@@ -51,6 +52,8 @@ class ProbeSettings:
         for name in ("seeds", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 <= self.split_seed <= MAX_SEED:
+            problems.append(f"--split-seed must be in 0..{MAX_SEED}, got {shown(self.split_seed)}")
         if problems:
             raise ConfigError(problems)
 

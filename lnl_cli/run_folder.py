@@ -20,10 +20,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text, csv_text
+from lnl_cli.safe_yaml import YamlError, load_yaml
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -89,29 +88,32 @@ def write_probe(run_dir: Path, report: dict[str, Any]) -> None:
     atomic_write_json(run_dir / PROBE_FILE, report)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON file holding an object, or None when it is missing, unreadable, or anything else."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError covers bad JSON and bad UTF-8
         return None
+    return data if isinstance(data, dict) else None
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """summary.json of a finished run, or None."""
-    return _read_json(Path(run_dir) / SUMMARY_FILE)
+    return _read_json_object(Path(run_dir) / SUMMARY_FILE)
 
 
 def read_probe(run_dir: Path) -> dict[str, Any] | None:
     """The last probe-bias report kept beside the checkpoint, or None."""
-    return _read_json(Path(run_dir) / PROBE_FILE)
+    return _read_json_object(Path(run_dir) / PROBE_FILE)
 
 
 def read_config_tree(run_dir: Path) -> dict[str, Any]:
-    """config.yaml as a plain nested dict (empty when missing or unreadable)."""
+    """config.yaml as a plain nested dict (empty when missing, unreadable or not a mapping)."""
     try:
-        return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        tree = load_yaml((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, YamlError):
         return {}
+    return tree if isinstance(tree, dict) else {}
 
 
 def metrics_path(run_dir: Path) -> Path:

@@ -13,6 +13,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from lnl_cli.errors import shown
+
+# The largest seed: torch.manual_seed takes any 64-bit value, and datasets derive seeds as 2 * seed + 1.
+MAX_SEED = 2**63 - 1
+
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
            **checks: Any) -> Any:
@@ -73,7 +78,7 @@ def coerce(value: Any, tp: Any) -> Any:
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ValueError(f"expected one of {type_name(tp)}, got {value!r}")
+        raise ValueError(f"expected one of {type_name(tp)}, got {shown(value)}")
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -85,36 +90,41 @@ def coerce(value: Any, tp: Any) -> Any:
                 return coerce(value, arg)
             except ValueError:
                 pass
-        raise ValueError(f"expected {type_name(tp)}, got {value!r}")
+        raise ValueError(f"expected {type_name(tp)}, got {shown(value)}")
     if origin is list:
         (item_type,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
+            raise ValueError(f"expected a list, got {shown(value)}")
         return [coerce(v, item_type) for v in value]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {shown(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ValueError(f"expected an integer, got {value!r}")
+        raise ValueError(f"expected an integer, got {shown(value)}")
     if tp is float:
         if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
             try:
                 value = float(value)
             except ValueError:
-                raise ValueError(f"expected a number, got {value!r}") from None
+                raise ValueError(f"expected a number, got {shown(value)}") from None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond any float
+                raise ValueError(f"expected a finite number, got {shown(value)}") from None
             if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError(f"expected a finite number, got {value!r}")
+                raise ValueError(f"expected a finite number, got {shown(value)}")
             return number
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {shown(value)}")
     if tp is str:
+        if isinstance(value, str) and "\x00" in value:  # no file or name can hold one
+            raise ValueError(f"expected a string without NUL characters, got {shown(value)}")
         if isinstance(value, str) and value.strip():
             return value
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise ValueError(f"expected a non-empty string, got {shown(value)}")
     raise ValueError(f"unsupported type {tp!r}")  # pragma: no cover - schema bug
 
 
@@ -122,11 +132,11 @@ def check_bounds(value: Any, meta: dict[str, Any]) -> None:
     if value is None or isinstance(value, (list, str, bool)):
         return
     if "min" in meta and value < meta["min"]:
-        raise ValueError(f"must be >= {meta['min']}, got {value!r}")
+        raise ValueError(f"must be >= {meta['min']}, got {shown(value)}")
     if "min_exclusive" in meta and value <= meta["min_exclusive"]:
-        raise ValueError(f"must be > {meta['min_exclusive']}, got {value!r}")
+        raise ValueError(f"must be > {meta['min_exclusive']}, got {shown(value)}")
     if "max" in meta and value > meta["max"]:
-        raise ValueError(f"must be <= {meta['max']}, got {value!r}")
+        raise ValueError(f"must be <= {meta['max']}, got {shown(value)}")
 
 
 def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:

@@ -1,4 +1,5 @@
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -99,3 +100,50 @@ def test_sigkill_during_checkpoint_writes_leaves_a_valid_checkpoint(tmp_path, de
     process.wait(timeout=30)
     checkpoint = load_checkpoint(path)  # the old or the new file, never half of one
     assert checkpoint["format_version"] == 1
+
+
+# ------------------------------------------------------------------ tampered fields
+@pytest.mark.parametrize("field, value", [
+    ("num_classes", 10**9), ("num_classes", -5), ("num_classes", "ten"), ("num_classes", 2.0),
+    ("num_classes", True), ("num_bias_classes", 100_000), ("bias_bins", 10**12), ("in_channels", 0),
+    ("input_mean", [0.0, float("nan"), 0.0]), ("input_std", [1.0, 0.0, 1.0]), ("input_mean", "abc"),
+    ("class_names", ["a", "b"]), ("bias_names", [1] * 10), ("surprise", 1),
+])
+def test_a_tampered_task_is_a_checkpoint_error_before_any_network_is_built(tmp_path, monkeypatch, field, value):
+    import lnl_cli.checkpoint as checkpoint_module
+
+    config, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["task"][field] = value
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("a network was built from a tampered task")
+
+    monkeypatch.setattr(checkpoint_module, "build_algorithm", must_not_build)
+    with pytest.raises(CheckpointError, match="unreadable task description") as raised:
+        restore_algorithm(checkpoint, config, path)
+    assert field in str(raised.value) and len(str(raised.value)) < 600
+
+
+def test_a_task_that_is_not_a_mapping_is_a_checkpoint_error(tmp_path):
+    config, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["task"] = [10, 10, 8]
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="'task' must be a mapping"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("format_version", "1", "checkpoint format '1'"), ("format_version", torch.ones(3), "checkpoint format"),
+    ("format_version", 1.0, "checkpoint format 1.0"), ("epoch", -1, "epoch must be a whole number"),
+    ("epoch", "3", "epoch must be a whole number"), ("epoch", torch.tensor(3), "epoch must be a whole number"),
+    ("config", [1, 2], "'config' must be a mapping"), ("model", "weights", "'model' must be a mapping"),
+])
+def test_tampered_top_level_fields_are_checkpoint_errors(tmp_path, field, value, needle):
+    _, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint[field] = value
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=re.escape(needle)):
+        load_checkpoint(path)

@@ -1,5 +1,9 @@
 """The Colored-MNIST generator on synthetic digits (no MNIST needed) and its cache."""
 
+import os
+import struct
+
+import pytest
 import torch
 
 from lnl_cli import load_config
@@ -15,6 +19,23 @@ def _synthetic_digits(n_per_class=N_PER_CLASS):
     digits = digits.to(torch.uint8)
     labels = torch.arange(10).repeat_interleave(n_per_class)
     return digits, labels
+
+
+def write_mnist(root, n_train=30, n_test=20, test_labels=None):
+    """MNIST/raw under `root` in the IDX format torchvision reads: random 28x28 digits, labels 0-9."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        digits = torch.randint(0, 256, (n, 28, 28), generator=generator, dtype=torch.uint8)
+        labels = torch.arange(n, dtype=torch.uint8) % 10
+        if prefix == "t10k" and test_labels is not None:
+            labels = test_labels
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 0x803, n, 28, 28) + digits.numpy().tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, len(labels))
+                                                          + bytes(labels.tolist()))
+    return root
 
 
 def _image_colors(images):
@@ -88,6 +109,7 @@ def test_colour_bins_take_the_pil_nearest_pixel_and_ignore_background():
 
 def test_cache_is_reused_and_a_corrupted_cache_is_rebuilt(monkeypatch, tmp_path):
     monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("LNL_DATA_ROOT", str(write_mnist(tmp_path / "mnist")))  # the source the cache is keyed on
     calls = []
     digits, labels = _synthetic_digits(5)
 
@@ -131,3 +153,58 @@ def test_missing_mnist_is_a_data_error_naming_the_folder(tmp_path):
         cm.load_mnist(tmp_path, train=True, download=False)
     assert str(tmp_path / "MNIST" / "raw") in str(info.value)
     assert "train-images-idx3-ubyte" in str(info.value)
+
+
+# ------------------------------------------------------------------ the cache follows the MNIST files
+def test_the_cache_is_keyed_on_the_mnist_files_so_another_root_is_read_for_real(monkeypatch, tmp_path):
+    monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path / "cache"))
+    first, second = write_mnist(tmp_path / "a"), write_mnist(tmp_path / "b", n_test=40)
+    read = []
+    real_load = cm.load_mnist
+    monkeypatch.setattr(cm, "load_mnist", lambda root, train, download: read.append(root) or real_load(
+        root, train, download))
+    assert len(cm.load_colored_mnist(_config(root=str(first))).test) == 20
+    assert len(cm.load_colored_mnist(_config(root=str(first))).test) == 20 and len(read) == 2  # cached
+    assert len(cm.load_colored_mnist(_config(root=str(second))).test) == 40 and read[-1] == second
+    from lnl_cli.errors import DataError
+    with pytest.raises(DataError, match="MNIST not found in"):
+        cm.load_colored_mnist(_config(root=str(tmp_path / "nonexistent")), with_train=False)
+    labels = first / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))  # replaced in place
+    cm.load_colored_mnist(_config(root=str(first)), with_train=False)
+    assert read[-1] == first and len(read) == 6
+
+
+def test_evaluate_with_another_data_root_reads_that_root(monkeypatch, tmp_path):
+    from lnl_cli import api
+    from lnl_cli.algorithms import TaskSpec, build_algorithm
+    from lnl_cli.checkpoint import make_checkpoint, save_checkpoint
+    from lnl_cli.errors import DataError
+
+    monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_mnist(tmp_path / "mnist")
+    config = _config(root=str(root))
+    checkpoint = tmp_path / "checkpoint.pt"
+    save_checkpoint(checkpoint, make_checkpoint(build_algorithm(config, TaskSpec(10, 10, 8)), config, epoch=1))
+    report = api.evaluate(checkpoint, overrides=["device=cpu"])
+    assert report["num_samples"] == 20 and report["data_root"] == str(root)
+    with pytest.raises(DataError, match=f"MNIST not found in {tmp_path / 'nowhere'}"):
+        api.evaluate(checkpoint, overrides=["device=cpu", f"data.root={tmp_path / 'nowhere'}"])
+
+
+@pytest.mark.parametrize("corrupt, needle", [
+    (lambda raw: (raw / "train-labels-idx1-ubyte").write_bytes(b"garbage-bytes-here"), "a training file is corrupt"),
+    (lambda raw: (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00"), "a test file is corrupt"),
+    (lambda raw: (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, 20) + bytes([12] * 20)),
+     "labels in 0..9"),
+    (lambda raw: (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, 3) + bytes(3)),
+     "labels in 0..9"),
+])
+def test_corrupt_mnist_files_are_data_errors(tmp_path, corrupt, needle):
+    from lnl_cli.errors import DataError
+
+    root = write_mnist(tmp_path)
+    corrupt(root / "MNIST" / "raw")
+    with pytest.raises(DataError) as raised:
+        cm.load_mnist(root, train="training" in needle, download=False)
+    assert str(root / "MNIST" / "raw") in str(raised.value) and needle in str(raised.value)

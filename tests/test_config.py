@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from hypothesis import strategies as st
 
 from lnl_cli import load_config
 from lnl_cli.config import SPECS, Config, dump_yaml, from_dict, parse_override, to_dict
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import MAX_MESSAGE, ConfigError
 
 PUBLIC_KEYS = ["method", "seed", "device", "data.root", "data.color_var", "data.train_size", "data.test_size",
                "train.epochs", "train.pretrain_epochs", "train.batch_size", "train.lr", "lnl.lambda",
@@ -165,3 +166,83 @@ def test_random_preset_files_give_a_valid_config_or_a_config_error(tmp_path, tex
         load_config(path)
     except ConfigError as exc:
         assert str(exc)
+
+
+# ------------------------------------------------------------------ hostile YAML and huge values
+def _laughs(levels: int, key: str = "seed") -> str:
+    """A billion-laughs preset: each level an alias list of nine copies of the one before."""
+    names = "abcdefghijk"[:levels]
+    lines = [f"{names[0]}: &{names[0]} [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]" for prev, cur in zip(names, names[1:])]
+    return "\n".join(lines + [f"{key}: *{names[-1]}"]) + "\n"
+
+
+def test_yaml_aliases_are_refused_in_presets_and_overrides_at_once(tmp_path):
+    preset = tmp_path / "laughs.yaml"
+    preset.write_text(_laughs(9))  # 9**9 values once expanded: minutes, and a gigabyte error line, before
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as raised:
+        load_config(preset)
+    assert time.perf_counter() - started < 5
+    assert "line 2: YAML aliases (*name) are not supported" in str(raised.value)
+    assert len(str(raised.value)) < 500
+    with pytest.raises(ConfigError, match=r"override 'seed': YAML aliases"):
+        load_config("colored-mnist", ["seed=[&a [x, x, x], [*a, *a, *a]]"])
+
+
+@pytest.mark.parametrize("depth", [33, 5000])
+def test_deeply_nested_yaml_is_a_config_error_not_a_recursion_error(tmp_path, depth):
+    nested = "[" * depth + "]" * depth
+    preset = tmp_path / "deep.yaml"
+    preset.write_text(f"seed: {nested}\n")
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        load_config(preset)
+    with pytest.raises(ConfigError, match="override 'seed': YAML nested deeper than"):
+        load_config("colored-mnist", [f"seed={nested}"])
+
+
+def test_error_messages_are_bounded_and_one_line(tmp_path):
+    huge = "[" + ", ".join(["123456789"] * 50_000) + "]"
+    with pytest.raises(ConfigError) as raised:
+        load_config("colored-mnist", [f"seed={huge}", f"data.color_var={'n' * 50_000}\nError: fake", "x\ny=1"])
+    message = str(raised.value)
+    assert message.startswith("3 config problems") and len(message) <= MAX_MESSAGE and "\n" not in message
+    assert "seed (from override): expected an integer, got [123456789, " in message and "..." in message
+    assert "data.color_var (from override): expected a number, got 'nnnn" in message
+    many = tmp_path / "many.yaml"
+    many.write_text("".join(f"key{i}: {i}\n" for i in range(5000)))
+    with pytest.raises(ConfigError) as raised:
+        load_config(many)
+    assert str(raised.value).startswith("5000 config problems") and "and 4980 more" in str(raised.value)
+    assert len(str(raised.value)) <= MAX_MESSAGE
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("seed=99999999999999999999", "seed (from override): must be <= 9223372036854775807"),
+    ("data.seed=99999999999999999999", "data.seed (from override): must be <="),
+    ("seed=-1", "seed (from override): must be >= 0"),
+    ("train.batch_size=99999999999999999999", "train.batch_size (from override): must be <= 1048576"),
+    ("train.num_threads=99999999999999999999", "train.num_threads (from override): must be <= 1024"),
+    ("data.num_workers=100000", "data.num_workers (from override): must be <= 256"),
+    ("model.bias_head_width=1000000000", "model.bias_head_width (from override): must be <= 4096"),
+    ("lnl.lambda=1" + "0" * 400, "lnl.lambda (from override): expected a finite number"),
+    ("name=a\x00b", "name (from override): expected a string without NUL characters"),
+])
+def test_values_beyond_what_torch_accepts_are_config_errors(override, needle):
+    with pytest.raises(ConfigError) as raised:
+        load_config("colored-mnist", [override])
+    assert needle in str(raised.value)
+
+
+def test_the_largest_allowed_values_still_load():
+    config = load_config("colored-mnist", [f"seed={2**63 - 1}", f"data.seed={2**63 - 1}",
+                                           "train.batch_size=1048576", "train.num_threads=1024"])
+    assert config.seed == 2**63 - 1 and config.train.batch_size == 1 << 20
+
+
+def test_yaml_a_value_cannot_hold_stays_text_in_overrides_and_is_an_error_in_presets(tmp_path):
+    assert load_config("colored-mnist", ["name=2024-13-45"]).name == "2024-13-45"  # not a date: a name
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"extends: colored-mnist\nseed: {'9' * 5000}\n")
+    with pytest.raises(ConfigError, match="a value that YAML cannot construct"):
+        load_config(preset)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 
 from lnl_cli import load_config
 from lnl_cli.data import iterate_batches, load_dataset
+from lnl_cli.data import manifest as manifest_module
 from lnl_cli.data.images import StreamingSplit
 from lnl_cli.errors import DataError
 
@@ -155,3 +159,35 @@ def test_jpeg_and_grayscale_files_load_as_rgb(tmp_path):
     dataset = load_dataset(load_config(write_preset(tmp_path)))
     first = dataset.test.images[0]
     assert first.shape == (3, 16, 16) and abs(int(first[0, 8, 8]) - 77) <= 3 and torch.equal(first[0], first[1])
+
+
+# ------------------------------------------------------------------ class order: total, whatever the hash seed
+def _natural_order_under_hash_seed(seed: int, values: list[str]) -> subprocess.Popen:
+    """natural_order in a fresh interpreter with PYTHONHASHSEED=seed. Only the function's own source is
+    run, so that each process starts in milliseconds instead of importing torch."""
+    source = Path(manifest_module.__file__).read_text()
+    code = ("import ast\n"
+            f"tree = ast.parse({source!r})\n"
+            "fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'natural_order')\n"
+            "space = {}\n"
+            "exec(compile(ast.Module([fn], []), 'manifest.py', 'exec'), space)\n"
+            f"print(space['natural_order']({values!r}))\n")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_labels_equal_as_numbers_get_one_order_under_every_hash_seed():
+    values = ["2", "02", "1", "10", "002", "+2", "2"]
+    processes = [_natural_order_under_hash_seed(seed, values) for seed in range(12)]
+    orders = {process.communicate(timeout=60)[0].strip() for process in processes}
+    assert orders == {str(["1", "+2", "002", "02", "2", "10"])}
+    assert manifest_module.natural_order(list(reversed(values))) == ["1", "+2", "002", "02", "2", "10"]
+
+
+def test_a_manifest_with_labels_2_and_02_loads_them_as_two_classes_in_a_fixed_order(tmp_path):
+    write_folder(tmp_path, {"train": BIASED, "test": UNBIASED})
+    for split in ("train", "test"):
+        csv_path = tmp_path / f"{split}.csv"
+        csv_path.write_text(csv_path.read_text().replace(",cat,", ",2,").replace(",dog,", ",02,"))
+    dataset = load_dataset(load_config(write_preset(tmp_path)))
+    assert dataset.class_names == ("02", "2") and dataset.train.labels[:6].tolist() == [1] * 6

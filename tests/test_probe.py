@@ -69,3 +69,18 @@ def test_the_mi_bound_survives_an_overconfident_probe():
     result = probe_features(features, bias, bias, classes, ProbeSettings(seeds=1, steps=400, lr=1e-2))
     assert 0.2 < result["leakage"]["mean"] < 0.95
     assert result["mi_lower_bound_bits"]["mean"] > 0.1
+
+
+@pytest.mark.parametrize("split_seed", [2**64 + 1, 99999999999999999999, -1])
+def test_a_split_seed_out_of_range_is_a_config_error_exit_2(tmp_path, split_seed):
+    from typer.testing import CliRunner
+
+    from lnl_cli.cli import app
+    from lnl_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--split-seed must be in 0..9223372036854775807"):
+        ProbeSettings(split_seed=split_seed).check()
+    ProbeSettings(split_seed=2**63 - 1).check()
+    result = CliRunner().invoke(app, ["probe-bias", "--checkpoint", str(tmp_path / "none.pt"),
+                                      "--split-seed", str(split_seed)])
+    assert result.exit_code == 2 and "Error: --split-seed must be in" in result.output, result.output

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,18 @@ import torch
 from torch import nn
 
 from lnl_cli import distributed
-from lnl_cli.data.base import Batch
+from lnl_cli.data.base import IGNORE_INDEX, Batch
+from lnl_cli.errors import shown
 from lnl_cli.models import build_backbone
 
 if TYPE_CHECKING:
     from lnl_cli.config import Config
+
+
+# What a stored task may ask for: far above any real dataset, far below an allocation that cannot succeed.
+MAX_CLASSES = 1 << 16
+MAX_BIAS_BINS = 256
+MAX_IN_CHANNELS = 16
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,37 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TaskSpec":
+        """A stored task, checked field by field (types and ranges) before any network is sized by it;
+        a ValueError or TypeError names the first bad field."""
+        if not isinstance(values, dict):
+            raise TypeError(f"expected a mapping, got {type(values).__name__}")
         values = dict(values)
         for key in ("input_mean", "input_std", "class_names", "bias_names"):
             if key in values:
+                if not isinstance(values[key], (list, tuple)):
+                    raise ValueError(f"task.{key} must be a list, got {shown(values[key])}")
                 values[key] = tuple(values[key])
-        return cls(**values)
+        task = cls(**values)
+        task._check()
+        return task
+
+    def _check(self) -> None:
+        for name, low, high in (("num_classes", 1, MAX_CLASSES), ("num_bias_classes", 1, IGNORE_INDEX - 1),
+                                ("bias_bins", 0, MAX_BIAS_BINS), ("in_channels", 1, MAX_IN_CHANNELS)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"task.{name} must be an integer in {low}..{high}, got {shown(value)}")
+        for name in ("input_mean", "input_std"):
+            value = getattr(self, name)
+            if len(value) != self.in_channels or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                raise ValueError(f"task.{name} must be {self.in_channels} finite numbers, got {shown(value)}")
+        if any(v <= 0 for v in self.input_std):
+            raise ValueError(f"task.input_std must be positive, got {shown(self.input_std)}")
+        for name, count in (("class_names", self.num_classes), ("bias_names", self.num_bias_classes)):
+            value = getattr(self, name)
+            if value and (len(value) != count or not all(isinstance(v, str) for v in value)):
+                raise ValueError(f"task.{name} must be empty or {count} strings, got {shown(value)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}

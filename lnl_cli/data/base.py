@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
+from lnl_cli.fileio import expand_path
+
 if TYPE_CHECKING:
     from lnl_cli.config import Config
 
@@ -170,7 +172,7 @@ def num_batches(n: int, batch_size: int, world: int = 1) -> int:
 def cache_dir() -> Path:
     """User cache folder for generated data: $LNL_CACHE_DIR, else $XDG_CACHE_HOME/lnl, else ~/.cache/lnl."""
     if os.environ.get("LNL_CACHE_DIR"):
-        return Path(os.environ["LNL_CACHE_DIR"]).expanduser()
+        return expand_path(os.environ["LNL_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "lnl"
 
@@ -178,9 +180,9 @@ def cache_dir() -> Path:
 def resolve_data_root(config: Config) -> Path:
     """data.root if set, else $LNL_DATA_ROOT, else ~/.cache/lnl/data."""
     if config.data.root:
-        return Path(config.data.root).expanduser()
+        return expand_path(config.data.root)
     if os.environ.get("LNL_DATA_ROOT"):
-        return Path(os.environ["LNL_DATA_ROOT"]).expanduser()
+        return expand_path(os.environ["LNL_DATA_ROOT"])
     return cache_dir() / "data"
 
 

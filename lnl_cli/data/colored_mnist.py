@@ -3,7 +3,8 @@
 Train: the stroke of a digit of class y is filled with clip(mean[y] + N(0, sigma^2 I), 0, 1);
 test: the same with a mean colour drawn uniformly, independent of the label. The index of
 the mean colour is each image's bias attribute. Generation is vectorised and cached per
-parameter set in the user cache folder, with a checksum so a damaged file is rebuilt.
+parameter set and per MNIST source (the files' resolved paths, sizes and modification times) in
+the user cache folder, with a checksum so a damaged file is rebuilt.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 # the network's input batch norm makes the exact values immaterial.
 NORMALISE_MEAN = (0.4914, 0.4822, 0.4465)
 NORMALISE_STD = (0.2023, 0.1994, 0.2010)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed on the MNIST source files too
 NUM_DIGITS = 10
 MNIST_SIDE = 28
 RGB_MAX = 255
@@ -53,7 +54,33 @@ def load_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, t
             "or set data.download=true") from None
     except OSError as exc:
         raise DataError(f"cannot read or download MNIST into {raw}: {exc}") from None
-    return dataset.data.clone(), dataset.targets.clone().long()
+    except (AssertionError, TypeError, ValueError, KeyError, IndexError, MemoryError) as exc:
+        # torchvision's IDX reader asserts on a bad header and fails in other ways on bad contents
+        raise DataError(f"cannot read MNIST in {raw}: a {'training' if train else 'test'} file is corrupt "
+                        f"({type(exc).__name__}{': ' + str(exc)[:120] if str(exc) else ''})") from None
+    digits, labels = dataset.data, dataset.targets
+    if (digits.dtype != torch.uint8 or digits.dim() != 3 or tuple(digits.shape[1:]) != (28, 28)
+            or labels.dim() != 1 or len(labels) != len(digits) or len(labels) == 0
+            or int(labels.min()) < 0 or int(labels.max()) >= NUM_DIGITS):
+        raise DataError(f"cannot read MNIST in {raw}: the {'training' if train else 'test'} images and labels "
+                        f"are not N 28x28 digits with N labels in 0..{NUM_DIGITS - 1}")
+    return digits.clone(), labels.clone().long()
+
+
+def mnist_source(root: Path) -> list[tuple[str, int, int]] | None:
+    """What identifies the MNIST files under `root`: each file's resolved path, size and modification
+    time (ns); None when one is missing. Generated data is cached per source, so another root, or a
+    replaced file, is read for real."""
+    raw = root / "MNIST" / "raw"
+    source = []
+    for name in MNIST_FILES:
+        try:
+            path = (raw / name).resolve()
+            stat = path.stat()
+        except (OSError, ValueError, RuntimeError):  # missing, unreadable, a NUL byte, a symlink loop
+            return None
+        source.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return source
 
 
 def colorize(
@@ -96,11 +123,12 @@ def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.T
     return {"images": images, "labels": labels, "bias": bias}
 
 
-def _cache_key(config: Config, train: bool) -> str:
+def _cache_key(config: Config, train: bool, source: list[tuple[str, int, int]]) -> str:
     data = config.data
     params = {
         "format": CACHE_FORMAT, "split": "train" if train else "test", "color_var": data.color_var,
         "seed": data.seed, "class_colors": data.class_colors, "stroke_threshold": data.stroke_threshold,
+        "source": source,
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -138,13 +166,21 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         pass  # an unwritable cache only costs regeneration next time
 
 
+def _cache_path(config: Config, train: bool, source: list[tuple[str, int, int]]) -> Path:
+    return cache_dir() / "colored_mnist" / f"{'train' if train else 'test'}-{_cache_key(config, train, source)}.pt"
+
+
 def _load_split(config: Config, train: bool) -> dict[str, torch.Tensor]:
-    path = cache_dir() / "colored_mnist" / f"{'train' if train else 'test'}-{_cache_key(config, train)}.pt"
-    tensors = _read_cache(path)
+    """One split, from the cache entry of these parameters and these MNIST files, else generated."""
+    root = resolve_data_root(config)
+    source = mnist_source(root)
+    tensors = _read_cache(_cache_path(config, train, source)) if source is not None else None
     if tensors is None:
-        digits, labels = load_mnist(resolve_data_root(config), train, config.data.download)
+        digits, labels = load_mnist(root, train, config.data.download)  # a missing root fails here
         tensors = _generate(config, train, digits, labels)
-        _write_cache(path, tensors)
+        source = source or mnist_source(root)  # present now if torchvision just downloaded it
+        if source is not None:
+            _write_cache(_cache_path(config, train, source), tensors)
     return tensors
 
 

@@ -29,6 +29,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_CHANNELS = 3
 BYTES_PER_MB = 1 << 20
+MAX_WORKERS = 256
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ImageOptions:
                 "stream decodes batches in DataLoader workers; auto: memory when it fits data.memory_limit_mb")
     memory_limit_mb: int = option(
         4096, "largest decoded dataset (both splits) that loading=auto keeps in memory", min=1)
-    num_workers: int = option(4, "processes decoding images (stream) or threads (memory, once)", min=0)
+    num_workers: int = option(4, "processes decoding images (stream) or threads (memory, once)", min=0,
+                              max=MAX_WORKERS)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
 from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset
 from lnl_cli.errors import DataError
+from lnl_cli.fileio import expand_path
 from lnl_cli.schema import option
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def read_manifest(csv_path: Path, root: Path, path_col: str, label_col: str, bia
                 for column, value in zip((path_col, label_col, bias_col), values):
                     if not value:
                         raise DataError(f"{csv_path} row {line}: empty '{column}'")
-                image = Path(values[0]).expanduser()
+                image = expand_path(values[0])
                 result.paths.append(image if image.is_absolute() else root / image)
                 result.rows.append(line)
                 result.labels.append(values[1])
@@ -73,10 +74,13 @@ def read_manifest(csv_path: Path, root: Path, path_col: str, label_col: str, bia
 
 
 def natural_order(values: list[str]) -> list[str]:
-    """Distinct values sorted as numbers when they all are (so 10 comes after 9), else as text."""
+    """Distinct values sorted as numbers when they all are (so 10 comes after 9), else as text.
+
+    Values equal as numbers but written differently (``2`` and ``02``) are distinct classes, ordered by
+    their text: the order is total, so it never depends on the order of the rows or on hashing."""
     distinct = set(values)
     try:
-        return sorted(distinct, key=int)
+        return sorted(distinct, key=lambda value: (int(value), value))
     except ValueError:
         return sorted(distinct)
 
@@ -101,7 +105,7 @@ def load_manifest_dataset(config: Config, with_train: bool = True) -> BiasedData
     data = config.data
     root = resolve_data_root(config)
     columns = (data.columns.path, data.columns.label, data.columns.bias)
-    train_csv, test_csv = (Path(name).expanduser() for name in (data.train, data.test))
+    train_csv, test_csv = (expand_path(name) for name in (data.train, data.test))
     train = read_manifest(train_csv if train_csv.is_absolute() else root / train_csv, root, *columns)
     test = read_manifest(test_csv if test_csv.is_absolute() else root / test_csv, root, *columns)
     classes = [str(v) for v in data.classes] or natural_order(train.labels)

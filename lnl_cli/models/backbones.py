@@ -7,13 +7,13 @@ by default, whether it takes a weights file); ``BACKBONES`` in :mod:`lnl_cli.mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from lnl_cli.errors import ConfigError
+from lnl_cli.fileio import expand_path
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
 
 RESNET_HEAD = "fc."  # the ImageNet classifier of a pretrained state_dict; replaced by our own g's
@@ -73,7 +73,7 @@ class ResNetClassifier(nn.Module):
 
 def load_pretrained(resnet: nn.Module, path: str) -> None:
     """Weights from a local torchvision state_dict file; its ImageNet fc is dropped (g has its own)."""
-    file = Path(path).expanduser()
+    file = expand_path(path)
     if not file.is_file():
         raise ConfigError(f"model.pretrained: weights file not found: {file}")
     try:
@@ -84,7 +84,7 @@ def load_pretrained(resnet: nn.Module, path: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(f"model.pretrained: {file} does not hold a state_dict")
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(RESNET_HEAD)}
+    state = {str(k).removeprefix("module."): v for k, v in state.items() if not str(k).startswith(RESNET_HEAD)}
     try:
         missing, unexpected = resnet.load_state_dict(state, strict=False)
     except RuntimeError as exc:
