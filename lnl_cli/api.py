@@ -33,7 +33,7 @@ from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe import ProbeSettings, probe_checkpoint
 from lnl_cli.runtime import StopRequest
 from lnl_cli.schema import type_name
-from lnl_cli.version import __version__
+from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
@@ -62,7 +62,7 @@ def show_preset(name_or_path: str, overrides: Overrides = ()) -> dict[str, Any]:
     """A preset as a run would use it: its header comment and the resolved config (code defaults <
     the presets it extends < it < overrides), as YAML text and as a dict."""
     config = _config.load_config(name_or_path, overrides)
-    return {"preset": name_or_path, "path": str(resolve_preset(name_or_path)),
+    return {"schema_version": JSON_SCHEMA_VERSION, "preset": name_or_path, "path": str(resolve_preset(name_or_path)),
             "header": preset_header(resolve_preset(name_or_path)), "yaml": _config.dump_yaml(config),
             "config": _config.to_dict(config)}
 
@@ -85,7 +85,8 @@ def check_run_folder(config: Config, out_dir: str | Path | None = None) -> Path:
 def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
     """What `train` would do, without doing it: the validated config and the run folder it would use."""
     config = _config.load_config(preset, overrides)
-    return {"run_dir": str(check_run_folder(config, out_dir)), "yaml": _config.dump_yaml(config),
+    return {"schema_version": JSON_SCHEMA_VERSION, "run_dir": str(check_run_folder(config, out_dir)),
+            "yaml": _config.dump_yaml(config),
             "config": _config.to_dict(config)}
 
 
@@ -203,7 +204,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
         raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     loaded = load_probability_model(Path(checkpoint))
     path = export_model(loaded, fmt, Path(out))
-    return {"schema_version": 1, "checkpoint": str(checkpoint), "format": fmt, "out": str(path),
+    return {"schema_version": JSON_SCHEMA_VERSION, "checkpoint": str(checkpoint), "format": fmt, "out": str(path),
             "input_shape": ["N", loaded.shape.channels, loaded.shape.size, loaded.shape.size],
             "classes": list(loaded.class_names)}
 

@@ -31,7 +31,7 @@ from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches
 from lnl_cli.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.runtime import StopRequest
-from lnl_cli.version import __version__
+from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
 # Config keys that may change when a run is resumed: they do not change what was already trained.
 RESUME_SAFE_KEYS = frozenset({"device", "train.epochs", "train.num_threads", "train.eval_every", "data.root",
@@ -377,6 +377,7 @@ def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_secon
     config = ctx.config
     images = len(ctx.dataset.train) * config.train.epochs  # every epoch, resumed ones included
     return {
+        "schema_version": JSON_SCHEMA_VERSION,
         "run_dir": str(ctx.run_dir),
         "preset": config.name,
         "method": config.method,

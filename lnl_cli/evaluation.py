@@ -13,6 +13,7 @@ from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, resolve_data_root
 from lnl_cli.errors import DataError
 from lnl_cli.metrics import evaluate_split
+from lnl_cli.version import JSON_SCHEMA_VERSION
 
 
 def config_for_checkpoint(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
@@ -63,6 +64,7 @@ def evaluate_checkpoint(path: Path, preset: str | Path | None = None,
     config, algorithm, dataset = load_for_inference(path, preset, overrides)
     report = evaluate_split(algorithm, dataset.test, dataset)
     return {
+        "schema_version": JSON_SCHEMA_VERSION,
         "checkpoint": str(path),
         "method": config.method,
         "dataset": dataset.description,

@@ -22,6 +22,7 @@ from lnl_cli.data.base import BiasedDataset, BiasedSplit, iterate_batches
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.evaluation import load_for_inference
 from lnl_cli.schema import MAX_SEED
+from lnl_cli.version import JSON_SCHEMA_VERSION
 
 FEATURE_BATCH_SIZE = 1024
 LAYERS = ("features", "embedding", "input")
@@ -208,6 +209,7 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
     result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed)
     leakage = result["leakage"]["mean"]
     return {
+        "schema_version": JSON_SCHEMA_VERSION,
         "checkpoint": str(path),
         "method": config.method,
         "dataset": dataset.description,

@@ -36,6 +36,6 @@ def show(name: str = typer.Argument(..., help="Built-in preset name or path to a
     with user_errors():
         shown = api.show_preset(name, overrides or [])
     if json_output:
-        print_json({key: shown[key] for key in ("preset", "path", "header", "config")})
+        print_json({key: shown[key] for key in ("schema_version", "preset", "path", "header", "config")})
     else:
         write_stdout((shown["header"] + "\n" if shown["header"] else "") + shown["yaml"])

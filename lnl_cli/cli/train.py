@@ -67,7 +67,7 @@ def _dry_run(preset: str | None, overrides: list[str], out: Path | None, resume:
             raise fail("--dry-run checks a new run; drop --resume", EXIT_USAGE)
         plan = api.plan_run(preset or DEFAULT_PRESET, overrides, out)
     if json_output:
-        print_json({"run_dir": plan["run_dir"], "config": plan["config"]})
+        print_json({key: plan[key] for key in ("schema_version", "run_dir", "config")})
     else:
         stderr.print(escape(f"config is valid; the run would write to {plan['run_dir']}"), soft_wrap=True)
         write_stdout(plan["yaml"])
