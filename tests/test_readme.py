@@ -1,0 +1,84 @@
+"""Every command the README shows is one the tool accepts, and its Python example runs as written."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from lnl_cli.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def _shell_commands() -> list[list[str]]:
+    """Each command of the README's bash blocks (continuation lines joined, comments and redirections
+    dropped), split into words."""
+    commands = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            for part in re.split(r"&&|\|\|", line):
+                words = shlex.split(part.split(">")[0])
+                while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                    words = words[1:]  # VAR=value prefixes
+                if words:
+                    commands.append(words)
+    return commands
+
+
+LNL_COMMANDS = [words for words in _shell_commands() if words[0] == "lnl"]
+SCRIPTS = [words for words in _shell_commands() if words[:1] == ["python"] and words[1].startswith("benchmarks/")]
+
+
+def test_the_readme_shows_commands_at_all():
+    assert len(LNL_COMMANDS) >= 10 and SCRIPTS
+
+
+@pytest.mark.parametrize("words", LNL_COMMANDS, ids=[" ".join(w)[:60] for w in LNL_COMMANDS])
+def test_every_lnl_command_in_the_readme_parses(words):
+    """Resolve the subcommand and parse every option and argument, as the CLI would, without running it."""
+    command = typer.main.get_command(app)
+    args = words[1:]
+    context = command.make_context("lnl", list(args), resilient_parsing=False)
+    while isinstance(command, click.Group) and context.protected_args:
+        name, *rest = context.protected_args + context.args
+        command = command.get_command(context, name)
+        assert command is not None, f"unknown command {name!r} in {' '.join(words)}"
+        context = command.make_context(name, rest, parent=context)
+
+
+@pytest.mark.parametrize("words", SCRIPTS, ids=[w[1] for w in SCRIPTS])
+def test_every_benchmark_script_in_the_readme_takes_its_arguments(words):
+    """argparse checks the options before --help would print, so unknown flags fail here."""
+    script, args = REPO / words[1], words[2:]
+    assert script.is_file()
+    result = subprocess.run([sys.executable, str(script), *args, "--help"], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.mnist
+def test_the_python_api_example_runs_as_written(mnist_root, tmp_path, monkeypatch):
+    (example,) = [block for block in _blocks("python") if "load_config" in block and "train(" in block]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LNL_DATA_ROOT", str(mnist_root))
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert namespace["summary"]["epochs"] == 3
+    assert (tmp_path / "runs" / "demo" / "probe.json").is_file()
+    assert namespace["rows"][0]["run"] == "runs/demo"
+    assert not any(p.requires_grad for p in namespace["model"].parameters())
