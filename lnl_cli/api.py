@@ -19,7 +19,8 @@ from lnl_cli.config import Config
 from lnl_cli.engine import TrainCallbacks, resume_training, run_training
 from lnl_cli.evaluation import evaluate_checkpoint
 from lnl_cli.evaluation import load_model as _load_model
-from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
+from lnl_cli.fileio import to_json
+from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
 from lnl_cli.preset_files import builtin_presets, preset_description
 from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe import ProbeSettings, probe_checkpoint
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 Overrides = Iterable[str] | dict[str, Any]
 
 __all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "check_run_folder", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
-           "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
+           "check_plots_available", "check_run_folder", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
+           "load_config", "load_model", "presets", "probe", "resume", "rank", "to_json", "train", "write_evaluation_plots",
+           "write_training_plots", "__version__"]
 
 
 # ---------------------------------------------------------------------------- configs and presets

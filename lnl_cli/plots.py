@@ -35,20 +35,26 @@ def _pyplot():
     return plt
 
 
+def check_plots_available() -> None:
+    """PlotsUnavailable now, before any work, when plots will be asked for and matplotlib is missing."""
+    _pyplot()
+
+
 def _save(fig, path: Path) -> Path:
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"))
     return path
 
 
 def plot_training(run_dir: Path) -> list[Path]:
-    """losses.png and accuracy.png from a run's metrics.jsonl."""
-    plt = _pyplot()
+    """losses.png and accuracy.png from a run's metrics.jsonl (nothing, and no matplotlib needed, before
+    the first epoch has finished)."""
     run_dir = Path(run_dir)
     if not run_folder.metrics_path(run_dir).is_file():
         return []
     records = run_folder.read_metrics(run_dir)
     if not records:
         return []
+    plt = _pyplot()
     written = []
     for name, keys, ylabel in ((run_folder.LOSSES_PLOT, LOSS_KEYS, "loss (epoch mean)"),
                                (run_folder.ACCURACY_PLOT, ACCURACY_KEYS, "accuracy (unbiased test set)")):
