@@ -69,3 +69,13 @@ def test_the_mi_bound_survives_an_overconfident_probe():
     result = probe_features(features, bias, bias, classes, ProbeSettings(seeds=1, steps=400, lr=1e-2))
     assert 0.2 < result["leakage"]["mean"] < 0.95
     assert result["mi_lower_bound_bits"]["mean"] > 0.1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, -0.5, 2.0])
+def test_the_gate_threshold_is_a_finite_number_from_0_to_1(value):
+    from lnl_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--max-leakage must be a number from 0 to 1"):
+        ProbeSettings().check(value)
+    for good in (None, 0, 0.0, 0.3, 1.0):
+        ProbeSettings().check(good)
