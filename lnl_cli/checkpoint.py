@@ -61,9 +61,12 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
-    if checkpoint["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {checkpoint['format_version']}, this lnl reads {FORMAT_VERSION}")
+    version = checkpoint["format_version"]
+    if type(version) is not int:  # noqa: E721 - "1", 1.0 and True are not format 1
+        raise CheckpointError(f"{path} has an invalid format_version {version!r} (a {type(version).__name__}, "
+                              f"not an integer); lnl writes the integer {FORMAT_VERSION}")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}, this lnl reads format {FORMAT_VERSION} only")
     return checkpoint
 
 

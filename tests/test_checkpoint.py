@@ -99,3 +99,16 @@ def test_sigkill_during_checkpoint_writes_leaves_a_valid_checkpoint(tmp_path, de
     process.wait(timeout=30)
     checkpoint = load_checkpoint(path)  # the old or the new file, never half of one
     assert checkpoint["format_version"] == 1
+
+
+@pytest.mark.parametrize("version, kind", [("1", "str"), (1.0, "float"), (True, "bool")])
+def test_a_format_version_of_another_type_says_so(tmp_path, version, kind):
+    _, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["format_version"] = version
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert f"invalid format_version {version!r} (a {kind}, not an integer)" in message
+    assert "this lnl reads 1" not in message
