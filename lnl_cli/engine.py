@@ -263,6 +263,8 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     device = distributed.local_device(runtime.select_device(config.device))
     dataset = load_dataset(config).to(device)
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
+    stop = stop or StopRequest()
+    stop.armed = True  # from here on a stop is agreed on at a step boundary and saved
     torch.manual_seed(config.seed)
     if checkpoint is None:
         task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins, dataset.in_channels,
@@ -276,7 +278,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     if not distributed.is_main():
         callbacks = None  # only rank 0 reports progress
     return RunContext(config, run_dir, device, dataset, algorithm, callbacks or TrainCallbacks(),
-                      stop or StopRequest(), _test_shard(dataset.test))
+                      stop, _test_shard(dataset.test))
 
 
 def _restore(checkpoint: dict[str, Any], config: Config, path: Path, device: torch.device) -> Algorithm:
