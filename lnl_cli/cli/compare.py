@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from lnl_cli.cli.common import JsonOutput, fmt, print_json, stdout, user_errors
+from lnl_cli.cli.common import JsonOutput, fmt, print_json, result_output, result_stream, stdout, user_errors
 from lnl_cli import api
 from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
 
@@ -25,16 +25,17 @@ def compare(
     """Key config values and final metrics of several runs in one table (leakage when probed)."""
     with user_errors():
         rows = api.compare(runs, sort, descending=not ascending)
-    if json_output:
-        print_json(rows)
-    elif csv_output:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        table = Table(title=f"{len(rows)} runs, sorted by {sort}")
-        for column in COLUMNS:
-            table.add_column(column.split(".")[-1], justify="left" if column in ("run", "method") else "right")
-        for row in rows:
-            table.add_row(*(fmt(row[c]) for c in COLUMNS))
-        stdout.print(table)
+    with result_output():
+        if json_output:
+            print_json(rows)
+        elif csv_output:
+            writer = csv.DictWriter(result_stream, fieldnames=list(COLUMNS), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            table = Table(title=escape(f"{len(rows)} runs, sorted by {sort}"))
+            for column in COLUMNS:
+                table.add_column(column.split(".")[-1], justify="left" if column in ("run", "method") else "right")
+            for row in rows:
+                table.add_row(*(escape(fmt(row[c])) for c in COLUMNS))
+            stdout.print(table)

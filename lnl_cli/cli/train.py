@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
 from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
-                                fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
+                                fmt, graceful_stop, print_json, progress_callbacks, result_output, stderr, stdout,
+                                user_errors)
 from lnl_cli.cli.presets import print_presets
 from lnl_cli.errors import EXIT_USAGE, TrainingInterrupted
 
@@ -27,12 +29,14 @@ EXIT_CODE_FILE_ENV = "LNL_EXIT_CODE_FILE"
 
 
 @contextlib.contextmanager
-def plots_afterwards(run_dir: Path) -> Iterator[None]:
-    """Write the run's PNG plots when training ends, finished or interrupted."""
+def plots_afterwards(run_dir: Path, stop: api.StopRequest) -> Iterator[None]:
+    """Write the run's PNG plots when training ends, finished or interrupted (not when interrupted before
+    training started: then nothing is written)."""
     try:
         yield
     except TrainingInterrupted:
-        _write_plots(run_dir)
+        if stop.armed:
+            _write_plots(run_dir)
         raise
     _write_plots(run_dir)
 
@@ -41,7 +45,7 @@ def _write_plots(run_dir: Path) -> None:
     try:
         api.write_training_plots(run_dir)
     except api.PlotsUnavailable as exc:
-        stderr.print(f"plots skipped: {exc}", soft_wrap=True)
+        stderr.print(escape(f"plots skipped: {exc}"), soft_wrap=True)
 
 
 def train(
@@ -88,15 +92,16 @@ def _train(overrides, preset, set_values, out, data_root, json_output, resume, n
                 out = api.check_run_folder(config, out)
             raise typer.Exit(_relaunch(nproc_per_node, out if resume is None else None))
         if resume is not None:
-            with graceful_stop() as stop, plots_afterwards(resume):
+            with graceful_stop() as stop, plots_afterwards(resume, stop):
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
         else:
             config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
             run_dir = api.check_run_folder(config, out)
-            with graceful_stop() as stop, plots_afterwards(run_dir):
+            with graceful_stop() as stop, plots_afterwards(run_dir, stop):
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
     if api.is_main_process():  # rank 0 prints the result
-        _render(summary, json_output)
+        with result_output(f"; the run folder {summary['run_dir']} is complete"):
+            _render(summary, json_output)
 
 
 def _render(summary: dict, json_output: bool) -> None:
@@ -104,9 +109,9 @@ def _render(summary: dict, json_output: bool) -> None:
         print_json(summary)
         return
     if summary.get("already_finished"):
-        stdout.print(f"{summary['run_dir']} already finished")
+        stdout.print(escape(f"{summary['run_dir']} already finished"), soft_wrap=True)
         return
-    table = Table(title=f"{summary['method']} on {summary['dataset']}", show_header=False)
+    table = Table(title=escape(f"{summary['method']} on {summary['dataset']}"), show_header=False)
     test = summary["test"]
     for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
                        ("bias-conflicting accuracy", "conflicting_accuracy"),
@@ -115,7 +120,7 @@ def _render(summary: dict, json_output: bool) -> None:
         table.add_row(label, fmt(test.get(key)))
     table.add_row("train images/s", fmt(summary["train_images_per_second"], 1))
     table.add_row("wall time (s)", fmt(summary["seconds"], 1))
-    table.add_row("run folder", summary["run_dir"])
+    table.add_row("run folder", escape(summary["run_dir"]))
     stdout.print(table)
 
 
