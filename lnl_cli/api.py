@@ -26,7 +26,8 @@ from lnl_cli.evaluation import evaluate_checkpoint
 from lnl_cli.fileio import atomic_write_text, csv_text
 from lnl_cli.evaluation import load_model as _load_model
 from lnl_cli.inference import EXPORT_FORMATS, export_model, find_images, load_probability_model, predict_files
-from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
+from lnl_cli.fileio import to_json
+from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
 from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 Overrides = Iterable[str] | dict[str, Any]
 
 __all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "compare_table_columns", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
-           "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
+           "check_plots_available", "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
+           "load_config", "load_model", "presets", "probe", "resume", "rank", "to_json", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
 # ---------------------------------------------------------------------------- configs and presets

@@ -62,8 +62,11 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
     version = checkpoint["format_version"]
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {shown(version)}, this lnl reads {FORMAT_VERSION}")
+    if type(version) is not int:  # noqa: E721 - "1", 1.0 and True are not format 1
+        raise CheckpointError(f"{path} has an invalid format_version {shown(version)} (a {type(version).__name__}, "
+                              f"not an integer); lnl writes the integer {FORMAT_VERSION}")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}, this lnl reads format {FORMAT_VERSION} only")
     epoch = checkpoint["epoch"]
     if type(epoch) is not int or epoch < 0:
         raise CheckpointError(f"{path} is damaged: epoch must be a whole number >= 0, got {shown(epoch)}")

@@ -260,6 +260,8 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
         callbacks.on_status(f"loading {config.data.type} data")
     dataset = load_dataset(config).to(device)
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
+    stop = stop or StopRequest()
+    stop.armed = True  # from here on a stop is agreed on at a step boundary and saved
     torch.manual_seed(config.seed)
     if checkpoint is None:
         task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins, dataset.in_channels,
@@ -271,7 +273,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
         distributed.convert_sync_batchnorm(algorithm)
     distributed.broadcast_state(algorithm)
     return RunContext(config, run_dir, device, dataset, algorithm, _callbacks(config, run_dir, callbacks),
-                      stop or StopRequest(), _test_shard(dataset.test))
+                      stop, _test_shard(dataset.test))
 
 
 def _callbacks(config: Config, run_dir: Path, given: TrainCallbacks | None) -> TrainCallbacks:

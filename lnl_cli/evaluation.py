@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
+
+import torch
 
 from lnl_cli import runtime
 from lnl_cli.algorithms import Algorithm, TaskSpec
@@ -11,7 +14,7 @@ from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algor
 from lnl_cli.config import Config, load_config
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, resolve_data_root
-from lnl_cli.errors import DataError
+from lnl_cli.errors import DataError, NonFiniteWeightsWarning
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.version import JSON_SCHEMA_VERSION
 
@@ -26,6 +29,7 @@ def load_for_inference(path: Path, preset: str | Path | None = None, overrides: 
                        with_train: bool = False) -> tuple[Config, Algorithm, BiasedDataset]:
     """The checkpoint's networks and its data (the training split only when asked for)."""
     checkpoint = load_checkpoint(path)
+    warn_if_not_finite(checkpoint, path)
     config = config_for_checkpoint(checkpoint, path, preset, overrides)
     runtime.apply_threads(config.train.num_threads)
     device = runtime.select_device(config.device)
@@ -35,15 +39,53 @@ def load_for_inference(path: Path, preset: str | Path | None = None, overrides: 
     return config, algorithm, dataset
 
 
+def warn_if_not_finite(checkpoint: dict[str, Any], path: Path) -> None:
+    """A NonFiniteWeightsWarning naming the weight tensors that hold NaN or infinite values."""
+    weights = checkpoint["model"] if isinstance(checkpoint["model"], dict) else {}
+    broken = [name for name, value in weights.items()
+              if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())]
+    if broken:
+        names = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        warnings.warn(f"{path} holds NaN or infinite weights ({names}): what it predicts means nothing",
+                      NonFiniteWeightsWarning, stacklevel=3)
+
+
 def check_task_matches(task: TaskSpec, dataset: BiasedDataset, path: Path) -> None:
-    """The data must have the classes the checkpoint was trained on, in the same order."""
-    trained = task.class_names or tuple(map(str, range(task.num_classes)))
-    found = dataset.class_names or tuple(map(str, range(dataset.num_classes)))
+    """The data must have the classes and bias values the checkpoint was trained on, in the same order."""
+    trained = task.class_names or _indices(task.num_classes)
+    found = dataset.class_names or _indices(dataset.num_classes)
     if trained != found:
-        raise DataError(f"{path} was trained on classes {list(trained)[:12]}, the data has {list(found)[:12]}")
-    if task.num_bias_classes != dataset.num_bias_classes or (task.bias_names and task.bias_names != dataset.bias_names):
-        raise DataError(f"{path} was trained on {task.num_bias_classes} bias values "
-                        f"{list(task.bias_names)[:12]}, the data has {dataset.num_bias_classes}")
+        raise DataError(f"{path} was trained on other classes than the data has: {_difference(trained, found)}")
+    trained_bias = task.bias_names or _indices(task.num_bias_classes)
+    found_bias = dataset.bias_names or _indices(dataset.num_bias_classes)
+    if task.num_bias_classes != dataset.num_bias_classes or (task.bias_names and trained_bias != found_bias):
+        raise DataError(f"{path} was trained on other bias values than the data has: "
+                        f"{_difference(trained_bias, found_bias)}")
+
+
+def _indices(count: int) -> tuple[str, ...]:
+    return tuple(map(str, range(count)))
+
+
+def _difference(trained: tuple[str, ...], found: tuple[str, ...], shown: int = 12) -> str:
+    """What differs between two ordered name lists, most telling first: count, names, then order."""
+    def names(values) -> str:
+        values = list(values)
+        return ", ".join(map(repr, values[:shown])) + (f", ... ({len(values)} in all)" if len(values) > shown else "")
+
+    missing = [name for name in trained if name not in found]
+    new = [name for name in found if name not in trained]
+    if missing or new:
+        parts = [f"{len(trained)} in training, {len(found)} in the data"] if len(trained) != len(found) else []
+        if missing:
+            parts.append(f"not in the data: {names(missing)}")
+        if new:
+            parts.append(f"not seen in training: {names(new)}")
+        return "; ".join(parts)
+    if len(trained) != len(found):
+        return f"{len(trained)} in training, {len(found)} in the data"
+    return (f"the same names in another order (training: {names(trained)}; data: {names(found)}); "
+            "fix the data's order with data.classes / data.bias_classes")
 
 
 def load_model(path: Path, device: str | None = None) -> Algorithm:
@@ -51,6 +93,7 @@ def load_model(path: Path, device: str | None = None) -> Algorithm:
     in eval mode, with gradients off. ``model.predict(images)`` takes images normalised as in training
     (``model.task.input_mean``/``input_std``)."""
     checkpoint = load_checkpoint(path)
+    warn_if_not_finite(checkpoint, path)
     config = checkpoint_config(checkpoint, path)
     algorithm = restore_algorithm(checkpoint, config, path).prepare(runtime.select_device(device or config.device))
     algorithm.eval()

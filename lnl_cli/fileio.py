@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -48,13 +49,30 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def finite_or_none(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None (dicts, lists and tuples walked)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data
+
+
+def to_json(data: Any, indent: int | None = None) -> str:
+    """Standard JSON, as every reader accepts it: a NaN or infinite number (a metric of a broken model,
+    say) becomes null instead of Python's non-standard NaN/Infinity."""
+    return json.dumps(finite_or_none(data), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, to_json(data, indent=2) + "\n")
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one whole line in a single write, so a crash leaves no partial record behind."""
-    line = (json.dumps(record) + "\n").encode("utf-8")
+    line = (to_json(record) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

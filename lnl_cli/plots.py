@@ -38,6 +38,11 @@ def _pyplot():
     return plt
 
 
+def check_plots_available() -> None:
+    """PlotsUnavailable now, before any work, when plots will be asked for and matplotlib is missing."""
+    _pyplot()
+
+
 def _save(fig, path: Path) -> Path:
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"))
     return path
@@ -46,14 +51,15 @@ def _save(fig, path: Path) -> Path:
 def plot_training(run_dir: Path, num_classes: int | None = None) -> list[Path]:
     """losses.png and accuracy.png from a run's metrics.jsonl. The accuracy plot has the label accuracies
     (with the chance line 1/num_classes when given) above and the bias head's accuracy on its own axis
-    below: h's accuracy falling towards chance is the adversarial game working, not f getting worse."""
-    plt = _pyplot()
+    below: h's accuracy falling towards chance is the adversarial game working, not f getting worse.
+    Nothing (and no matplotlib needed) before the first epoch has finished."""
     run_dir = Path(run_dir)
     if not run_folder.metrics_path(run_dir).is_file():
         return []
     records = run_folder.read_metrics(run_dir)
     if not records:
         return []
+    plt = _pyplot()
     return [_plot_losses(plt, run_dir, records), _plot_accuracies(plt, run_dir, records, num_classes)]
 
 

@@ -42,8 +42,12 @@ class ProbeSettings:
     weight_decay: float = 1e-3
     mlp_hidden: int = 256
 
-    def check(self) -> None:
+    def check(self, max_leakage: float | None = None) -> None:
+        """ConfigError listing every bad setting (and a bad gate threshold) together."""
         problems = []
+        if max_leakage is not None and not (isinstance(max_leakage, (int, float)) and math.isfinite(max_leakage)
+                                            and 0.0 <= max_leakage <= 1.0):
+            problems.append(f"--max-leakage must be a number from 0 to 1 (normalised leakage), got {max_leakage!r}")
         if self.kind not in ("linear", "mlp"):
             problems.append(f"--probe must be linear or mlp, got {self.kind!r}")
         if self.layer not in LAYERS:
@@ -201,7 +205,7 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
                      settings: ProbeSettings = ProbeSettings(), max_leakage: float | None = None,
                      on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Leakage report of a checkpoint's frozen features; `passed` compares mean leakage to `max_leakage`."""
-    settings.check()
+    settings.check(max_leakage)
     config, algorithm, dataset = load_for_inference(path, preset, overrides, with_train=settings.source == "train")
     split = dataset.test if settings.source == "test" else dataset.train
     features = extract_features(algorithm, split, dataset, settings.layer)

@@ -35,10 +35,14 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass
 class StopRequest:
-    """Set from a signal handler; the training loop stops at the next step boundary and saves."""
+    """Set from a signal handler; the training loop stops at the next step boundary and saves.
+
+    `armed` turns true once the training loop is set up to honour a request (data loaded, every process
+    in the group); before that there is nothing to save, and a signal handler may stop at once instead."""
 
     signal_name: str | None = None
     exit_code: int = 0
+    armed: bool = False
 
     def request(self, signal_name: str, exit_code: int) -> None:
         self.signal_name, self.exit_code = signal_name, exit_code

@@ -135,8 +135,8 @@ def test_a_task_that_is_not_a_mapping_is_a_checkpoint_error(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, needle", [
-    ("format_version", "1", "checkpoint format '1'"), ("format_version", torch.ones(3), "checkpoint format"),
-    ("format_version", 1.0, "checkpoint format 1.0"), ("epoch", -1, "epoch must be a whole number"),
+    ("format_version", "1", "invalid format_version '1'"), ("format_version", torch.ones(3), "invalid format_version"),
+    ("format_version", 1.0, "invalid format_version 1.0"), ("epoch", -1, "epoch must be a whole number"),
     ("epoch", "3", "epoch must be a whole number"), ("epoch", torch.tensor(3), "epoch must be a whole number"),
     ("config", [1, 2], "'config' must be a mapping"), ("model", "weights", "'model' must be a mapping"),
 ])
@@ -147,3 +147,16 @@ def test_tampered_top_level_fields_are_checkpoint_errors(tmp_path, field, value,
     torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match=re.escape(needle)):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("version, kind", [("1", "str"), (1.0, "float"), (True, "bool")])
+def test_a_format_version_of_another_type_says_so(tmp_path, version, kind):
+    _, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["format_version"] = version
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert f"invalid format_version {version!r} (a {kind}, not an integer)" in message
+    assert "this lnl reads 1" not in message

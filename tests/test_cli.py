@@ -134,7 +134,7 @@ def test_probe_bias_gate_exit_codes(trained_runs):
     assert report["layer"] == "features" and report["feature_size"] == 32 * 14 * 14
     recorded = json.loads((runs["baseline"][0] / "probe.json").read_text())
     assert recorded["leakage"] == report["leakage"]  # kept beside the checkpoint for `lnl compare`
-    failed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "-0.5", "--json", *fast)
+    failed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "0", "--json", *fast)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["passed"] is False
     usage = lnl("probe-bias", "--checkpoint", checkpoint, "--probe", "svm")
@@ -212,3 +212,209 @@ def test_an_unexpected_failure_is_exit_70_without_a_traceback(monkeypatch):
 def test_usage_errors_exit_2():
     assert lnl("train", "--no-such-flag").returncode == 2
     assert lnl("train", "--resume", "x", "--preset", "colored-mnist").returncode == 2
+
+
+# ------------------------------------------------------------------ stdout that cannot be written (exit 74)
+def lnl_to(stdout: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`lnl ARGS` with stdout on /dev/full ("full"), closed as by `>&-` ("closed"), or a pipe whose reader
+    has gone ("broken-pipe"); stderr is captured."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LNL_DEBUG", None)
+    command = [sys.executable, "-m", "lnl_cli", *args]
+    run = dict(stderr=subprocess.PIPE, text=True, env=full_env, timeout=timeout)
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            return subprocess.run(command, stdout=full, **run)
+    if stdout == "closed":
+        return subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), **run)
+    assert stdout == "broken-pipe"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
+    try:
+        return subprocess.run(command, stdout=write_end, **run)
+    finally:
+        os.close(write_end)
+
+
+REASONS = {"full": "no space left on device", "closed": "stdout is closed", "broken-pipe": "broken pipe"}
+
+
+def assert_output_error(result: subprocess.CompletedProcess, stdout: str) -> None:
+    assert result.returncode == 74, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: cannot write the result to stdout"), result.stderr
+    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
+    assert REASONS[stdout] in lines[-1], result.stderr
+
+
+def _finished_run(folder: Path) -> Path:
+    """A run folder as `lnl compare` reads it, without training."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("method: lnl\nseed: 0\n")
+    (folder / "summary.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "seconds": 1.0}))
+    return folder
+
+
+@pytest.mark.parametrize("stdout, args", [
+    ("full", ["presets"]), ("closed", ["presets", "--json"]), ("broken-pipe", ["presets"]),
+    ("full", ["compare", "RUN", "--csv"]), ("broken-pipe", ["compare", "RUN"]), ("closed", ["compare", "RUN", "--json"]),
+])
+def test_an_unwritable_stdout_is_exit_74_with_one_line(tmp_path, stdout, args):
+    run = _finished_run(tmp_path / "run")
+    assert_output_error(lnl_to(stdout, *[str(run) if a == "RUN" else a for a in args]), stdout)
+
+
+@pytest.mark.mnist
+def test_evaluate_and_probe_bias_exit_74_when_stdout_cannot_be_written(trained_runs):
+    _, runs = trained_runs
+    checkpoint = str(runs["baseline"][0] / "checkpoint.pt")
+    assert_output_error(lnl_to("closed", "evaluate", "--checkpoint", checkpoint, "--json"), "closed")
+    assert_output_error(lnl_to("full", "evaluate", "--checkpoint", checkpoint), "full")
+    # The gate fails here (a baseline leaks its colour), yet exit 1 would claim a verdict nobody received.
+    probe = lnl_to("broken-pipe", "probe-bias", "--checkpoint", checkpoint, "--max-leakage", "0", "--json",
+                   "--seeds", "1", "--steps", "50")
+    assert_output_error(probe, "broken-pipe")
+
+
+# ------------------------------------------------------------------ stderr that cannot be written: training goes on
+@pytest.mark.mnist
+def test_training_outlives_a_closed_stderr(tmp_path, mnist_root):
+    args = [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "data.train_size=512",
+            "data.test_size=256", "train.epochs=3", "train.pretrain_epochs=1", "train.num_threads=1"]
+    env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}
+    # stderr's reader goes away after the first lines; stdout still works
+    out = tmp_path / "own-stderr"
+    with open(tmp_path / "stdout.json", "w") as result:
+        process = subprocess.Popen([*args, "--out", str(out), "--json"], stdout=result, stderr=subprocess.PIPE,
+                                   text=True, env=env)
+        first = [process.stderr.readline() for _ in range(2)]
+        process.stderr.close()
+        assert process.wait(timeout=300) == 0, first
+    assert any("training" in line for line in first)
+    assert load_checkpoint_epoch(out) == 3
+    assert json.loads((tmp_path / "stdout.json").read_text())["epochs"] == 3
+    # `lnl train ... 2>&1 | head -n 3`: one pipe for both, gone after three lines
+    out = tmp_path / "shared-pipe"
+    process = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()
+    assert process.wait(timeout=300) == 74  # the result table could not be written; training finished
+    assert load_checkpoint_epoch(out) == 3
+
+
+def load_checkpoint_epoch(run_dir: Path) -> int:
+    from lnl_cli.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir / "checkpoint.pt")["epoch"]
+
+
+# ------------------------------------------------------------------ user strings are text, not rich markup
+def _without_matplotlib(tmp_path: Path) -> dict:
+    """An environment in which `import matplotlib` fails, as where the [plots] extra is not installed."""
+    fake = tmp_path / "no-matplotlib" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    repo = str(Path(__file__).resolve().parent.parent)
+    return {"PYTHONPATH": os.pathsep.join([str(fake.parent), repo, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.mnist
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path, mnist_root):
+    env = {**os.environ, **_without_matplotlib(tmp_path), "COLUMNS": "300"}  # compare's table, unsqueezed
+    env.pop("LNL_DEBUG", None)
+    folder = "r[/]x/exp[lr=0.1]"  # '[/]' looks like a closing tag (rich: crash), '[lr=0.1]' like a style (dropped)
+    result = subprocess.run(
+        [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "--out", folder,
+         "data.train_size=256", "data.test_size=128", "train.epochs=1", "train.pretrain_epochs=1",
+         "train.num_threads=1"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"-> {folder}" in result.stderr
+    assert "plots skipped: plots need matplotlib: pip install 'lnl[plots]'" in result.stderr
+    assert f"│ {folder} │" in result.stdout
+    compared = subprocess.run([sys.executable, "-m", "lnl_cli", "compare", folder], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+    assert compared.returncode == 0, compared.stderr
+    assert folder in compared.stdout
+
+
+def test_evaluate_plots_without_matplotlib_fails_before_evaluating(tmp_path):
+    """The checkpoint is not even looked at: without matplotlib there is no point in evaluating it."""
+    plots = tmp_path / "plots"
+    result = lnl("evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--plots", str(plots),
+                 env=_without_matplotlib(tmp_path))
+    assert_one_line_error(result, 2, "pip install 'lnl[plots]'")
+    assert not plots.exists()
+
+
+# ------------------------------------------------------------------ --max-leakage and standard JSON
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "2"])
+def test_max_leakage_must_be_a_number_from_0_to_1(tmp_path, value):
+    from lnl_cli.cli import app
+
+    result = CliRunner().invoke(app, ["probe-bias", "--checkpoint", str(tmp_path / "missing.pt"),
+                                      "--max-leakage", value, "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --max-leakage must be a number from 0 to 1"), lines
+
+
+def test_print_json_writes_nan_and_infinity_as_null(capsys):
+    from lnl_cli.cli.common import print_json
+
+    print_json({"leakage": {"mean": float("nan"), "std": float("inf")}, "values": [1.5, float("-inf")]})
+    text = capsys.readouterr().out
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON: {name}")) == {
+        "leakage": {"mean": None, "std": None}, "values": [1.5, None]}
+
+
+# ------------------------------------------------------------------ warnings and signals
+def test_python_warnings_become_one_clean_line_each(capsys):
+    import warnings
+
+    from lnl_cli.cli.common import show_warnings_as_lines
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        show_warnings_as_lines()
+        for _ in range(3):
+            warnings.warn("weights [are] odd\n  second line", UserWarning)
+    assert capsys.readouterr().err == "warning: weights [are] odd second line\n"
+
+
+def test_only_the_main_process_reports_a_signal_to_its_dataloader_workers(tmp_path):
+    """Ctrl-C reaches the whole process group, forked DataLoader workers included."""
+    import signal
+    import time
+
+    from test_data_manifest import write_folder, write_preset
+
+    write_folder(tmp_path, {"train": [("cat", "red"), ("dog", "blue")] * 40, "test": [("cat", "blue"), ("dog", "red")] * 4})
+    preset = write_preset(tmp_path, "")
+    env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lnl_cli", "train", "--preset", str(preset), "--out", str(tmp_path / "run"),
+         "data.loading=stream", "data.num_workers=2", "train.epochs=500", "train.num_threads=1", "method=baseline"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline and len(_children(process.pid)) < 2:
+        time.sleep(0.05)  # until both decoding workers of an epoch are up
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.count("SIGINT received") == 1, stderr
+    assert "Traceback" not in stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

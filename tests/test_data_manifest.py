@@ -191,3 +191,24 @@ def test_a_manifest_with_labels_2_and_02_loads_them_as_two_classes_in_a_fixed_or
         csv_path.write_text(csv_path.read_text().replace(",cat,", ",2,").replace(",dog,", ",02,"))
     dataset = load_dataset(load_config(write_preset(tmp_path)))
     assert dataset.class_names == ("02", "2") and dataset.train.labels[:6].tolist() == [1] * 6
+
+
+def test_large_images_decode_without_raw_decompression_bomb_warnings(pets, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    from lnl_cli.data.images import read_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 12 x 12 test images are now "large"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_image(pets.parent / "img" / "train-0.png", 16)
+    assert any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)  # Pillow would warn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        memory = load_dataset(load_config(pets, ["data.loading=memory", "data.num_workers=2"]))
+        stream = load_dataset(load_config(pets, ["data.loading=stream"]))
+        batches = list(iterate_batches(stream.train, 4, stream.mean, stream.std, shuffle=False))
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert len(memory.train) == len(BIASED) and sum(len(b.labels) for b in batches) == len(BIASED)

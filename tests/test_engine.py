@@ -48,3 +48,37 @@ def test_divergence_exits_5_naming_the_loss_and_keeps_no_bad_checkpoint(tmp_path
                  "data.train_size=512", "data.test_size=100", "train.epochs=2", "train.num_threads=1")
     assert_one_line_error(result, 5, "label_loss", "epoch 1")
     assert not (out / "checkpoint.pt").exists()  # no finished epoch: nothing that looks valid
+
+
+# ------------------------------------------------------------------ a signal before training starts
+SLOW_DATA = """
+import sys, time
+from lnl_cli import engine
+from lnl_cli.cli import main
+
+def slow_dataset(config, with_train=True):
+    print("loading data", file=sys.stderr, flush=True)
+    time.sleep(120)
+    raise AssertionError("the signal should have stopped the loading")
+
+engine.load_dataset = slow_dataset
+sys.argv = ["lnl", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_loading_data_exits_at_once_and_leaves_no_run_folder(tmp_path, sig, code):
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_DATA, "train", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr.readline().strip() == "loading data"
+    started = time.time()
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    assert time.time() - started < 20  # not after the 120 s of loading
+    assert process.returncode == code, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines == [f"Error: interrupted by {signal.Signals(sig).name} before training started; nothing was written"]
+    assert not out.exists()

@@ -84,3 +84,13 @@ def test_a_split_seed_out_of_range_is_a_config_error_exit_2(tmp_path, split_seed
     result = CliRunner().invoke(app, ["probe-bias", "--checkpoint", str(tmp_path / "none.pt"),
                                       "--split-seed", str(split_seed)])
     assert result.exit_code == 2 and "Error: --split-seed must be in" in result.output, result.output
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, -0.5, 2.0])
+def test_the_gate_threshold_is_a_finite_number_from_0_to_1(value):
+    from lnl_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--max-leakage must be a number from 0 to 1"):
+        ProbeSettings().check(value)
+    for good in (None, 0, 0.0, 0.3, 1.0):
+        ProbeSettings().check(good)

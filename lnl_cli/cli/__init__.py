@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from lnl_cli.api import __version__
+from lnl_cli.cli.common import show_warnings_as_lines
 from lnl_cli.cli.compare import compare
 from lnl_cli.cli.evaluate import evaluate
 from lnl_cli.cli.export import export
@@ -49,8 +52,23 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
-    pass
+    show_warnings_as_lines()
+
+
+def _occupy_closed_std_fds() -> None:
+    """Started with stdin, stdout or stderr closed (``>&-``), the next file this process opens would get
+    that descriptor, and anything written to "stdout" would land in it (a checkpoint, say). Park
+    /dev/null there; Python's own sys.stdout stays None, so a result still reports stdout as closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def main() -> None:
+    _occupy_closed_std_fds()
     app()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
 from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
-from lnl_cli.cli.common import JsonOutput, print_json, stdout, user_errors, write_stdout
+from lnl_cli.cli.common import (JsonOutput, print_json, result_output, stdout, unlimited_width_stdout,
+                                user_errors, write_stdout)
 
 SECONDS_COLUMN = "seconds"
 # Config values printed with %g (learning rates, weights); metrics with four decimals.
@@ -31,12 +30,13 @@ def compare(
     training time (resumes included). --json and --csv give every column."""
     with user_errors():
         rows = api.compare(runs, sort, descending=not ascending)
-    if json_output:
-        print_json(rows)
-    elif csv_output:
-        write_stdout(api.csv_text([{column: row[column] for column in COLUMNS} for row in rows]))
-    else:
-        _print_table(rows, sort)
+    with result_output():
+        if json_output:
+            print_json(rows)
+        elif csv_output:
+            write_stdout(api.csv_text([{column: row[column] for column in COLUMNS} for row in rows]))
+        else:
+            _print_table(rows, sort)
 
 
 def _print_table(rows: list[dict[str, Any]], sort: str | None) -> None:
@@ -48,8 +48,7 @@ def _print_table(rows: list[dict[str, Any]], sort: str | None) -> None:
     for row in rows:
         table.add_row(*(escape(format_cell(column, row[column])) for column in columns))
     # Off a terminal the table takes the width it needs, so that run names are never cut.
-    console = stdout if stdout.is_terminal else Console(file=sys.stdout, width=10_000, highlight=False)
-    console.print(table)
+    (stdout if stdout.is_terminal else unlimited_width_stdout()).print(table)
 
 
 def format_cell(column: str, value: Any) -> str:

@@ -8,9 +8,11 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from rich.markup import escape
+
 from lnl_cli import api
 from lnl_cli.cli.common import (CheckpointPath, DataRoot, JsonOutput, OverlayPreset, Overrides, SetValues,
-                                collect_overrides, fmt, print_json, stderr, stdout, user_errors)
+                                collect_overrides, fmt, print_json, result_output, stderr, stdout, user_errors)
 
 
 def evaluate(
@@ -25,18 +27,21 @@ def evaluate(
 ) -> None:
     """Accuracy, bias-aligned/conflicting accuracy, per-(label, bias) cells, worst group, confusion matrix."""
     with user_errors():
+        if plots is not None:
+            api.check_plots_available()  # before the evaluation, not after it
         report = api.evaluate(checkpoint, preset, collect_overrides(set_values, overrides, data_root))
         if plots is not None:
             for path in api.write_evaluation_plots(report, plots):
-                stderr.print(f"wrote {path}")
-    if json_output:
-        print_json(report)
-    else:
-        render_report(report)
+                stderr.print(escape(f"wrote {path}"), soft_wrap=True)
+    with result_output():
+        if json_output:
+            print_json(report)
+        else:
+            render_report(report)
 
 
 def render_report(report: dict[str, Any]) -> None:
-    summary = Table(title=f"{report['method']} checkpoint on {report['dataset']} (unbiased test set)",
+    summary = Table(title=escape(f"{report['method']} checkpoint on {report['dataset']} (unbiased test set)"),
                     show_header=False)
     for label, key in (("accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
                        ("bias-conflicting accuracy", "conflicting_accuracy"),

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-
 import typer
 from rich.markup import escape
 
 from lnl_cli import api
-from lnl_cli.cli.common import JsonOutput, Overrides, print_json, stdout, user_errors, write_stdout
+from lnl_cli.cli.common import JsonOutput, Overrides, print_json, result_output, stdout, user_errors, write_stdout
 
 app = typer.Typer(help="List the built-in presets, or show one.", no_args_is_help=False)
 
 
 def print_presets(json_output: bool) -> None:
     presets = api.presets()
-    if json_output:
-        print_json([{"name": name, "description": text} for name, text in presets.items()])
-        return
-    width = max(map(len, presets), default=0)
-    for name, text in presets.items():
-        stdout.print(escape(f"{name:<{width}}  {text}"), soft_wrap=True)
+    with result_output():
+        if json_output:
+            print_json([{"name": name, "description": text} for name, text in presets.items()])
+            return
+        width = max(map(len, presets), default=0)
+        for name, text in presets.items():
+            stdout.print(escape(f"{name:<{width}}  {text}"), soft_wrap=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -35,7 +35,8 @@ def show(name: str = typer.Argument(..., help="Built-in preset name or path to a
     """A preset as a run would use it: its header, then every key after `extends` and overrides."""
     with user_errors():
         shown = api.show_preset(name, overrides or [])
-    if json_output:
-        print_json({key: shown[key] for key in ("schema_version", "preset", "path", "header", "config")})
-    else:
-        write_stdout((shown["header"] + "\n" if shown["header"] else "") + shown["yaml"])
+    with result_output():
+        if json_output:
+            print_json({key: shown[key] for key in ("schema_version", "preset", "path", "header", "config")})
+        else:
+            write_stdout((shown["header"] + "\n" if shown["header"] else "") + shown["yaml"])

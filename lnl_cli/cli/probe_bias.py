@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli.cli.common import (CheckpointPath, DataRoot, JsonOutput, OverlayPreset, Overrides, SetValues,
-                                collect_overrides, fmt, print_json, stderr, stdout, user_errors)
+                                collect_overrides, fmt, print_json, result_output, stderr, stdout, user_errors)
 from lnl_cli import api
 from lnl_cli.api import DEFAULT_PROBE_LAYER, ProbeSettings
 from lnl_cli.errors import EXIT_GATE_FAILED
@@ -43,18 +44,19 @@ def probe_bias(
     with user_errors():
         report = api.probe(checkpoint, preset, collect_overrides(set_values, overrides, data_root),
                            settings, max_leakage, on_seed)
-    if json_output:
-        print_json(report)
-    else:
-        render(report)
+    with result_output():  # an unwritable result is exit 74, never 1 (gate failed)
+        if json_output:
+            print_json(report)
+        else:
+            render(report)
     if report["passed"] is False:
-        stderr.print(f"[bold red]FAIL:[/] leakage {report['leakage']['mean']:.4f} > {max_leakage}")
+        stderr.print(f"[bold red]FAIL:[/] leakage {fmt(report['leakage']['mean'])} > {max_leakage}")
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
 def render(report: dict[str, Any]) -> None:
-    table = Table(title=f"bias leakage of {report['method']} features ({report['layer']}, {report['probe']} probe, "
-                        f"{report['seeds']} seeds)", show_header=False)
+    table = Table(title=escape(f"bias leakage of {report['method']} features ({report['layer']}, {report['probe']} "
+                               f"probe, {report['seeds']} seeds)"), show_header=False)
     for label, key in (("probe accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
                        ("normalised leakage", "leakage"), ("MI lower bound (bits)", "mi_lower_bound_bits")):
         table.add_row(label, f"{fmt(report[key]['mean'])} ± {fmt(report[key]['std'])}")

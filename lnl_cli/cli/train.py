@@ -15,8 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import (PRESET_HELP, write_stdout, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
-                                fmt, graceful_stop, print_json, progress_callbacks, stderr, stdout, user_errors)
+from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, SetValues, collect_overrides, fail,
+                                fmt, graceful_stop, print_json, progress_callbacks, result_output, stderr, stdout,
+                                user_errors, write_stdout)
 from lnl_cli.cli.presets import print_presets
 from lnl_cli.errors import EXIT_USAGE
 
@@ -66,11 +67,12 @@ def _dry_run(preset: str | None, overrides: list[str], out: Path | None, resume:
         if resume is not None:
             raise fail("--dry-run checks a new run; drop --resume", EXIT_USAGE)
         plan = api.plan_run(preset or DEFAULT_PRESET, overrides, out)
-    if json_output:
-        print_json({key: plan[key] for key in ("schema_version", "run_dir", "config")})
-    else:
-        stderr.print(escape(f"config is valid; the run would write to {plan['run_dir']}"), soft_wrap=True)
-        write_stdout(plan["yaml"])
+    stderr.print(escape(f"config is valid; the run would write to {plan['run_dir']}"), soft_wrap=True)
+    with result_output():
+        if json_output:
+            print_json({key: plan[key] for key in ("schema_version", "run_dir", "config")})
+        else:
+            write_stdout(plan["yaml"])
 
 
 def _record_exit_code(code: int) -> None:
@@ -96,7 +98,8 @@ def _train(overrides, preset, set_values, out, data_root, json_output, resume, n
             with graceful_stop() as stop:
                 summary = api.train(config, run_dir, progress_callbacks(), stop)
     if api.is_main_process():  # rank 0 prints the result
-        _render(summary, json_output)
+        with result_output(f"; the run folder {summary['run_dir']} is complete"):
+            _render(summary, json_output)
 
 
 def _render(summary: dict, json_output: bool) -> None:
@@ -104,9 +107,9 @@ def _render(summary: dict, json_output: bool) -> None:
         print_json(summary)
         return
     if summary.get("already_finished"):
-        stdout.print(f"{summary['run_dir']} already finished")
+        stdout.print(escape(f"{summary['run_dir']} already finished"), soft_wrap=True)
         return
-    table = Table(title=f"{summary['method']} on {summary['dataset']}", show_header=False)
+    table = Table(title=escape(f"{summary['method']} on {summary['dataset']}"), show_header=False)
     test = summary["test"]
     for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
                        ("bias-conflicting accuracy", "conflicting_accuracy"),
@@ -115,7 +118,7 @@ def _render(summary: dict, json_output: bool) -> None:
         table.add_row(label, fmt(test.get(key)))
     table.add_row("train images/s", fmt(summary["train_images_per_second"], 1))
     table.add_row("wall time (s)", fmt(summary["seconds"], 1))
-    table.add_row("run folder", summary["run_dir"])
+    table.add_row("run folder", escape(summary["run_dir"]))
     stdout.print(table)
 
 

@@ -8,6 +8,8 @@ the device and normalises it there.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,20 @@ class ImageRecords:
                 raise DataError(f"{self.source} row {row}: image not found: {path}")
 
 
+@contextlib.contextmanager
+def quiet_large_images() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning off while images are decoded here. Every image is resized to
+    data.image_size, and one past twice Pillow's limit (MAX_IMAGE_PIXELS, 89 Mpx) still fails to open and
+    is reported as a DataError naming its row, so a large image needs no raw warning per file (per
+    worker). Entered by the thread that starts the decoding (filters are process-wide, the decoding
+    threads see them), never inside a decoding thread."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def read_image(path: Path, size: int) -> torch.Tensor:
     """RGB uint8 image (3 x size x size) through Pillow: PNG, JPEG, GIF, WebP, BMP, TIFF, any mode
     (grayscale, palette, RGBA) converted to RGB; bilinear resize with antialiasing."""
@@ -104,8 +120,12 @@ def decode_all(records: ImageRecords, size: int, workers: int) -> torch.Tensor:
         except Exception as exc:  # any decoder failure is the file's fault, reported with its row
             raise DataError(_decode_error(records, position, exc)) from None
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(decode, range(len(records))))
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    with quiet_large_images():
+        try:
+            list(pool.map(decode, range(len(records))))
+        finally:  # after a failure or a signal only the decodes already running finish
+            pool.shutdown(wait=True, cancel_futures=True)
     return images
 
 
@@ -124,11 +144,12 @@ class _BatchDecoder(Dataset):
 
     def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, str | None]:
         images = torch.empty(len(index), RGB_CHANNELS, self.size, self.size, dtype=torch.uint8)
-        for slot, position in enumerate(index.tolist()):
-            try:
-                images[slot] = read_image(self.records.paths[position], self.size)
-            except Exception as exc:
-                return images[:0], _decode_error(self.records, position, exc)
+        with quiet_large_images():
+            for slot, position in enumerate(index.tolist()):
+                try:
+                    images[slot] = read_image(self.records.paths[position], self.size)
+                except Exception as exc:
+                    return images[:0], _decode_error(self.records, position, exc)
         return images, None
 
 
