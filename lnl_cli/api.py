@@ -17,6 +17,7 @@ from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.config import Config
 from lnl_cli.engine import TrainCallbacks, resume_training, run_training
+from lnl_cli.errors import ConfigError, OutputError
 from lnl_cli.evaluation import evaluate_checkpoint
 from lnl_cli.evaluation import load_model as _load_model
 from lnl_cli.plots import PlotsUnavailable, plot_report, plot_training
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "check_run_folder", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
-           "load_config", "load_model", "presets", "probe", "resume", "rank", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
+__all__ = ["COMPARE_COLUMNS", "DEFAULT_PROBE_LAYER", "Config", "PlotsUnavailable", "ProbeSettings", "RunClaim",
+           "StopRequest", "TrainCallbacks", "check_run_folder", "claim_run_folder", "compare", "evaluate",
+           "is_main_process", "launched_by_torchrun", "load_config", "load_model", "presets", "probe", "resume", "rank",
+           "release_run_folder", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
 # ---------------------------------------------------------------------------- configs and presets
@@ -52,22 +54,50 @@ def presets() -> dict[str, str]:
 # ---------------------------------------------------------------------------- training
 
 
+RunClaim = run_folder.RunClaim
+
+
+def _folder(path: str | Path | None, what: str) -> Path | None:
+    """`path` as a Path; an empty string is refused (Path("") would silently mean the current folder)."""
+    if path is None:
+        return None
+    if not str(path).strip():
+        raise ConfigError(f"{what} is empty, which would mean the current folder; name a folder")
+    return Path(path)
+
+
 def check_run_folder(config: Config, out_dir: str | Path | None = None) -> Path:
-    """The run folder `train` will use (`out_dir`, or the next free runs/<preset>-<method>-N); a
-    ConfigError when it already holds a run."""
-    return run_folder.check_run_dir(Path(out_dir) if out_dir is not None else None, config.name, config.method)
+    """The run folder `train` would use (`out_dir`, or the next free runs/<preset>-<method>-N); a
+    ConfigError when it already holds a run. Only a check: `train` claims the folder itself."""
+    return run_folder.check_run_dir(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
+
+
+def claim_run_folder(config: Config, out_dir: str | Path | None = None) -> RunClaim:
+    """Claim the run folder for a run that other processes will train: pass ``claim.token`` to their
+    `train` and call :func:`release_run_folder` when they are done. A ConfigError when the folder
+    already holds a run or is claimed by another."""
+    return run_folder.claim(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
+
+
+def release_run_folder(claim: RunClaim) -> None:
+    """Remove a claimed run folder again if its run left no checkpoint; otherwise keep it."""
+    run_folder.release(claim)
 
 
 def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
-          stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train into a run folder (config.yaml, metrics.jsonl, checkpoint.pt, summary.json); return the summary."""
-    return run_training(config, Path(out_dir) if out_dir is not None else None, callbacks, stop)
+          stop: StopRequest | None = None, claim_token: str | None = None) -> dict[str, Any]:
+    """Train into a run folder (config.yaml, metrics.jsonl, checkpoint.pt, summary.json); return the summary.
+
+    The folder is claimed atomically first: of two runs into the same `out_dir` one gets a ConfigError,
+    and an auto-numbered run takes the next free number. `claim_token` adopts a :func:`claim_run_folder`
+    claim. A run that fails before its first checkpoint leaves no folder behind."""
+    return run_training(config, _folder(out_dir, "the run folder (--out)"), callbacks, stop, claim_token)
 
 
 def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCallbacks | None" = None,
            stop: StopRequest | None = None) -> dict[str, Any]:
     """Continue an interrupted or extended run (only safe keys such as train.epochs may change)."""
-    return resume_training(Path(run_dir), overrides, callbacks, stop)
+    return resume_training(_folder(run_dir, "the run folder to resume (--resume)"), overrides, callbacks, stop)
 
 
 def write_training_plots(run_dir: str | Path) -> list[Path]:
@@ -103,7 +133,7 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
     if record:
         try:
             run_folder.write_probe(path.parent, report)
-        except OSError:
+        except OutputError:
             pass
     return report
 

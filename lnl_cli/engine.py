@@ -1,8 +1,9 @@
 """The one training loop, shared by every algorithm and every command.
 
 Read :func:`_run` top to bottom: each epoch trains, evaluates, appends its metrics and saves the
-checkpoint. It never prints and never exits: progress goes to a :class:`TrainCallbacks`, failures
-are raised as the project's exception types. Where files go is :mod:`lnl_cli.run_folder`'s
+checkpoint (in that order; a resume drops a record the checkpoint does not have). It never prints and
+never exits: progress goes to a :class:`TrainCallbacks`, failures are raised as the project's
+exception types. Where files go is :mod:`lnl_cli.run_folder`'s
 business, the device :mod:`lnl_cli.runtime`'s, and what several processes must agree on
 :mod:`lnl_cli.distributed`'s.
 """
@@ -26,7 +27,7 @@ from lnl_cli.checkpoint import (checkpoint_config, load_checkpoint, make_checkpo
 from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
-from lnl_cli.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.runtime import StopRequest
 from lnl_cli.version import __version__
@@ -96,15 +97,25 @@ class _Stopped(Exception):
 
 
 def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCallbacks | None = None,
-                 stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train `config` into a new run folder; return the summary (also written as summary.json)."""
-    run_dir = run_folder.check_run_dir(out_dir, config.name, config.method)
+                 stop: StopRequest | None = None, claim_token: str | None = None) -> dict[str, Any]:
+    """Train `config` into a new run folder; return the summary (also written as summary.json).
+
+    Rank 0 claims the folder before the data loads (`claim_token`: adopt the claim a launcher made for
+    this run) and gives it back if the run ends without a checkpoint, so a run that fails on its data,
+    its first epoch or a full disk leaves nothing behind."""
+    held = run_folder.claim(out_dir, config.name, config.method, claim_token) if distributed.is_main() else None
+    run_dir = held.path if held else run_folder.resolve_run_dir(out_dir, config.name, config.method)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop)
         return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed)))
 
-    return distributed.run_in_group(body)
+    try:
+        return distributed.run_in_group(body)
+    except BaseException:
+        if held is not None:
+            run_folder.release(held)
+        raise
 
 
 def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (),
@@ -122,6 +133,8 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
                              "(pass train.epochs=N to extend it)")
         return {**(run_folder.read_summary(run_dir) or {"run_dir": str(run_dir)}), "already_finished": True}
+    if distributed.is_main():
+        _trim_metrics(run_dir, start.epoch, callbacks)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
@@ -160,9 +173,7 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
             last_eval = _evaluate(ctx)
             record.update({f"test_{k}": v for k, v in last_eval.items() if k != "num_samples"})
         record["seconds"] = round(time.perf_counter() - epoch_start, 3)
-        if distributed.is_main():
-            run_folder.append_metrics(ctx.run_dir, record)
-        _save(ctx, epoch + 1, start.batch_order, train_seconds)
+        _record_epoch(ctx, record, start.batch_order, train_seconds)
         ctx.callbacks.on_epoch_end(record)
         if distributed.stop_agreed(ctx.stop) and epoch + 1 < config.train.epochs:
             raise _interrupted(ctx, f"after epoch {epoch + 1}")
@@ -170,6 +181,24 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
     if distributed.is_main():
         run_folder.write_summary(ctx.run_dir, summary)
     return summary
+
+
+def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Generator,
+                  train_seconds: float) -> None:
+    """The epoch's metrics record, then its checkpoint. In this order a crash between the two leaves one
+    record too many, which a resume drops (the other order would lose the record for good); a save that
+    fails takes the record back at once, so metrics.jsonl and checkpoint.pt stay a matching pair."""
+    epoch = record["epoch"]
+    if distributed.is_main():
+        run_folder.append_metrics(ctx.run_dir, record)
+    try:
+        _save(ctx, epoch, generator, train_seconds)
+    except OutputError:
+        try:
+            run_folder.trim_metrics(ctx.run_dir, epoch - 1)
+        except OutputError:
+            pass  # the resume trims it
+        raise
 
 
 def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
@@ -297,10 +326,10 @@ def _test_shard(split: Split) -> Split | None:
 
 
 def _announce(ctx: RunContext, start_epoch: int) -> None:
-    """Claim the run folder (rank 0) and tell the callbacks what is about to run."""
+    """Write the resolved config (rank 0) and tell the callbacks what is about to run."""
     config = ctx.config
     if distributed.is_main():
-        run_folder.create(ctx.run_dir, dump_yaml(config))
+        run_folder.write_config(ctx.run_dir, dump_yaml(config))
     if config.method == "lnl" and config.train.pretrain_epochs >= config.train.epochs:
         ctx.callbacks.on_message(
             f"train.pretrain_epochs={config.train.pretrain_epochs} covers all {config.train.epochs} epochs: "
@@ -322,6 +351,14 @@ def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[s
         raise ConfigError(f"cannot resume with changed {', '.join(changed)}; only "
                           f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change on resume")
     return config
+
+
+def _trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) -> None:
+    """metrics.jsonl back to the checkpoint's epochs before training appends more."""
+    dropped = run_folder.trim_metrics(run_dir, epochs_done)
+    if dropped:
+        callbacks.on_message(f"dropped {dropped} metrics record(s) after epoch {epochs_done} that the checkpoint "
+                             "does not have (written just before a crash); they are trained again")
 
 
 def _start_state(checkpoint: dict[str, Any]) -> StartState:

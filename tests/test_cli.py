@@ -230,3 +230,11 @@ def test_a_run_name_that_is_no_folder_name_exits_2_writing_nothing(tmp_path, mon
     monkeypatch.delenv("LNL_DEBUG", raising=False)
     assert_one_line_error(lnl_in_process("train", f"name={name}", "train.epochs=1"), 2, "name")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
+
+
+def test_an_empty_out_or_resume_folder_exits_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LNL_DEBUG", raising=False)
+    assert_one_line_error(lnl_in_process("train", "--out", "", "train.epochs=1"), 2, "--out", "is empty")
+    assert_one_line_error(lnl_in_process("train", "--resume", ""), 2, "--resume", "is empty")
+    assert list(tmp_path.iterdir()) == []

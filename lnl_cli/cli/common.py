@@ -122,9 +122,12 @@ def graceful_stop() -> Iterator[StopRequest]:
 
 
 class PlainProgress(TrainCallbacks):
-    """One line per epoch: for logs and pipes."""
+    """One line per epoch: for logs and pipes. Remembers the run folder the run announced."""
+
+    run_dir: str | None = None
 
     def on_start(self, info: dict[str, Any]) -> None:
+        self.run_dir = info["run_dir"]
         stderr.print(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
                      f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}"
                      + (f", resuming at epoch {info['start_epoch'] + 1}" if info.get("start_epoch") else ""),
@@ -162,5 +165,5 @@ class RichProgress(PlainProgress):
         super().on_epoch_end(record)
 
 
-def progress_callbacks() -> TrainCallbacks:
+def progress_callbacks() -> PlainProgress:
     return RichProgress() if stderr.is_terminal else PlainProgress()
