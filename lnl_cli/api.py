@@ -96,7 +96,8 @@ def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCa
 
 def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCallbacks | None" = None,
            stop: StopRequest | None = None) -> dict[str, Any]:
-    """Continue an interrupted or extended run (only safe keys such as train.epochs may change)."""
+    """Continue an interrupted or extended run (only safe keys such as train.epochs may change, also
+    when edited in the run's config.yaml)."""
     return resume_training(_folder(run_dir, "the run folder to resume (--resume)"), overrides, callbacks, stop)
 
 

@@ -357,6 +357,13 @@ def load_config(
     return config
 
 
+def overlay(base: Config, tree: dict[str, Any], source: str) -> Config:
+    """`base` with the values of a nested `tree` (e.g. a hand-edited config.yaml) over it, validated like
+    a preset; problems name `source`."""
+    flat = _stored(_flatten(tree))
+    return build_config({**_flatten(to_dict(base)), **flat}, {key: source for key in flat})
+
+
 def to_dict(config: Config) -> dict[str, Any]:
     """Nested plain dict with the public key names (``lnl.lambda``), for YAML and checkpoints."""
     tree: dict[str, Any] = {}

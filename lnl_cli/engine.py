@@ -24,7 +24,7 @@ from lnl_cli import distributed, run_folder, runtime
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.checkpoint import (checkpoint_config, load_checkpoint, make_checkpoint, restore_algorithm,
                                 save_checkpoint)
-from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config
+from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config, overlay
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
@@ -126,9 +126,10 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     run_dir = Path(run_dir)
     path = run_folder.checkpoint_path(run_dir)
     checkpoint = load_checkpoint(path)
-    config = _resume_config(checkpoint, path, overrides)
-    start = _start_state(checkpoint)
     callbacks = callbacks or TrainCallbacks()
+    config = _resume_config(checkpoint, path, overrides, callbacks)
+    start = _start_state(checkpoint)
+    _check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
                              "(pass train.epochs=N to extend it)")
@@ -341,16 +342,39 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     })
 
 
-def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[str] | dict[str, Any]) -> Config:
-    """The checkpoint's config with `overrides`, which may only touch RESUME_SAFE_KEYS."""
+def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[str] | dict[str, Any],
+                   callbacks: TrainCallbacks) -> Config:
+    """The checkpoint's config < what was edited in the run folder's config.yaml < `overrides`.
+
+    Edits in config.yaml count like overrides, so that none is dropped in silence: only RESUME_SAFE_KEYS
+    may differ from the checkpoint, and the edits that apply are announced."""
     stored = checkpoint_config(checkpoint, path)
-    config = load_config(None, overrides, base=stored)
-    changed = sorted(key for key in SPECS if get_value(config, key) != get_value(stored, key)
-                     and key not in RESUME_SAFE_KEYS)
-    if changed:
-        raise ConfigError(f"cannot resume with changed {', '.join(changed)}; only "
+    config_file = path.parent / run_folder.CONFIG_FILE
+    edited = overlay(stored, run_folder.read_config_edits(path.parent), str(config_file))
+    config = load_config(None, overrides, base=edited)
+    from_file = [key for key in _changed_keys(edited, stored) if get_value(config, key) == get_value(edited, key)]
+    refused = [key for key in _changed_keys(config, stored) if key not in RESUME_SAFE_KEYS]
+    if refused:
+        named = [key + (f" (edited in {config_file})" if key in from_file else "") for key in refused]
+        raise ConfigError(f"cannot resume with changed {', '.join(named)}; only "
                           f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change on resume")
+    if from_file and distributed.is_main():
+        callbacks.on_message(f"resuming with the edits in {config_file}: "
+                             + ", ".join(f"{key}={get_value(config, key)}" for key in from_file))
     return config
+
+
+def _changed_keys(config: Config, reference: Config) -> list[str]:
+    return sorted(key for key in SPECS if get_value(config, key) != get_value(reference, key))
+
+
+def _check_epochs(config: Config, start: StartState, run_dir: Path) -> None:
+    """Refuse train.epochs below the epochs already begun: the summary would describe a run that is not
+    the one in the checkpoint (an interrupted epoch counts as begun)."""
+    begun = start.epoch + (start.partial_epoch is not None)
+    if config.train.epochs < begun:
+        raise ConfigError(f"train.epochs={config.train.epochs} is fewer than the {begun} epochs {run_dir} has "
+                          f"already begun; resume with train.epochs={begun} or more")
 
 
 def _trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) -> None:

@@ -296,6 +296,25 @@ def read_config_tree(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def read_config_edits(run_dir: Path) -> dict[str, Any]:
+    """config.yaml as a nested dict for resume, which applies what was edited in it: empty when the file
+    is missing, a ConfigError when it cannot be read (a broken edit must not be ignored in silence)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix or remove it") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return tree
+
+
 def metrics_path(run_dir: Path) -> Path:
     return Path(run_dir) / METRICS_FILE
 

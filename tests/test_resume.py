@@ -170,3 +170,54 @@ def test_a_checkpoint_that_cannot_be_written_takes_its_metrics_record_back(tmp_p
         api.train(load_config("colored-mnist", TINY), tmp_path / "r")
     assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 1
     assert _metrics_epochs(tmp_path / "r") == [1]
+
+
+# ------------------------------------------------------------------ resume says what it does
+def _edit_config(run_dir, section, key, value):
+    import yaml
+
+    path = run_dir / "config.yaml"
+    tree = yaml.safe_load(path.read_text())
+    tree[section][key] = value
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+def test_an_unsafe_edit_of_config_yaml_is_refused_not_ignored(tmp_path):
+    short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
+    api.train(short, tmp_path / "r")
+    _edit_config(tmp_path / "r", "train", "lr", 0.5)
+    with pytest.raises(ConfigError, match=r"train\.lr \(edited in .*config\.yaml\)"):
+        api.resume(tmp_path / "r", ["train.epochs=3"])
+    api.resume(tmp_path / "r", ["train.epochs=3", "train.lr=0.01"])  # the command line wins over the file
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 3
+
+
+def test_a_safe_edit_of_config_yaml_applies_and_is_announced(tmp_path):
+    short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
+    api.train(short, tmp_path / "r")
+    _edit_config(tmp_path / "r", "train", "epochs", 3)
+    messages = Messages()
+    summary = api.resume(tmp_path / "r", callbacks=messages)
+    assert summary["epochs"] == 3 and _metrics_epochs(tmp_path / "r") == [1, 2, 3]
+    assert any("config.yaml" in text and "train.epochs=3" in text for text in messages.texts)
+
+
+def test_a_broken_config_yaml_is_a_config_error_on_resume(tmp_path):
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=1"]), tmp_path / "r")
+    (tmp_path / "r" / "config.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml is not valid YAML"):
+        api.resume(tmp_path / "r", ["train.epochs=2"])
+
+
+def test_fewer_epochs_than_already_begun_are_refused(tmp_path):
+    stop = engine.StopRequest()
+    with pytest.raises(TrainingInterrupted):  # stopped inside epoch 2
+        api.train(load_config("colored-mnist", TINY), tmp_path / "cut", StopAfter(stop, 1), stop)
+    before = (tmp_path / "cut" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
+        api.resume(tmp_path / "cut", ["train.epochs=1"])
+    assert (tmp_path / "cut" / "checkpoint.pt").read_bytes() == before
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    assert api.resume(tmp_path / "cut", ["train.epochs=2"])["epochs"] == 2
+    with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
+        api.resume(tmp_path / "cut", ["train.epochs=1"])  # a finished run too
