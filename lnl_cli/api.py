@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 Overrides = Iterable[str] | dict[str, Any]
 
 __all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "compare_table_columns", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "check_plots_available", "check_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
+           "RunClaim", "check_plots_available", "check_run_folder", "claim_run_folder", "release_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
            "load_config", "load_model", "presets", "probe", "resume", "rank", "to_json", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
@@ -77,10 +77,34 @@ def config_keys() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- training
 
 
+RunClaim = run_folder.RunClaim
+
+
+def _folder(path: str | Path | None, what: str) -> Path | None:
+    """`path` as a Path; an empty string is refused (Path("") would silently mean the current folder)."""
+    if path is None:
+        return None
+    if not str(path).strip():
+        raise ConfigError(f"{what} is empty, which would mean the current folder; name a folder")
+    return Path(path)
+
+
 def check_run_folder(config: Config, out_dir: str | Path | None = None) -> Path:
-    """The run folder `train` will use (`out_dir`, or the next free runs/<preset>-<method>-N); a
-    ConfigError when it already holds a run."""
-    return run_folder.check_run_dir(Path(out_dir) if out_dir is not None else None, config.name, config.method)
+    """The run folder `train` would use (`out_dir`, or the next free runs/<preset>-<method>-N); a
+    ConfigError when it already holds a run. Only a check: `train` claims the folder itself."""
+    return run_folder.check_run_dir(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
+
+
+def claim_run_folder(config: Config, out_dir: str | Path | None = None) -> RunClaim:
+    """Claim the run folder for a run that other processes will train: pass ``claim.token`` to their
+    `train` and call :func:`release_run_folder` when they are done. A ConfigError when the folder
+    already holds a run or is claimed by another."""
+    return run_folder.claim(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
+
+
+def release_run_folder(claim: RunClaim) -> None:
+    """Remove a claimed run folder again if its run left no checkpoint; otherwise keep it."""
+    run_folder.release(claim)
 
 
 def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
@@ -92,54 +116,68 @@ def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path 
 
 
 def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
-          stop: StopRequest | None = None, *, progress: bool | None = None, plots: bool = True) -> dict[str, Any]:
+          stop: StopRequest | None = None, claim_token: str | None = None, *, progress: bool | None = None,
+          plots: bool = True) -> dict[str, Any]:
     """Train into a run folder (config.yaml, metrics.jsonl, results.csv, checkpoint.pt, summary.json, plots);
     return the summary.
 
+    The folder is claimed atomically first: of two runs into the same `out_dir` one gets a ConfigError,
+    and an auto-numbered run takes the next free number. `claim_token` adopts a :func:`claim_run_folder`
+    claim. A run that fails before its first checkpoint leaves no folder behind.
     `progress`: show progress bars (None: only in a Jupyter notebook); `callbacks` receive progress too.
     `plots`: write losses.png and accuracy.png when the run ends, finished or interrupted (skipped with a
-    message to the callbacks when matplotlib is missing)."""
-    run_dir = check_run_folder(config, out_dir)
-    callbacks = _with_progress(callbacks, progress)
-    with _plots_afterwards(run_dir, callbacks, plots):
-        return run_training(config, run_dir, callbacks, stop)
+    message to the callbacks when matplotlib is missing or the disk is full)."""
+    callbacks, announced = _observed(callbacks, progress)
+    with _plots_afterwards(announced, callbacks, plots):
+        return run_training(config, _folder(out_dir, "the run folder (--out)"), callbacks, stop, claim_token)
 
 
 def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCallbacks | None" = None,
            stop: StopRequest | None = None, *, progress: bool | None = None, plots: bool = True) -> dict[str, Any]:
-    """Continue an interrupted or extended run (only safe keys such as train.epochs may change);
-    `progress` and `plots` as in :func:`train`."""
-    callbacks = _with_progress(callbacks, progress)
-    with _plots_afterwards(Path(run_dir), callbacks, plots):
-        return resume_training(Path(run_dir), overrides, callbacks, stop)
+    """Continue an interrupted or extended run (only safe keys such as train.epochs may change, also
+    when edited in the run's config.yaml); `progress` and `plots` as in :func:`train`."""
+    folder = _folder(run_dir, "the run folder to resume (--resume)")
+    callbacks, announced = _observed(callbacks, progress)
+    with _plots_afterwards(announced, callbacks, plots):
+        return resume_training(folder, overrides, callbacks, stop)
 
 
-def _with_progress(callbacks: "TrainCallbacks | None", progress: bool | None) -> "TrainCallbacks | None":
-    if not (progress or (progress is None and in_notebook())):
-        return callbacks
-    shown = progress_callbacks(PipeSafeConsole(stderr=True))
-    return shown if callbacks is None else CallbackList(callbacks, shown)
+class _Announced(TrainCallbacks):
+    """Remembers the run folder a run announces: an auto-numbered one is known only once it is claimed."""
+
+    run_dir: str | None = None
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.run_dir = info["run_dir"]
+
+
+def _observed(callbacks: "TrainCallbacks | None", progress: bool | None) -> tuple[TrainCallbacks, _Announced]:
+    """The caller's callbacks, progress bars when asked for (or in a notebook), and the folder recorder."""
+    announced = _Announced()
+    shown = (progress_callbacks(PipeSafeConsole(stderr=True))
+             if progress or (progress is None and in_notebook()) else None)
+    return CallbackList(*(c for c in (callbacks, shown) if c is not None), announced), announced
 
 
 @contextlib.contextmanager
-def _plots_afterwards(run_dir: Path, callbacks: "TrainCallbacks | None", enabled: bool) -> Iterator[None]:
-    """The run's plots when training ends, finished or interrupted."""
+def _plots_afterwards(announced: _Announced, callbacks: TrainCallbacks, enabled: bool) -> Iterator[None]:
+    """The run's plots when training ends, finished or interrupted (nothing before it started)."""
     try:
         yield
     except TrainingInterrupted:
-        _plot_quietly(run_dir, callbacks, enabled)
+        _plot_quietly(announced.run_dir, callbacks, enabled)
         raise
-    _plot_quietly(run_dir, callbacks, enabled)
+    _plot_quietly(announced.run_dir, callbacks, enabled)
 
 
-def _plot_quietly(run_dir: Path, callbacks: "TrainCallbacks | None", enabled: bool) -> None:
-    if not enabled:
+def _plot_quietly(run_dir: str | None, callbacks: TrainCallbacks, enabled: bool) -> None:
+    """Plots are extras: without matplotlib, or without room on the disk, the run still succeeds."""
+    if not enabled or run_dir is None:
         return
     try:
         write_training_plots(run_dir)
-    except PlotsUnavailable as exc:
-        if callbacks is not None:
-            callbacks.on_message(f"plots skipped: {exc}")
+    except (PlotsUnavailable, OutputError) as exc:
+        callbacks.on_message(f"plots skipped: {exc}")
 
 
 def write_training_plots(run_dir: str | Path) -> list[Path]:
@@ -183,7 +221,7 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
     if record:
         try:
             run_folder.write_probe(path.parent, report)
-        except OSError:
+        except OutputError:
             pass
     return report
 

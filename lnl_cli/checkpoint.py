@@ -16,7 +16,7 @@ import torch
 from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.config import Config, from_dict, to_dict
 from lnl_cli.errors import CheckpointError, ConfigError, shown
-from lnl_cli.fileio import atomic_write
+from lnl_cli.fileio import atomic_write, output_errors
 from lnl_cli.version import __version__
 
 FORMAT_VERSION = 1
@@ -38,10 +38,13 @@ def make_checkpoint(algorithm: Algorithm, config: Config, epoch: int, **extra: A
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Serialised in memory first, then written atomically: a full disk keeps the previous checkpoint
+    whole and raises OutputError."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     payload = buffer.getvalue()
-    atomic_write(Path(path), lambda handle: handle.write(payload))
+    with output_errors(Path(path)):
+        atomic_write(Path(path), lambda handle: handle.write(payload))
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ any work starts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ RGB = 3
 MAX_BATCH_SIZE = 1 << 20
 MAX_THREADS = 1024
 MAX_HEAD_WIDTH = 4096
+# Run names become folder names (runs/<name>-<method>-N): no path separators, no leading dot or dash,
+# no glob characters, and short enough for any file system's 255-byte names.
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+NAME_MAX_LENGTH = 100
+NAME_HELP = "must be letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 
 
 @dataclass
@@ -148,7 +154,8 @@ class Config:
     method: MethodName = option("lnl", "training algorithm")
     seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
-    name: str = option("run", "preset name, used in run folder names")
+    name: str = option("run", "names run folders (runs/<name>-<method>-N); default: the preset's file name",
+                       pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH, pattern_help=NAME_HELP)
     data: DataConfig = option(factory=DataConfig)
     model: ModelConfig = option(factory=ModelConfig)
     train: TrainConfig = option(factory=TrainConfig)
@@ -219,8 +226,30 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
                 flat[key] = str((path.parent / value).resolve())
         chain.insert(0, (path, flat))
         current = parent
-    chain[-1][1].setdefault("name", chain[-1][0].stem)
+    chain[-1][1].setdefault("name", tidy_name(chain[-1][0].stem))
     return chain
+
+
+def tidy_name(text: str) -> str:
+    """`text` as a valid run name: what a name may not hold becomes '-' (a preset file `my preset.yaml`
+    names runs `my-preset-...`)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-")[:NAME_MAX_LENGTH].rstrip("-")
+    return name or "run"
+
+
+def _valid_name(name: str) -> bool:
+    return len(name) <= NAME_MAX_LENGTH and re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def _stored(flat: dict[str, Any]) -> dict[str, Any]:
+    """Values read back from a checkpoint or a run's config.yaml. An older lnl wrote them, so keys may
+    carry old names, and the run name may predate the rules for names: it is tidied, not refused, so
+    that the run can still be evaluated and resumed."""
+    flat = _rename_legacy_keys(flat)
+    name = flat.get("name")
+    if isinstance(name, str) and name.strip() and not _valid_name(name):
+        flat["name"] = tidy_name(name)
+    return flat
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -344,6 +373,13 @@ def load_config(
     return config
 
 
+def overlay(base: Config, tree: dict[str, Any], source: str) -> Config:
+    """`base` with the values of a nested `tree` (e.g. a hand-edited config.yaml) over it, validated like
+    a preset; problems name `source`."""
+    flat = _stored(_flatten(tree))
+    return build_config({**_flatten(to_dict(base)), **flat}, {key: source for key in flat})
+
+
 def to_dict(config: Config) -> dict[str, Any]:
     """Nested plain dict with the public key names (``lnl.lambda``), for YAML and checkpoints."""
     tree: dict[str, Any] = {}
@@ -360,7 +396,7 @@ def from_dict(tree: dict[str, Any]) -> Config:
     """Inverse of :func:`to_dict`, validated like any preset."""
     if not isinstance(tree, dict):
         raise ConfigError("stored config is not a mapping")
-    return build_config(_flatten(tree))
+    return build_config(_stored(_flatten(tree)))
 
 
 def dump_yaml(config: Config) -> str:

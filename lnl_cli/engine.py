@@ -1,8 +1,9 @@
 """The one training loop, shared by every algorithm and every command.
 
 Read :func:`_run` top to bottom: each epoch trains, evaluates, appends its metrics and saves the
-checkpoint. It never prints and never exits: progress goes to a :class:`TrainCallbacks`, failures
-are raised as the project's exception types. Where files go is :mod:`lnl_cli.run_folder`'s
+checkpoint (in that order; a resume drops a record the checkpoint does not have). It never prints and
+never exits: progress goes to a :class:`TrainCallbacks`, failures are raised as the project's
+exception types. Where files go is :mod:`lnl_cli.run_folder`'s
 business, the device :mod:`lnl_cli.runtime`'s, and what several processes must agree on
 :mod:`lnl_cli.distributed`'s.
 """
@@ -25,10 +26,10 @@ from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import (checkpoint_config, load_checkpoint, make_checkpoint, restore_algorithm,
                                 save_checkpoint)
-from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config
+from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config, overlay
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
-from lnl_cli.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.runtime import StopRequest
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
@@ -88,16 +89,26 @@ class _Stopped(Exception):
 
 
 def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCallbacks | None = None,
-                 stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train `config` into a new run folder; return the summary (also written as summary.json)."""
-    run_dir = run_folder.check_run_dir(out_dir, config.name, config.method)
+                 stop: StopRequest | None = None, claim_token: str | None = None) -> dict[str, Any]:
+    """Train `config` into a new run folder; return the summary (also written as summary.json).
+
+    Rank 0 claims the folder before the data loads (`claim_token`: adopt the claim a launcher made for
+    this run) and gives it back if the run ends without a checkpoint, so a run that fails on its data,
+    its first epoch or a full disk leaves nothing behind."""
+    held = run_folder.claim(out_dir, config.name, config.method, claim_token) if distributed.is_main() else None
+    run_dir = held.path if held else run_folder.resolve_run_dir(out_dir, config.name, config.method)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop)
         with _closing(ctx.callbacks):
             return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed)))
 
-    return distributed.run_in_group(body)
+    try:
+        return distributed.run_in_group(body)
+    except BaseException:
+        if held is not None:
+            run_folder.release(held)
+        raise
 
 
 def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (),
@@ -108,13 +119,16 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     run_dir = Path(run_dir)
     path = run_folder.checkpoint_path(run_dir)
     checkpoint = load_checkpoint(path)
-    config = _resume_config(checkpoint, path, overrides)
-    start = _start_state(checkpoint)
     callbacks = callbacks or TrainCallbacks()
+    config = _resume_config(checkpoint, path, overrides, callbacks)
+    start = _start_state(checkpoint)
+    _check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
                              "(pass train.epochs=N to extend it)")
         return {**(run_folder.read_summary(run_dir) or {"run_dir": str(run_dir)}), "already_finished": True}
+    if distributed.is_main():
+        _trim_metrics(run_dir, start.epoch, callbacks)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
@@ -154,9 +168,7 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
             last_eval = _evaluate(ctx)
             record.update({f"test_{k}": v for k, v in last_eval.items() if k != "num_samples"})
         record["seconds"] = round(time.perf_counter() - epoch_start, 3)
-        if distributed.is_main():
-            run_folder.append_metrics(ctx.run_dir, record)
-        _save(ctx, epoch + 1, start.batch_order, train_seconds)
+        _record_epoch(ctx, record, start.batch_order, train_seconds)
         ctx.callbacks.on_epoch_end(record)
         if distributed.stop_agreed(ctx.stop) and epoch + 1 < config.train.epochs:
             raise _interrupted(ctx, f"after epoch {epoch + 1}")
@@ -164,6 +176,24 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
     if distributed.is_main():
         run_folder.write_summary(ctx.run_dir, summary)
     return summary
+
+
+def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Generator,
+                  train_seconds: float) -> None:
+    """The epoch's metrics record, then its checkpoint. In this order a crash between the two leaves one
+    record too many, which a resume drops (the other order would lose the record for good); a save that
+    fails takes the record back at once, so metrics.jsonl and checkpoint.pt stay a matching pair."""
+    epoch = record["epoch"]
+    if distributed.is_main():
+        run_folder.append_metrics(ctx.run_dir, record)
+    try:
+        _save(ctx, epoch, generator, train_seconds)
+    except OutputError:
+        try:
+            run_folder.trim_metrics(ctx.run_dir, epoch - 1)
+        except OutputError:
+            pass  # the resume trims it
+        raise
 
 
 def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
@@ -312,10 +342,10 @@ def _test_shard(split: Split) -> Split | None:
 
 
 def _announce(ctx: RunContext, start_epoch: int) -> None:
-    """Claim the run folder (rank 0) and tell the callbacks what is about to run."""
+    """Write the resolved config (rank 0) and tell the callbacks what is about to run."""
     config = ctx.config
     if distributed.is_main():
-        run_folder.create(ctx.run_dir, dump_yaml(config))
+        run_folder.write_config(ctx.run_dir, dump_yaml(config))
     if config.method == "lnl" and config.train.pretrain_epochs >= config.train.epochs:
         ctx.callbacks.on_message(
             f"train.pretrain_epochs={config.train.pretrain_epochs} covers all {config.train.epochs} epochs: "
@@ -327,16 +357,47 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     })
 
 
-def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[str] | dict[str, Any]) -> Config:
-    """The checkpoint's config with `overrides`, which may only touch RESUME_SAFE_KEYS."""
+def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[str] | dict[str, Any],
+                   callbacks: TrainCallbacks) -> Config:
+    """The checkpoint's config < what was edited in the run folder's config.yaml < `overrides`.
+
+    Edits in config.yaml count like overrides, so that none is dropped in silence: only RESUME_SAFE_KEYS
+    may differ from the checkpoint, and the edits that apply are announced."""
     stored = checkpoint_config(checkpoint, path)
-    config = load_config(None, overrides, base=stored)
-    changed = sorted(key for key in SPECS if get_value(config, key) != get_value(stored, key)
-                     and key not in RESUME_SAFE_KEYS)
-    if changed:
-        raise ConfigError(f"cannot resume with changed {', '.join(changed)}; only "
+    config_file = path.parent / run_folder.CONFIG_FILE
+    edited = overlay(stored, run_folder.read_config_edits(path.parent), str(config_file))
+    config = load_config(None, overrides, base=edited)
+    from_file = [key for key in _changed_keys(edited, stored) if get_value(config, key) == get_value(edited, key)]
+    refused = [key for key in _changed_keys(config, stored) if key not in RESUME_SAFE_KEYS]
+    if refused:
+        named = [key + (f" (edited in {config_file})" if key in from_file else "") for key in refused]
+        raise ConfigError(f"cannot resume with changed {', '.join(named)}; only "
                           f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change on resume")
+    if from_file and distributed.is_main():
+        callbacks.on_message(f"resuming with the edits in {config_file}: "
+                             + ", ".join(f"{key}={get_value(config, key)}" for key in from_file))
     return config
+
+
+def _changed_keys(config: Config, reference: Config) -> list[str]:
+    return sorted(key for key in SPECS if get_value(config, key) != get_value(reference, key))
+
+
+def _check_epochs(config: Config, start: StartState, run_dir: Path) -> None:
+    """Refuse train.epochs below the epochs already begun: the summary would describe a run that is not
+    the one in the checkpoint (an interrupted epoch counts as begun)."""
+    begun = start.epoch + (start.partial_epoch is not None)
+    if config.train.epochs < begun:
+        raise ConfigError(f"train.epochs={config.train.epochs} is fewer than the {begun} epochs {run_dir} has "
+                          f"already begun; resume with train.epochs={begun} or more")
+
+
+def _trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) -> None:
+    """metrics.jsonl back to the checkpoint's epochs before training appends more."""
+    dropped = run_folder.trim_metrics(run_dir, epochs_done)
+    if dropped:
+        callbacks.on_message(f"dropped {dropped} metrics record(s) after epoch {epochs_done} that the checkpoint "
+                             "does not have (written just before a crash); they are trained again")
 
 
 def _start_state(checkpoint: dict[str, Any]) -> StartState:

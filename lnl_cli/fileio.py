@@ -1,23 +1,55 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of one."""
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+New files get the usual permissions, ``0o666`` less the process umask, like any file that ``open``
+creates. These helpers raise plain ``OSError``; :func:`output_errors` turns that into the project's
+:class:`~lnl_cli.errors.OutputError` where a failed write is the user's problem (a full disk, a
+read-only folder) rather than something to shrug off (a cache).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterator
+
+from lnl_cli.errors import OutputError
+
+NEW_FILE_MODE = 0o666  # what open() asks for; the umask takes away the rest
+
+
+@contextlib.contextmanager
+def output_errors(path: Path) -> Iterator[None]:
+    """Report an OSError raised while writing `path` as a one-line OutputError (exit 74)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def current_umask() -> int:
+    """The process umask. Reading it means setting it, so it is set straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through `write` into a temp file in the same folder, fsync it, then rename over `path`."""
+    """Write through `write` into a temp file in the same folder, fsync it, then rename over `path`.
+
+    mkstemp makes the temp file 0600 whatever the umask; it is given the mode a plain open() would
+    have, so checkpoints and summaries are as readable as metrics.jsonl."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, NEW_FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -71,12 +103,20 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one whole line in a single write, so a crash leaves no partial record behind."""
+    """Append one whole line in a single write. A write that fails or stops short (a full disk) is cut
+    back to the old end of the file, so no partial record is left behind."""
     line = (to_json(record) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        end = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # only part of the line fitted
+            os.fsync(fd)
+        except BaseException:
+            _truncate_quietly(fd, end)
+            raise
     finally:
         os.close(fd)
 
@@ -99,3 +139,11 @@ def expand_path(text: str | Path) -> Path:
         return path.expanduser()
     except (RuntimeError, KeyError):
         return path
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    """Cut a file back to `size` bytes; best effort, as it runs while another error propagates."""
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass

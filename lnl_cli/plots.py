@@ -11,7 +11,7 @@ from typing import Any
 
 from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
-from lnl_cli.fileio import atomic_write
+from lnl_cli.fileio import atomic_write, output_errors
 
 LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion")
 LABEL_ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
@@ -44,7 +44,8 @@ def check_plots_available() -> None:
 
 
 def _save(fig, path: Path) -> Path:
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"))
+    with output_errors(path):
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"))
     return path
 
 

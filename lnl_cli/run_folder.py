@@ -1,6 +1,7 @@
 """The run folder: what `lnl train` writes, under which names, and how the other commands read it.
 
     runs/<preset>-<method>-N/
+      .lnl-claim       made first, exclusively: the folder belongs to this run
       config.yaml      the resolved config
       metrics.jsonl    one JSON record per finished epoch
       results.csv      the same records as a table (one row per epoch), for spreadsheets and pandas
@@ -10,20 +11,27 @@
       losses.png, accuracy.png   training plots
       tensorboard/     TensorBoard event files (train.tensorboard=true)
 
-Every file name lives here; the engine, compare, plots and probe ask this module.
+Every file name lives here; the engine, compare, plots and probe ask this module. A write that fails
+(disk full, read-only folder) is an OutputError.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lnl_cli.errors import ConfigError
-from lnl_cli.fileio import append_json_line, atomic_write_json, atomic_write_text, csv_text
+from lnl_cli.errors import ConfigError, OutputError
+from lnl_cli.fileio import (NEW_FILE_MODE, append_json_line, atomic_write_json, atomic_write_text, csv_text,
+                            output_errors)
 from lnl_cli.safe_yaml import YamlError, load_yaml
 
+CLAIM_FILE = ".lnl-claim"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.csv"
@@ -34,6 +42,10 @@ PROBE_FILE = "probe.json"
 LOSSES_PLOT = "losses.png"
 ACCURACY_PLOT = "accuracy.png"
 RUNS_FOLDER = Path("runs")
+# What a run that never finished an epoch may have written; a released claim removes these.
+_UNFINISHED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOSSES_PLOT, ACCURACY_PLOT)
+# Auto-numbered folders taken by concurrent runs before this one gives up (it never should).
+MAX_CLAIM_ATTEMPTS = 1000
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -41,10 +53,11 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 def next_run_dir(base: Path, name: str, method: str) -> Path:
-    """runs/<preset>-<method>-N with the first free N."""
+    """runs/<preset>-<method>-N with N one more than the highest taken (none taken: 1)."""
     prefix = f"{name}-{method}-"
-    taken = [int(m.group(1)) for p in base.glob(prefix + "*")
-             if (m := re.fullmatch(re.escape(prefix) + r"(\d+)", p.name))]
+    pattern = re.compile(re.escape(prefix) + r"(\d+)")
+    names = [p.name for p in base.iterdir()] if base.is_dir() else []
+    taken = [int(m.group(1)) for n in names if (m := pattern.fullmatch(n))]
     return base / f"{prefix}{max(taken, default=0) + 1}"
 
 
@@ -54,38 +67,223 @@ def resolve_run_dir(out_dir: Path | None, name: str, method: str) -> Path:
 
 
 def check_run_dir(out_dir: Path | None, name: str, method: str) -> Path:
-    """The run folder to use; refused if it already holds a run. Created only once training starts
-    (:func:`create`), so a run that fails on bad data or config leaves nothing behind."""
+    """The run folder to use; refused if it already holds a run. Only a check: :func:`claim` takes the
+    folder, atomically, when training starts."""
     run_dir = resolve_run_dir(out_dir, name, method)
-    if checkpoint_path(run_dir).exists() or (run_dir / METRICS_FILE).exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run folder {run_dir} is a file")
+    _refuse_taken(run_dir)
     return run_dir
 
 
-def create(run_dir: Path, config_yaml: str) -> None:
-    """Make the folder and write the resolved config into it."""
+def _refuse_taken(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} is a file")
+    if checkpoint_path(run_dir).exists() or (run_dir / METRICS_FILE).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
+
+
+# ---------------------------------------------------------------------------- claiming a folder
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """A run folder this process holds: its claim file carries `token`. `created`: the outermost folder
+    the claim made (the run folder, or a parent it had to make too), which releasing it removes again;
+    None when the folder was there already."""
+
+    path: Path
+    token: str
+    created: Path | None
+
+
+def claim(out_dir: Path | None, name: str, method: str, token: str | None = None) -> RunClaim:
+    """Take a run folder for one run before anything is written into it: `out_dir`, or the next free
+    runs/<name>-<method>-N. The claim file is created exclusively, so of two runs started into the same
+    folder exactly one gets it; an auto-numbered run that loses moves on to the next number.
+
+    `token` adopts a claim made for this run by another process (`lnl train --nproc-per-node` claims
+    before it starts the workers); any other claimed folder is refused."""
+    if out_dir is None:
+        return _claim_next(RUNS_FOLDER, name, method)
+    run_dir = Path(out_dir)
+    _refuse_taken(run_dir)
+    created = _make_folder(run_dir, exclusive=False)
+    if token is not None and _claim_token(run_dir) == token:
+        return RunClaim(run_dir, token, created=None)
+    new = RunClaim(run_dir, token or uuid.uuid4().hex, created)
+    if not _write_claim_file(new):
+        raise ConfigError(f"run folder {run_dir} is already taken by another run ({run_dir / CLAIM_FILE} exists); "
+                          "choose another --out")
+    return new
+
+
+def _claim_next(base: Path, name: str, method: str) -> RunClaim:
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        run_dir = next_run_dir(base, name, method)
+        created = _make_folder(run_dir, exclusive=True)
+        if created is None:
+            continue  # another run made it first
+        new = RunClaim(run_dir, uuid.uuid4().hex, created)
+        if _write_claim_file(new):
+            return new
+    raise OutputError(f"no free run folder {base / (name + '-' + method + '-N')} after {MAX_CLAIM_ATTEMPTS} tries")
+
+
+def _make_folder(run_dir: Path, exclusive: bool) -> Path | None:
+    """Make `run_dir` and any missing parents; return the outermost folder made, None if `run_dir` was
+    there already (for `exclusive`, a sign that another run made it first)."""
+    outermost = run_dir
+    while not outermost.parent.exists() and outermost.parent != outermost:
+        outermost = outermost.parent
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True)
+        return outermost
+    except FileExistsError:
+        if not exclusive and not run_dir.is_dir():
+            raise ConfigError(f"run folder {run_dir} is a file") from None
+        return None
     except OSError as exc:
-        raise ConfigError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
-    atomic_write_text(run_dir / CONFIG_FILE, config_yaml)
+        raise OutputError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
+
+
+def _write_claim_file(new: RunClaim) -> bool:
+    """Create the claim file exclusively; False if another run holds it. On a write error the folder
+    is left as it was found."""
+    path = new.path / CLAIM_FILE
+    content = json.dumps({"token": new.token, "pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        _remove_folder(new)
+        raise OutputError(f"cannot claim run folder {new.path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+    except OSError as exc:
+        _unlink(path)
+        _remove_folder(new)
+        raise OutputError(f"cannot claim run folder {new.path}: {exc.strerror or exc}") from None
+    return True
+
+
+def _claim_token(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / CLAIM_FILE).read_text())["token"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(held: RunClaim) -> None:
+    """Give back a claim whose run ended without a checkpoint (bad data, a failed write, a NaN in the
+    first epoch): remove what the run wrote, and the folder if the claim made it. A folder with a
+    checkpoint is kept (it can be resumed or evaluated), and so are files this run did not write.
+    Best effort: it runs while another error is on its way to the user."""
+    if checkpoint_path(held.path).exists():
+        return
+    owner = _claim_token(held.path)
+    if owner == held.token:
+        for name in _UNFINISHED_FILES:
+            _unlink(held.path / name)
+        _unlink(held.path / CLAIM_FILE)
+    elif owner is not None:
+        return  # another run holds the folder now
+    _remove_folder(held)
+
+
+def _remove_folder(held: RunClaim) -> None:
+    """rmdir the run folder and the parents the claim made, innermost first; rmdir only removes empty
+    folders, so nothing this run did not write goes."""
+    if held.created is None:
+        return
+    folder = held.path
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == held.created or folder.parent == folder:
+            return
+        folder = folder.parent
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write_config(run_dir: Path, config_yaml: str) -> None:
+    """The resolved config, beside the results (the folder is already claimed)."""
+    path = Path(run_dir) / CONFIG_FILE
+    with output_errors(path):
+        atomic_write_text(path, config_yaml)
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """One more epoch in metrics.jsonl, and results.csv rewritten from all of them (a few hundred rows
-    at most, so rewriting keeps the table whole and its columns the union of every epoch's)."""
-    append_json_line(run_dir / METRICS_FILE, record)
-    atomic_write_text(run_dir / RESULTS_FILE, csv_text(read_metrics(run_dir)))
+    """One more epoch in metrics.jsonl, and results.csv rewritten from all of them."""
+    path = metrics_path(run_dir)
+    with output_errors(path):
+        append_json_line(path, record)
+    write_results(run_dir)
+
+
+def write_results(run_dir: Path) -> None:
+    """results.csv from metrics.jsonl: a few hundred rows at most, so rewriting it keeps the table whole,
+    its columns the union of every epoch's, and it never disagrees with metrics.jsonl."""
+    path = Path(run_dir) / RESULTS_FILE
+    with output_errors(path):
+        atomic_write_text(path, csv_text(read_metrics(run_dir)))
+
+
+def trim_metrics(run_dir: Path, last_epoch: int) -> int:
+    """Cut metrics.jsonl back to the records of epochs up to `last_epoch` (the checkpoint's); return how
+    many records were dropped.
+
+    Each epoch's record is appended before its checkpoint is saved, so a crash between the two leaves
+    one record the checkpoint does not have; resuming would add it a second time. Everything from the
+    first record past `last_epoch` (or the first unreadable line) on goes, in one truncate, which
+    needs no free space."""
+    path = metrics_path(run_dir)
+    if not path.is_file():
+        return 0
+    with output_errors(path):
+        data = path.read_bytes()
+    keep = 0
+    for line in data.splitlines(keepends=True):
+        if line.strip() and not _record_within(line, last_epoch):
+            break
+        keep += len(line)
+    dropped = sum(1 for line in data[keep:].splitlines() if line.strip())
+    if keep < len(data):
+        with output_errors(path):
+            os.truncate(path, keep)
+        write_results(run_dir)
+    return dropped
+
+
+def _record_within(line: bytes, last_epoch: int) -> bool:
+    """A whole record (newline-terminated JSON) of an epoch up to `last_epoch`."""
+    try:
+        return line.endswith(b"\n") and int(json.loads(line)["epoch"]) <= last_epoch
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_json(run_dir / SUMMARY_FILE, summary)
+    path = Path(run_dir) / SUMMARY_FILE
+    with output_errors(path):
+        atomic_write_json(path, summary)
 
 
 def write_probe(run_dir: Path, report: dict[str, Any]) -> None:
-    atomic_write_json(run_dir / PROBE_FILE, report)
+    path = Path(run_dir) / PROBE_FILE
+    with output_errors(path):
+        atomic_write_json(path, report)
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:
@@ -114,6 +312,25 @@ def read_config_tree(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError, YamlError):
         return {}
     return tree if isinstance(tree, dict) else {}
+
+
+def read_config_edits(run_dir: Path) -> dict[str, Any]:
+    """config.yaml as a nested dict for resume, which applies what was edited in it: empty when the file
+    is missing, a ConfigError when it cannot be read (a broken edit must not be ignored in silence)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        tree = load_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except YamlError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({exc}); fix or remove it") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return tree
 
 
 def metrics_path(run_dir: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ MAX_SEED = 2**63 - 1
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
            **checks: Any) -> Any:
     """A config field: its default (or `factory` for lists), a one-line help text and optional bounds
-    (``min``, ``min_exclusive``, ``max``) or a public ``key`` name different from the attribute."""
+    (``min``, ``min_exclusive``, ``max``; for strings ``max_length`` and ``pattern``, a regular expression
+    the whole value must match, explained to the user by ``pattern_help``) or a public ``key`` name
+    different from the attribute."""
     metadata = {"help": help, **checks}
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
@@ -129,7 +132,10 @@ def coerce(value: Any, tp: Any) -> Any:
 
 
 def check_bounds(value: Any, meta: dict[str, Any]) -> None:
-    if value is None or isinstance(value, (list, str, bool)):
+    if isinstance(value, str):
+        _check_string(value, meta)
+        return
+    if value is None or isinstance(value, (list, bool)):
         return
     if "min" in meta and value < meta["min"]:
         raise ValueError(f"must be >= {meta['min']}, got {shown(value)}")
@@ -137,6 +143,18 @@ def check_bounds(value: Any, meta: dict[str, Any]) -> None:
         raise ValueError(f"must be > {meta['min_exclusive']}, got {shown(value)}")
     if "max" in meta and value > meta["max"]:
         raise ValueError(f"must be <= {meta['max']}, got {shown(value)}")
+
+
+# Longest part of a refused string value quoted back in an error message.
+QUOTE_CHARS = 40
+
+
+def _check_string(value: str, meta: dict[str, Any]) -> None:
+    quoted = repr(value if len(value) <= QUOTE_CHARS else value[:QUOTE_CHARS] + "...")
+    if "max_length" in meta and len(value) > meta["max_length"]:
+        raise ValueError(f"must be at most {meta['max_length']} characters, got {len(value)} ({quoted})")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        raise ValueError(f"{meta.get('pattern_help', 'must match ' + meta['pattern'])}, got {quoted}")
 
 
 def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:

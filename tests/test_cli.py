@@ -22,6 +22,14 @@ def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
                           env=full_env, timeout=timeout)
 
 
+def lnl_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`lnl ARGS` in this process (so that a test can monkeypatch the core), as a CompletedProcess."""
+    from lnl_cli.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
     assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
@@ -418,3 +426,21 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs", "**", "a" * 300], ids=["parent", "absolute", "glob", "long"])
+def test_a_run_name_that_is_no_folder_name_exits_2_writing_nothing(tmp_path, monkeypatch, name):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("LNL_DEBUG", raising=False)
+    assert_one_line_error(lnl_in_process("train", f"name={name}", "train.epochs=1"), 2, "name")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
+
+
+def test_an_empty_out_or_resume_folder_exits_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LNL_DEBUG", raising=False)
+    assert_one_line_error(lnl_in_process("train", "--out", "", "train.epochs=1"), 2, "--out", "is empty")
+    assert_one_line_error(lnl_in_process("train", "--resume", ""), 2, "--resume", "is empty")
+    assert list(tmp_path.iterdir()) == []

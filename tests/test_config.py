@@ -128,6 +128,34 @@ def test_model_config_errors_are_collected():
     assert "data.train: a manifest dataset needs a CSV file name" in message
 
 
+# ------------------------------------------------------------------ run names
+@pytest.mark.parametrize("name", ["../../x", "/abs", "**", "a" * 101, ".hidden", "-flag", "a b", "x/y", "n\nm"])
+def test_run_names_that_are_not_plain_folder_names_are_config_errors(name):
+    with pytest.raises(ConfigError, match="^name") as raised:
+        load_config("colored-mnist", {"name": name})
+    assert len(str(raised.value)) < 200  # a 300-character name is not echoed whole
+
+
+def test_every_shipped_preset_name_is_a_valid_run_name():
+    from lnl_cli.preset_files import builtin_presets
+
+    for preset in builtin_presets():
+        assert load_config(preset).name == preset
+
+
+def test_a_preset_file_name_that_is_no_run_name_is_tidied(tmp_path):
+    preset = tmp_path / "my colour (v2).yaml"
+    preset.write_text("extends: colored-mnist\n")
+    assert load_config(preset).name == "my-colour-v2"
+    assert load_config(preset, ["name=chosen_1.0"]).name == "chosen_1.0"
+
+
+def test_a_stored_run_name_from_before_the_rules_still_loads():
+    stored = to_dict(load_config("colored-mnist"))  # as a checkpoint of a preset file `my colours.yaml`
+    stored["name"] = "my colours"
+    assert from_dict(stored).name == "my-colours"
+
+
 # ------------------------------------------------------------------ random config input
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))

@@ -111,6 +111,19 @@ def test_two_processes_with_half_batches_equal_one_process(runs, method):
                 assert b[key] == pytest.approx(a[key], rel=1e-4), key
 
 
+def test_a_relaunched_run_that_fails_on_its_data_leaves_no_run_folder(tmp_path):
+    """`--nproc-per-node` claims the folder before starting the workers; rank 0 adopts the claim, and
+    the folder is given back when no checkpoint was written."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LNL_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("LNL_DEBUG", None)
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "lnl_cli", "train", "--nproc-per-node", "2", "--data-root",
+                             str(tmp_path / "no-mnist"), "--out", str(out), "train.num_threads=1"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------- agreement, in-process workers
 
 

@@ -1,11 +1,16 @@
-"""Crash-safe writes and the JSON they produce."""
+"""Crash-safe writes: permissions that follow the umask, nothing half-written after a failed write, standard JSON."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 
 import pytest
 
+from lnl_cli import fileio
+from lnl_cli.errors import OutputError
 from lnl_cli.fileio import append_json_line, atomic_write_json, to_json
 
 
@@ -24,3 +29,73 @@ def test_json_files_are_standard_json_with_null_for_nan_and_infinity(tmp_path):
     assert [_strict(line) for line in lines] == [expected, {"epoch": 2, "label_loss": 0.25}]
     assert to_json({"a": (1, 2.5)}) == '{"a": [1, 2.5]}'
     assert record["label_loss"] != record["label_loss"]  # the caller's data is left as it was
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and put the old one back."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002], ids=oct)
+def test_new_files_get_0666_less_the_umask(tmp_path, umask, mask):
+    umask(mask)
+    fileio.atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+    fileio.atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    fileio.atomic_write(tmp_path / "checkpoint.pt", lambda handle: handle.write(b"\0"))
+    fileio.append_json_line(tmp_path / "metrics.jsonl", {"epoch": 1})
+    for name in ("config.yaml", "summary.json", "checkpoint.pt", "metrics.jsonl"):
+        assert _mode(tmp_path / name) == 0o666 & ~mask, name
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "summary.json"
+    fileio.atomic_write_text(path, "old\n")
+
+    def full_disk(handle):
+        handle.write(b"new, half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        fileio.atomic_write(path, full_disk)
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_an_append_that_stops_short_is_cut_back(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    fileio.append_json_line(path, {"epoch": 1})
+    before = path.read_bytes()
+    real_write = os.write
+    monkeypatch.setattr(fileio.os, "write", lambda fd, data: real_write(fd, data[: len(data) // 2]))
+    with pytest.raises(OSError) as raised:
+        fileio.append_json_line(path, {"epoch": 2, "label_loss": 0.5})
+    assert raised.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    fileio.append_json_line(path, {"epoch": 2})
+    assert [json.loads(line)["epoch"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+def test_output_errors_become_one_line_output_errors(tmp_path):
+    with pytest.raises(OutputError, match=r"cannot write .*x\.json: Read-only file system") as raised:
+        with fileio.output_errors(tmp_path / "x.json"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    assert raised.value.exit_code == 74
+
+
+def test_writing_to_a_full_device_is_an_error_not_a_partial_line(tmp_path):
+    """/dev/full fails every write with ENOSPC, also for root (who ignores read-only permissions)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    link = tmp_path / "metrics.jsonl"
+    link.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        fileio.append_json_line(link, {"epoch": 1})
+    assert raised.value.errno == errno.ENOSPC

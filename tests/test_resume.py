@@ -31,6 +31,16 @@ class StopAfter(engine.TrainCallbacks):
             self.stop.request("SIGINT", 130)
 
 
+class Messages(engine.TrainCallbacks):
+    """Collects the warnings the loop sends."""
+
+    def __init__(self):
+        self.texts = []
+
+    def on_message(self, text):
+        self.texts.append(text)
+
+
 def _weights(run_dir):
     return load_checkpoint(run_dir / "checkpoint.pt")["model"]
 
@@ -98,3 +108,116 @@ def test_checkpoints_carry_the_global_rng_states(tmp_path):
     engine._restore_rng(rng)
     assert torch.equal(torch.rand(3), expected)
     assert random.getstate()[1] == tuple(rng["python"])
+
+
+# ------------------------------------------------------------------ metrics and checkpoint stay a pair
+def _metrics_epochs(run_dir):
+    return [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+class Crash(Exception):
+    """A crash (power cut, OOM kill) between the metrics record and the checkpoint of an epoch."""
+
+
+def test_a_crash_between_metrics_and_checkpoint_does_not_duplicate_the_epoch(tmp_path, monkeypatch):
+    config = load_config("colored-mnist", [*TINY, "train.epochs=4"])
+    api.train(config, tmp_path / "straight")
+    real_save = engine.save_checkpoint
+
+    def crash_at_epoch_3(path, checkpoint):
+        if checkpoint["epoch"] == 3:
+            raise Crash
+        real_save(path, checkpoint)
+
+    monkeypatch.setattr(engine, "save_checkpoint", crash_at_epoch_3)
+    with pytest.raises(Crash):
+        api.train(config, tmp_path / "cut")
+    assert _metrics_epochs(tmp_path / "cut") == [1, 2, 3]  # one record ahead of the checkpoint
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    messages = Messages()
+    api.resume(tmp_path / "cut", callbacks=messages)
+    assert _metrics_epochs(tmp_path / "cut") == [1, 2, 3, 4]
+    assert any("dropped 1 metrics record" in text for text in messages.texts)
+    for key, value in _weights(tmp_path / "straight").items():
+        assert torch.equal(value, _weights(tmp_path / "cut")[key]), key
+
+
+def test_records_past_the_checkpoint_are_dropped_on_resume(tmp_path):
+    stop = engine.StopRequest()
+    with pytest.raises(TrainingInterrupted):
+        api.train(load_config("colored-mnist", TINY), tmp_path / "r", StopAfter(stop, 1), stop)
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as handle:  # as if epoch 2 had been recorded before a crash
+        handle.write(json.dumps({"epoch": 2, "label_loss": 9.9}) + "\n")
+    api.resume(tmp_path / "r")
+    assert _metrics_epochs(tmp_path / "r") == [1, 2, 3]
+    assert all(json.loads(line)["label_loss"] != 9.9 for line in (tmp_path / "r" / "metrics.jsonl").open())
+
+
+def test_a_checkpoint_that_cannot_be_written_takes_its_metrics_record_back(tmp_path, monkeypatch):
+    import errno
+
+    from lnl_cli.errors import OutputError
+
+    real_save = engine.save_checkpoint
+
+    def full_at_epoch_2(path, checkpoint):
+        if checkpoint["epoch"] == 2:
+            raise OutputError(f"cannot write {path}: {errno.errorcode[errno.ENOSPC]}")
+        real_save(path, checkpoint)
+
+    monkeypatch.setattr(engine, "save_checkpoint", full_at_epoch_2)
+    with pytest.raises(OutputError):
+        api.train(load_config("colored-mnist", TINY), tmp_path / "r")
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 1
+    assert _metrics_epochs(tmp_path / "r") == [1]
+
+
+# ------------------------------------------------------------------ resume says what it does
+def _edit_config(run_dir, section, key, value):
+    import yaml
+
+    path = run_dir / "config.yaml"
+    tree = yaml.safe_load(path.read_text())
+    tree[section][key] = value
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+def test_an_unsafe_edit_of_config_yaml_is_refused_not_ignored(tmp_path):
+    short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
+    api.train(short, tmp_path / "r")
+    _edit_config(tmp_path / "r", "train", "lr", 0.5)
+    with pytest.raises(ConfigError, match=r"train\.lr \(edited in .*config\.yaml\)"):
+        api.resume(tmp_path / "r", ["train.epochs=3"])
+    api.resume(tmp_path / "r", ["train.epochs=3", "train.lr=0.01"])  # the command line wins over the file
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 3
+
+
+def test_a_safe_edit_of_config_yaml_applies_and_is_announced(tmp_path):
+    short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
+    api.train(short, tmp_path / "r")
+    _edit_config(tmp_path / "r", "train", "epochs", 3)
+    messages = Messages()
+    summary = api.resume(tmp_path / "r", callbacks=messages)
+    assert summary["epochs"] == 3 and _metrics_epochs(tmp_path / "r") == [1, 2, 3]
+    assert any("config.yaml" in text and "train.epochs=3" in text for text in messages.texts)
+
+
+def test_a_broken_config_yaml_is_a_config_error_on_resume(tmp_path):
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=1"]), tmp_path / "r")
+    (tmp_path / "r" / "config.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml is not valid YAML"):
+        api.resume(tmp_path / "r", ["train.epochs=2"])
+
+
+def test_fewer_epochs_than_already_begun_are_refused(tmp_path):
+    stop = engine.StopRequest()
+    with pytest.raises(TrainingInterrupted):  # stopped inside epoch 2
+        api.train(load_config("colored-mnist", TINY), tmp_path / "cut", StopAfter(stop, 1), stop)
+    before = (tmp_path / "cut" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
+        api.resume(tmp_path / "cut", ["train.epochs=1"])
+    assert (tmp_path / "cut" / "checkpoint.pt").read_bytes() == before
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    assert api.resume(tmp_path / "cut", ["train.epochs=2"])["epochs"] == 2
+    with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
+        api.resume(tmp_path / "cut", ["train.epochs=1"])  # a finished run too

@@ -25,17 +25,21 @@ DEFAULT_PRESET = "colored-mnist"
 NPROC_OPTION = "--nproc-per-node"
 # Where rank 0 of a relaunched job leaves its exit code: torchrun itself exits 1 whatever the workers' codes.
 EXIT_CODE_FILE_ENV = "LNL_EXIT_CODE_FILE"
+# The claim a relaunching `lnl train --nproc-per-node` made on the run folder, adopted by rank 0.
+RUN_CLAIM_ENV = "LNL_RUN_CLAIM"
 
 
 def train(
     overrides: Overrides = None,
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " [default: colored-mnist]"),
     set_values: SetValues = None,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<preset>-<method>-N)."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", metavar="DIR", help="Run folder (default runs/<preset>-<method>-N)."),
     data_root: DataRoot = None,
     json_output: JsonOutput = False,
-    resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="DIR",
+        help="Continue the run in this folder from its checkpoint (train.epochs=N extends it)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the built-in presets and exit."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the config and the run folder, print the resolved "
                                                            "config (YAML, or JSON with --json) and exit."),
@@ -85,18 +89,18 @@ def _train(overrides, preset, set_values, out, data_root, json_output, resume, n
     with user_errors():
         all_overrides = collect_overrides(set_values, overrides, data_root)
         if nproc_per_node is not None and not api.launched_by_torchrun():
+            claim = None
             if resume is None:  # config and folder errors are reported here, once, before any process starts
                 config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
-                out = api.check_run_folder(config, out)
-            raise typer.Exit(_relaunch(nproc_per_node, out if resume is None else None))
+                claim = api.claim_run_folder(config, out)
+            raise typer.Exit(_relaunch(nproc_per_node, claim))
         if resume is not None:
             with graceful_stop() as stop:
                 summary = api.resume(resume, all_overrides, progress_callbacks(), stop)
         else:
             config = api.load_config(preset or DEFAULT_PRESET, all_overrides)
-            run_dir = api.check_run_folder(config, out)
             with graceful_stop() as stop:
-                summary = api.train(config, run_dir, progress_callbacks(), stop)
+                summary = api.train(config, out, progress_callbacks(), stop, claim_token=os.environ.get(RUN_CLAIM_ENV))
     if api.is_main_process():  # rank 0 prints the result
         with result_output(f"; the run folder {summary['run_dir']} is complete"):
             _render(summary, json_output)
@@ -122,28 +126,35 @@ def _render(summary: dict, json_output: bool) -> None:
     stdout.print(table)
 
 
-def _relaunch(nproc: int, out: Path | None) -> int:
+def _relaunch(nproc: int, claim: "api.RunClaim | None") -> int:
     """Run this same command under ``python -m torch.distributed.run --standalone`` with `nproc` workers;
-    return rank 0's exit code. The run folder is resolved here so every worker uses the same one.
+    return rank 0's exit code. The run folder is claimed here so every worker uses the same one (rank 0
+    adopts the claim through its token), and given back if the workers leave no checkpoint in it.
 
     Ctrl-C reaches every process of the terminal's foreground group, so this process ignores SIGINT;
     a SIGTERM sent to it is passed on to torchrun, which passes it on to the workers."""
     argv = _without_option(sys.argv[1:], NPROC_OPTION)
-    if out is not None:
-        argv = _without_option(_without_option(argv, "--out"), "-o") + ["--out", str(out)]
+    env = dict(os.environ)
+    if claim is not None:
+        argv = _without_option(_without_option(argv, "--out"), "-o") + ["--out", str(claim.path)]
+        env[RUN_CLAIM_ENV] = claim.token
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "lnl_cli", *argv]
-    with tempfile.TemporaryDirectory(prefix="lnl-launch-") as folder:
-        code_file = Path(folder) / "exit_code"
-        child = subprocess.Popen(command, env={**os.environ, EXIT_CODE_FILE_ENV: str(code_file)})
-        previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-                    signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, _: child.send_signal(signum))}
-        try:
-            returncode = child.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        recorded = code_file.read_text().strip() if code_file.is_file() else ""
+    try:
+        with tempfile.TemporaryDirectory(prefix="lnl-launch-") as folder:
+            code_file = Path(folder) / "exit_code"
+            child = subprocess.Popen(command, env={**env, EXIT_CODE_FILE_ENV: str(code_file)})
+            previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, _: child.send_signal(signum))}
+            try:
+                returncode = child.wait()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            recorded = code_file.read_text().strip() if code_file.is_file() else ""
+    finally:
+        if claim is not None:
+            api.release_run_folder(claim)
     return int(recorded) if recorded else returncode
 
 
