@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import uuid
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ LOSSES_PLOT = "losses.png"
 ACCURACY_PLOT = "accuracy.png"
 RUNS_FOLDER = Path("runs")
 # What a run that never finished an epoch may have written; a released claim removes these.
-_UNFINISHED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOSSES_PLOT, ACCURACY_PLOT)
+_UNFINISHED_FILES = (CONFIG_FILE, METRICS_FILE, RESULTS_FILE, SUMMARY_FILE, LOSSES_PLOT, ACCURACY_PLOT)
 # Auto-numbered folders taken by concurrent runs before this one gives up (it never should).
 MAX_CLAIM_ATTEMPTS = 1000
 
@@ -185,6 +186,7 @@ def release(held: RunClaim) -> None:
     if owner == held.token:
         for name in _UNFINISHED_FILES:
             _unlink(held.path / name)
+        _remove_tree(held.path / TENSORBOARD_FOLDER)
         _unlink(held.path / CLAIM_FILE)
     elif owner is not None:
         return  # another run holds the folder now
@@ -205,6 +207,11 @@ def _remove_folder(held: RunClaim) -> None:
         if folder == held.created or folder.parent == folder:
             return
         folder = folder.parent
+
+
+def _remove_tree(folder: Path) -> None:
+    """The TensorBoard event files of a run that never finished an epoch; best effort."""
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _unlink(path: Path) -> None:
