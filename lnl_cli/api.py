@@ -4,6 +4,10 @@ Every command is a function here: :func:`train`, :func:`resume`, :func:`evaluate
 :func:`compare`, :func:`presets`, :func:`load_model`. The CLI (``lnl_cli/cli/``) parses arguments,
 calls one of these and renders the result; a notebook calls the same functions. What the CLI
 needs besides (the progress and stop interfaces, option defaults) is re-exported here too.
+
+Only light modules are imported at the top; the modules that need torch (config, engine, evaluation,
+inference, probe, distributed) are imported by the functions that use them, so that `lnl --version`
+and `lnl presets` answer without loading torch.
 """
 
 from __future__ import annotations
@@ -12,32 +16,26 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from lnl_cli import config as _config
-from lnl_cli import distributed, run_folder
+from lnl_cli import run_folder
+from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.compare import shown_columns as compare_table_columns
-from lnl_cli.config import Config
-from lnl_cli.callbacks import CallbackList, TrainCallbacks
-from lnl_cli.engine import resume_training, run_training
-from lnl_cli.checkpoint import load_checkpoint
 from lnl_cli.errors import ConfigError, LnlError, OutputError, TrainingInterrupted
-from lnl_cli.evaluation import evaluate_checkpoint
-from lnl_cli.fileio import atomic_write_text, csv_text
-from lnl_cli.evaluation import load_model as _load_model
-from lnl_cli.inference import EXPORT_FORMATS, export_model, find_images, load_probability_model, predict_files
-from lnl_cli.fileio import to_json
+from lnl_cli.export_formats import EXPORT_FORMATS
+from lnl_cli.fileio import atomic_write_text, csv_text, to_json
 from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
-from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
-from lnl_cli.probe import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
-from lnl_cli.probe import ProbeSettings, probe_checkpoint
+from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
+from lnl_cli.probe_settings import ProbeSettings
+from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.runtime import StopRequest
 from lnl_cli.schema import type_name
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
+    from lnl_cli.config import Config
 
 Overrides = Iterable[str] | dict[str, Any]
 
@@ -46,12 +44,31 @@ __all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "compare_
            "load_config", "load_model", "presets", "probe", "resume", "rank", "to_json", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
+def __getattr__(name: str) -> Any:
+    """`api.Config`, imported when first asked for (it needs torch, through the registries)."""
+    if name == "Config":
+        return _config().Config
+    raise AttributeError(f"module 'lnl_cli.api' has no attribute {name!r}")
+
+
+def _config():
+    from lnl_cli import config
+
+    return config
+
+
+def _distributed():
+    from lnl_cli import distributed
+
+    return distributed
+
+
 # ---------------------------------------------------------------------------- configs and presets
 
 
-def load_config(preset: str | Path | None = None, overrides: Overrides = (), base: "Config | None" = None) -> Config:
+def load_config(preset: str | Path | None = None, overrides: Overrides = (), base: "Config | None" = None) -> "Config":
     """Code defaults (or `base`) < preset (built-in name or YAML path) < overrides (``key=value`` or dotted dict)."""
-    return _config.load_config(preset, overrides, base)
+    return _config().load_config(preset, overrides, base)
 
 
 def presets() -> dict[str, str]:
@@ -62,16 +79,16 @@ def presets() -> dict[str, str]:
 def show_preset(name_or_path: str, overrides: Overrides = ()) -> dict[str, Any]:
     """A preset as a run would use it: its header comment and the resolved config (code defaults <
     the presets it extends < it < overrides), as YAML text and as a dict."""
-    config = _config.load_config(name_or_path, overrides)
+    config = _config().load_config(name_or_path, overrides)
     return {"schema_version": JSON_SCHEMA_VERSION, "preset": name_or_path, "path": str(resolve_preset(name_or_path)),
-            "header": preset_header(resolve_preset(name_or_path)), "yaml": _config.dump_yaml(config),
-            "config": _config.to_dict(config)}
+            "header": preset_header(resolve_preset(name_or_path)), "yaml": _config().dump_yaml(config),
+            "config": _config().to_dict(config)}
 
 
 def config_keys() -> list[dict[str, Any]]:
     """Every config key with its type, default and meaning, from the schema itself."""
     return [{"key": spec.key, "type": type_name(spec.type), "default": spec.default,
-             "help": spec.metadata.get("help", "")} for spec in _config.SPECS.values()]
+             "help": spec.metadata.get("help", "")} for spec in _config().SPECS.values()]
 
 
 # ---------------------------------------------------------------------------- training
@@ -89,13 +106,13 @@ def _folder(path: str | Path | None, what: str) -> Path | None:
     return Path(path)
 
 
-def check_run_folder(config: Config, out_dir: str | Path | None = None) -> Path:
+def check_run_folder(config: "Config", out_dir: str | Path | None = None) -> Path:
     """The run folder `train` would use (`out_dir`, or the next free runs/<preset>-<method>-N); a
     ConfigError when it already holds a run. Only a check: `train` claims the folder itself."""
     return run_folder.check_run_dir(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
 
 
-def claim_run_folder(config: Config, out_dir: str | Path | None = None) -> RunClaim:
+def claim_run_folder(config: "Config", out_dir: str | Path | None = None) -> RunClaim:
     """Claim the run folder for a run that other processes will train: pass ``claim.token`` to their
     `train` and call :func:`release_run_folder` when they are done. A ConfigError when the folder
     already holds a run or is claimed by another."""
@@ -109,13 +126,13 @@ def release_run_folder(claim: RunClaim) -> None:
 
 def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
     """What `train` would do, without doing it: the validated config and the run folder it would use."""
-    config = _config.load_config(preset, overrides)
+    config = _config().load_config(preset, overrides)
     return {"schema_version": JSON_SCHEMA_VERSION, "run_dir": str(check_run_folder(config, out_dir)),
-            "yaml": _config.dump_yaml(config),
-            "config": _config.to_dict(config)}
+            "yaml": _config().dump_yaml(config),
+            "config": _config().to_dict(config)}
 
 
-def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
+def train(config: "Config", out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
           stop: StopRequest | None = None, claim_token: str | None = None, *, progress: bool | None = None,
           plots: bool = True) -> dict[str, Any]:
     """Train into a run folder (config.yaml, metrics.jsonl, results.csv, checkpoint.pt, summary.json, plots);
@@ -127,6 +144,8 @@ def train(config: Config, out_dir: str | Path | None = None, callbacks: "TrainCa
     `progress`: show progress bars (None: only in a Jupyter notebook); `callbacks` receive progress too.
     `plots`: write losses.png and accuracy.png when the run ends, finished or interrupted (skipped with a
     message to the callbacks when matplotlib is missing or the disk is full)."""
+    from lnl_cli.engine import run_training
+
     callbacks, announced = _observed(callbacks, progress)
     with _plots_afterwards(announced, callbacks, plots):
         return run_training(config, _folder(out_dir, "the run folder (--out)"), callbacks, stop, claim_token)
@@ -136,6 +155,8 @@ def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCall
            stop: StopRequest | None = None, *, progress: bool | None = None, plots: bool = True) -> dict[str, Any]:
     """Continue an interrupted or extended run (only safe keys such as train.epochs may change, also
     when edited in the run's config.yaml); `progress` and `plots` as in :func:`train`."""
+    from lnl_cli.engine import resume_training
+
     folder = _folder(run_dir, "the run folder to resume (--resume)")
     callbacks, announced = _observed(callbacks, progress)
     with _plots_afterwards(announced, callbacks, plots):
@@ -182,13 +203,15 @@ def _plot_quietly(run_dir: str | None, callbacks: TrainCallbacks, enabled: bool)
 
 def write_training_plots(run_dir: str | Path) -> list[Path]:
     """losses.png and accuracy.png in the run folder (rank 0 only); PlotsUnavailable without matplotlib."""
-    if not distributed.is_main():
+    if not _distributed().is_main():
         return []
     return plot_training(Path(run_dir), _num_classes(Path(run_dir)))
 
 
 def _num_classes(run_dir: Path) -> int | None:
     """The trained task's class count (for the chance line), or None without a readable checkpoint."""
+    from lnl_cli.checkpoint import load_checkpoint
+
     try:
         return int(load_checkpoint(run_folder.checkpoint_path(run_dir))["task"]["num_classes"])
     except (LnlError, KeyError, TypeError, ValueError):
@@ -201,6 +224,8 @@ def _num_classes(run_dir: Path) -> int | None:
 def evaluate(checkpoint: str | Path, preset: str | Path | None = None, overrides: Overrides = ()) -> dict[str, Any]:
     """Unbiased-test report of a checkpoint: accuracy, aligned/conflicting, per-cell, worst group,
     confusion matrix. The checkpoint's own config is the default; preset and overrides change it."""
+    from lnl_cli.evaluation import evaluate_checkpoint
+
     return evaluate_checkpoint(Path(checkpoint), preset, overrides)
 
 
@@ -216,6 +241,8 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
     """Train fresh probes on a checkpoint's frozen features; how much bias they recover. `passed` says
     whether mean leakage is within `max_leakage`. With `record`, the report is also kept beside the
     checkpoint (probe.json, best effort) so that `compare` shows it."""
+    from lnl_cli.probe import probe_checkpoint
+
     path = Path(checkpoint)
     report = probe_checkpoint(path, preset, overrides, settings or ProbeSettings(), max_leakage, on_seed)
     if record:
@@ -233,7 +260,9 @@ def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descen
 
 def load_model(checkpoint: str | Path, device: str | None = None) -> "Algorithm":
     """A trained model for inference: eval mode, no gradients; ``model.predict(images)`` gives logits."""
-    return _load_model(Path(checkpoint), device)
+    from lnl_cli.evaluation import load_model as load
+
+    return load(Path(checkpoint), device)
 
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
@@ -241,6 +270,8 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
     normalisation inside) and returning class probabilities; returns what was written."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    from lnl_cli.inference import export_model, load_probability_model
+
     loaded = load_probability_model(Path(checkpoint))
     path = export_model(loaded, fmt, Path(out))
     return {"schema_version": JSON_SCHEMA_VERSION, "checkpoint": str(checkpoint), "format": fmt, "out": str(path),
@@ -251,6 +282,8 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
 def predict(checkpoint: str | Path, sources: Iterable[str | Path], path_column: str = "path") -> list[dict[str, Any]]:
     """Predictions for image files, folders of images or CSVs listing them (column `path_column`):
     one row per image with the predicted class and every class's probability."""
+    from lnl_cli.inference import find_images, load_probability_model, predict_files
+
     loaded = load_probability_model(Path(checkpoint))
     return predict_files(loaded, find_images(sources, path_column))
 
@@ -269,13 +302,13 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 def rank() -> int:
     """This process's rank under torchrun (0 otherwise)."""
-    return distributed.rank()
+    return _distributed().rank()
 
 
 def is_main_process() -> bool:
     """Rank 0, the process that writes files and prints results."""
-    return distributed.is_main()
+    return _distributed().is_main()
 
 
 def launched_by_torchrun() -> bool:
-    return distributed.launched()
+    return _distributed().launched()

@@ -23,10 +23,10 @@ from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algor
 from lnl_cli.data import DATASETS
 from lnl_cli.data.images import read_image
 from lnl_cli.errors import ConfigError, DataError, OutputError
+from lnl_cli.export_formats import EXPORT_FORMATS
 from lnl_cli.fileio import atomic_write
 from lnl_cli.runtime import select_device
 
-EXPORT_FORMATS = ("torchscript", "onnx")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PREDICT_BATCH_SIZE = 256
 ONNX_OPSET = 18
