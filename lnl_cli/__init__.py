@@ -14,7 +14,8 @@ does for `lnl --version`) costs nothing.
 
 from lnl_cli.version import __version__
 
-__all__ = ["__version__", "compare", "evaluate", "load_config", "load_model", "probe", "resume", "train"]
+# `probe` and `compare` live in lnl_cli.api only: lnl_cli.probe and lnl_cli.compare are modules.
+__all__ = ["__version__", "evaluate", "load_config", "load_model", "resume", "train"]
 
 
 def __getattr__(name: str):

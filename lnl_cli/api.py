@@ -21,7 +21,7 @@ from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.compare import shown_columns as compare_table_columns
-from lnl_cli.errors import ConfigError, LnlError, OutputError, TrainingInterrupted
+from lnl_cli.errors import ConfigError, OutputError, TrainingInterrupted
 from lnl_cli.export_formats import EXPORT_FORMATS
 from lnl_cli.fileio import atomic_write_text, csv_text, to_json
 from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
@@ -39,9 +39,13 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["PipeSafeConsole", "progress_callbacks", "COMPARE_COLUMNS", "compare_table_columns", "DEFAULT_PROBE_LAYER", "EXPORT_FORMATS", "csv_text", "export", "predict", "write_csv", "Config", "PlotsUnavailable", "ProbeSettings", "StopRequest", "TrainCallbacks",
-           "RunClaim", "check_plots_available", "check_run_folder", "claim_run_folder", "release_run_folder", "config_keys", "plan_run", "show_preset", "compare", "evaluate", "is_main_process", "launched_by_torchrun",
-           "load_config", "load_model", "presets", "probe", "resume", "rank", "to_json", "train", "write_evaluation_plots", "write_training_plots", "__version__"]
+__all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
+           "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
+           "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
+           "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "ProbeSettings",
+           "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
+           "StopRequest", "to_json", "train", "TrainCallbacks", "write_csv", "write_evaluation_plots",
+           "write_training_plots", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -164,12 +168,14 @@ def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCall
 
 
 class _Announced(TrainCallbacks):
-    """Remembers the run folder a run announces: an auto-numbered one is known only once it is claimed."""
+    """Remembers what a run announces: its folder (an auto-numbered one is known only once it is
+    claimed) and its class count (the plots' chance line)."""
 
     run_dir: str | None = None
+    num_classes: int | None = None
 
     def on_start(self, info: dict[str, Any]) -> None:
-        self.run_dir = info["run_dir"]
+        self.run_dir, self.num_classes = info["run_dir"], info.get("num_classes")
 
 
 def _observed(callbacks: "TrainCallbacks | None", progress: bool | None) -> tuple[TrainCallbacks, _Announced]:
@@ -186,36 +192,27 @@ def _plots_afterwards(announced: _Announced, callbacks: TrainCallbacks, enabled:
     try:
         yield
     except TrainingInterrupted:
-        _plot_quietly(announced.run_dir, callbacks, enabled)
+        _plot_quietly(announced, callbacks, enabled)
         raise
-    _plot_quietly(announced.run_dir, callbacks, enabled)
+    _plot_quietly(announced, callbacks, enabled)
 
 
-def _plot_quietly(run_dir: str | None, callbacks: TrainCallbacks, enabled: bool) -> None:
+def _plot_quietly(announced: _Announced, callbacks: TrainCallbacks, enabled: bool) -> None:
     """Plots are extras: without matplotlib, or without room on the disk, the run still succeeds."""
-    if not enabled or run_dir is None:
+    if not enabled or announced.run_dir is None:
         return
     try:
-        write_training_plots(run_dir)
+        write_training_plots(announced.run_dir, announced.num_classes)
     except (PlotsUnavailable, OutputError) as exc:
         callbacks.on_message(f"plots skipped: {exc}")
 
 
-def write_training_plots(run_dir: str | Path) -> list[Path]:
-    """losses.png and accuracy.png in the run folder (rank 0 only); PlotsUnavailable without matplotlib."""
+def write_training_plots(run_dir: str | Path, num_classes: int | None = None) -> list[Path]:
+    """losses.png and accuracy.png in the run folder (rank 0 only; the chance line when `num_classes` is
+    given); PlotsUnavailable without matplotlib."""
     if not _distributed().is_main():
         return []
-    return plot_training(Path(run_dir), _num_classes(Path(run_dir)))
-
-
-def _num_classes(run_dir: Path) -> int | None:
-    """The trained task's class count (for the chance line), or None without a readable checkpoint."""
-    from lnl_cli.checkpoint import load_checkpoint
-
-    try:
-        return int(load_checkpoint(run_folder.checkpoint_path(run_dir))["task"]["num_classes"])
-    except (LnlError, KeyError, TypeError, ValueError):
-        return None
+    return plot_training(Path(run_dir), num_classes)
 
 
 # ---------------------------------------------------------------------------- using a trained model

@@ -354,6 +354,7 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
         "run_dir": str(ctx.run_dir), "device": str(ctx.device), "dataset": ctx.dataset.description,
         "train_size": len(ctx.dataset.train), "test_size": len(ctx.dataset.test), "method": config.method,
         "epochs": config.train.epochs, "start_epoch": start_epoch, "processes": distributed.world_size(),
+        "num_classes": ctx.dataset.num_classes,
     })
 
 

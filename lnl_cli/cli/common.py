@@ -48,7 +48,28 @@ def _park_fd(stream: Any) -> None:
         os.close(null)
 
 
-class _ProgressStream:
+class _StandardStream:
+    """What rich asks of a file, answered from the standard stream underneath (`_stream`), and safe
+    when that stream is closed."""
+
+    def _stream(self) -> Any:
+        raise NotImplementedError
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream().isatty())
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    @property
+    def encoding(self) -> str:
+        try:
+            return getattr(self._stream(), "encoding", None) or "utf-8"
+        except OSError:
+            return "utf-8"
+
+
+class _ProgressStream(_StandardStream):
     """stderr for progress, warnings and errors: whatever sys.stderr is now (pytest, CliRunner and rich swap
     it), written until the first failure and never again. A closed pipe or a full disk on stderr must not
     stop training, so failed writes are dropped, silently: there is nowhere left to report them."""
@@ -83,18 +104,9 @@ class _ProgressStream:
         self.failed = True
         _park_fd(stream)
 
-    def isatty(self) -> bool:
-        try:
-            return bool(self._stream().isatty())
-        except (AttributeError, OSError, ValueError):
-            return False
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self._stream(), "encoding", None) or "utf-8"
 
 
-class _ResultStream:
+class _ResultStream(_StandardStream):
     """stdout for results: whatever sys.stdout is now; a closed stdout raises like a failed write does, so
     that :func:`result_output` reports it (rich alone would write into nothing and exit 0)."""
 
@@ -110,18 +122,6 @@ class _ResultStream:
     def flush(self) -> None:
         self._stream().flush()
 
-    def isatty(self) -> bool:
-        try:
-            return bool(self._stream().isatty())
-        except (AttributeError, OSError, ValueError):
-            return False
-
-    @property
-    def encoding(self) -> str:
-        try:
-            return getattr(self._stream(), "encoding", None) or "utf-8"
-        except OSError:
-            return "utf-8"
 
 
 class _ResultConsole(Console):
