@@ -172,11 +172,6 @@ SPECS: dict[str, KeySpec] = {s.key: s for s in collect_specs(Config)}
 PATH_KEYS = tuple(key for key, spec in SPECS.items() if spec.metadata.get("path"))
 
 
-def describe_keys() -> list[tuple[str, str, Any]]:
-    """(key, help, default) of every config key, for docs and `--help`."""
-    return [(s.key, s.metadata.get("help", ""), s.default) for s in SPECS.values()]
-
-
 # ---------------------------------------------------------------------------- presets
 
 

@@ -31,11 +31,11 @@ NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
 
 class PipeSafeConsole(Console):
     """rich's Console, except on a broken pipe: rich's default points stdout at /dev/null and raises
-    SystemExit(1), which would end a training run because its log reader went away. Here the console
-    goes quiet and the write fails with BrokenPipeError, for the caller to handle."""
+    SystemExit(1), which would end a training run because its log reader went away (and make probe-bias
+    exit 1, "gate failed"). Here the write fails with BrokenPipeError, for the caller to handle: progress
+    stops writing, a command's result becomes exit 74."""
 
     def on_broken_pipe(self) -> None:
-        self.quiet = True
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 

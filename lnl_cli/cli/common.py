@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lnl_cli import api
-from lnl_cli.api import StopRequest, TrainCallbacks
+from lnl_cli.api import PipeSafeConsole, StopRequest, TrainCallbacks
 from lnl_cli.errors import (EXIT_INTERNAL, EXIT_IO, EXIT_SIGINT, EXIT_SIGTERM, LnlError, TrainingDiverged,
                             TrainingInterrupted)
 
@@ -124,20 +124,14 @@ class _ResultStream(_StandardStream):
 
 
 
-class _ResultConsole(Console):
-    def on_broken_pipe(self) -> None:
-        """rich would exit 1 (probe-bias: "gate failed"); :func:`result_output` reports it instead."""
-        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-
-
 result_stream = _ResultStream()
 stderr = Console(file=_ProgressStream(), highlight=False)
-stdout = _ResultConsole(file=result_stream, highlight=False)
+stdout = PipeSafeConsole(file=result_stream, highlight=False)
 
 
 def unlimited_width_stdout() -> Console:
     """stdout for a table off a terminal: as wide as the table needs, so that nothing in it is cut."""
-    return _ResultConsole(file=result_stream, width=10_000, highlight=False)
+    return PipeSafeConsole(file=result_stream, width=10_000, highlight=False)
 
 PRESET_HELP = "Built-in preset name (see `lnl presets`) or path to a YAML preset."
 
