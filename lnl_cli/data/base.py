@@ -99,6 +99,9 @@ class BiasedDataset:
     # num_classes x num_bias_classes, True where a (label, bias) pair is the training set's shortcut;
     # None: the bias index equals the label index (Colored-MNIST's colour i belongs to digit i).
     aligned: torch.Tensor | None = None
+    # Held out of training for per-epoch metrics and model selection (train.select); None: no validation
+    # split, so epochs report losses only. The test set is read once, at the end, never for decisions.
+    val: Split | None = None
 
     @property
     def in_channels(self) -> int:
@@ -113,7 +116,8 @@ class BiasedDataset:
         return mask
 
     def to(self, device: torch.device | str) -> "BiasedDataset":
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+        return replace(self, train=self.train.to(device), test=self.test.to(device),
+                       val=None if self.val is None else self.val.to(device))
 
 
 def majority_alignment(labels: torch.Tensor, bias: torch.Tensor, num_classes: int,
