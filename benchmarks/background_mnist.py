@@ -42,7 +42,7 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             summary = train(load_config(preset, [f"method={method}", f"seed={seed}", *args.overrides]), run)
             seconds = time.perf_counter() - started
-            probe = probe_checkpoint(run / "checkpoint.pt", settings=ProbeSettings())
+            probe = probe_checkpoint(run / "best.pt", settings=ProbeSettings())
             test = summary["test"]
             results.append({"method": method, "seed": seed, "test": test, "seconds": seconds,
                             "leakage": probe["leakage"], "mi_bits": probe["mi_lower_bound_bits"]})

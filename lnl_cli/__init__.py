@@ -5,8 +5,8 @@ The public Python API (what the CLI itself calls; see :mod:`lnl_cli.api`)::
     from lnl_cli import load_config, train, evaluate, load_model
     config = load_config("colored-mnist", ["train.epochs=3", "train.pretrain_epochs=1", "data.train_size=2000"])
     summary = train(config, out_dir="runs/demo")
-    report = evaluate("runs/demo/checkpoint.pt")
-    model = load_model("runs/demo/checkpoint.pt")
+    report = evaluate("runs/demo/best.pt")
+    model = load_model("runs/demo/best.pt")
 
 The names are looked up in :mod:`lnl_cli.api` on first use, so that importing the package (as the CLI
 does for `lnl --version`) costs nothing.

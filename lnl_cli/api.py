@@ -139,7 +139,7 @@ def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path 
 def train(config: "Config", out_dir: str | Path | None = None, callbacks: "TrainCallbacks | None" = None,
           stop: StopRequest | None = None, claim_token: str | None = None, *, progress: bool | None = None,
           plots: bool = True) -> dict[str, Any]:
-    """Train into a run folder (config.yaml, metrics.jsonl, results.csv, checkpoint.pt, summary.json, plots);
+    """Train into a run folder (config.yaml, metrics.jsonl, results.csv, last.pt, best.pt, summary.json, plots);
     return the summary.
 
     The folder is claimed atomically first: of two runs into the same `out_dir` one gets a ConfigError,

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
-from lnl_cli.config import Config, from_dict, to_dict
+from lnl_cli.config import Config, from_dict, get_value, to_dict
 from lnl_cli.errors import CheckpointError, ConfigError, shown
+from lnl_cli import run_folder
 from lnl_cli.fileio import atomic_write, output_errors
 from lnl_cli.version import __version__
 
@@ -48,8 +49,8 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Read and check a checkpoint; every failure is a one-line CheckpointError."""
-    path = Path(path)
+    """Read and check a checkpoint (a run folder: its best.pt); every failure is a one-line CheckpointError."""
+    path = run_folder.model_checkpoint(Path(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -104,3 +105,39 @@ def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | s
         detail = str(exc).strip().splitlines()[0][:200]
         raise CheckpointError(f"{path} does not fit this architecture: {detail}") from None
     return algorithm
+
+
+# What `train.init_from` carries over from a trained model: f and g. The bias head and the optimizers start
+# fresh, as in the official second stage (LNL from a baseline checkpoint).
+INIT_NETWORKS = ("featurizer", "classifier")
+# Settings the initialising model must share with the run (the weights' shapes are checked as well).
+INIT_MATCH_KEYS = ("data.type", "model.backbone")
+
+
+def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> int:
+    """Load f and g of the checkpoint at `path` into `algorithm`; return that checkpoint's epoch.
+
+    A model of other data or another backbone is refused with a ConfigError naming the difference."""
+    checkpoint = load_checkpoint(path)
+    stored = checkpoint_config(checkpoint, path)
+    problems = [f"{key} is {get_value(stored, key)!r} there, {get_value(config, key)!r} here"
+                for key in INIT_MATCH_KEYS if get_value(stored, key) != get_value(config, key)]
+    try:
+        task = TaskSpec.from_dict(checkpoint["task"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an unreadable task description ({exc})") from None
+    for name in ("num_classes", "in_channels"):
+        if getattr(task, name) != getattr(algorithm.task, name):
+            problems.append(f"{name} is {getattr(task, name)} there, {getattr(algorithm.task, name)} here")
+    if problems:
+        raise ConfigError(f"train.init_from: {path} does not match this run: {'; '.join(problems)}")
+    state = checkpoint["model"]
+    for name in INIT_NETWORKS:
+        prefix = name + "."
+        weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        try:
+            getattr(algorithm, name).load_state_dict(weights)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            detail = str(exc).strip().splitlines()[0][:200]
+            raise ConfigError(f"train.init_from: the {name} of {path} does not fit this model: {detail}") from None
+    return int(checkpoint["epoch"])

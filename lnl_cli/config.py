@@ -98,6 +98,11 @@ class ModelConfig:
     bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1, max=MAX_HEAD_WIDTH)
 
 
+# Validation metrics train.select can maximise (metrics.evaluate_split's keys, prefixed "val_").
+SelectMetric = Literal["last", "val_accuracy", "val_worst_group_accuracy", "val_conflicting_accuracy",
+                       "val_aligned_accuracy"]
+
+
 @dataclass
 class TrainConfig:
     epochs: int = option(100, "total epochs, warm-up included", min=1)
@@ -112,7 +117,16 @@ class TrainConfig:
     pretrain_lr_decay_epochs: Union[int, None] = option(
         None, "lr_decay_epochs of plain cross-entropy training (LNL's warm-up, a whole baseline run); "
               "null: train.lr_decay_epochs", min=1)
-    eval_every: int = option(1, "evaluate on the test set every N epochs (and at the end)", min=1)
+    adversarial_lr: Union[float, None] = option(
+        None, "learning rate of the adversarial phase (f, g and h; decayed like train.lr); null: train.lr. The "
+              "official LNL phase runs at 0.001", min_exclusive=0.0)
+    eval_every: int = option(1, "evaluate on the validation split every N epochs (and at the end)", min=1)
+    select: SelectMetric = option(
+        "last", "which epoch's model is best.pt, tested at the end and used by evaluate: last, or the epoch "
+                "with the highest value of a validation metric")
+    init_from: Union[str, None] = option(
+        None, "checkpoint (a run's last.pt or best.pt) whose f and g start this run, e.g. a trained baseline "
+              "to debias; the data and backbone must match", max_length=4096)
     num_threads: Union[int, None] = option(None, "CPU threads for torch; default: all cores", min=1,
                                            max=MAX_THREADS)
     precision: Literal["auto", "fp32", "bf16"] = option(

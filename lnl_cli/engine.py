@@ -24,14 +24,16 @@ import torch
 from lnl_cli import distributed, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
-from lnl_cli.checkpoint import (checkpoint_config, load_checkpoint, make_checkpoint, restore_algorithm,
-                                save_checkpoint)
+from lnl_cli.checkpoint import (checkpoint_config, initialise_from, load_checkpoint, make_checkpoint,
+                                restore_algorithm, save_checkpoint)
 from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config, overlay
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
+from lnl_cli.fileio import expand_path
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.runtime import StopRequest
+from lnl_cli.selection import LAST, VAL_PREFIX, Selection
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
 # Config keys that may change when a run is resumed: they do not change what was already trained.
@@ -52,7 +54,8 @@ class RunContext:
     algorithm: Algorithm
     callbacks: TrainCallbacks
     stop: StopRequest = field(default_factory=StopRequest)
-    test_shard: Split | None = None  # this process's disjoint part of the test set (None: all of it)
+    val_split: Split | None = None   # this process's part of the validation split (None: there is none)
+    test_split: Split | None = None  # this process's part of the test set, read once at the end
 
 
 @dataclass
@@ -74,6 +77,7 @@ class StartState:
 
     epoch: int
     batch_order: torch.Generator
+    selection: Selection
     partial_epoch: EpochProgress | None = None
     train_seconds: float = 0.0
 
@@ -95,13 +99,15 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
     Rank 0 claims the folder before the data loads (`claim_token`: adopt the claim a launcher made for
     this run) and gives it back if the run ends without a checkpoint, so a run that fails on its data,
     its first epoch or a full disk leaves nothing behind."""
+    _check_init_from(config)
     held = run_folder.claim(out_dir, config.name, config.method, claim_token) if distributed.is_main() else None
     run_dir = held.path if held else run_folder.resolve_run_dir(out_dir, config.name, config.method)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop)
         with _closing(ctx.callbacks):
-            return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed)))
+            return _run(ctx, StartState(0, torch.Generator().manual_seed(config.seed),
+                                        Selection(config.train.select)))
 
     try:
         return distributed.run_in_group(body)
@@ -109,6 +115,13 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
         if held is not None:
             run_folder.release(held)
         raise
+
+
+def _check_init_from(config: Config) -> None:
+    """A missing train.init_from is a config error found before anything is loaded or written."""
+    given = config.train.init_from
+    if given and not run_folder.model_checkpoint(expand_path(given)).is_file():
+        raise ConfigError(f"train.init_from: no checkpoint at {given} (give a run's last.pt or best.pt, or its folder)")
 
 
 def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (),
@@ -121,7 +134,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
     config = _resume_config(checkpoint, path, overrides, callbacks)
-    start = _start_state(checkpoint)
+    start = _start_state(checkpoint, config)
     _check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
@@ -143,12 +156,12 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
 
 
 def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
-    """Epochs from `start` to train.epochs: train, evaluate, record, save; then the summary."""
+    """Epochs from `start` to train.epochs: train, validate, record, save (and keep the selected model);
+    then the selected model is tested, once, and the summary written."""
     config = ctx.config
     _announce(ctx, start.epoch)
     started = time.perf_counter()
-    train_seconds, progress = start.train_seconds, start.partial_epoch
-    last_eval: dict[str, Any] = {}
+    train_seconds, progress, selection = start.train_seconds, start.partial_epoch, start.selection
     for epoch in range(start.epoch, config.train.epochs):
         epoch_start = time.perf_counter()
         try:
@@ -156,7 +169,7 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
         except _Stopped as stopped:
             train_seconds += time.perf_counter() - epoch_start
             distributed.average_buffers(ctx.algorithm)
-            _save(ctx, epoch, start.batch_order, train_seconds, partial_epoch=stopped.progress.to_dict())
+            _save(ctx, epoch, start.batch_order, train_seconds, selection, partial_epoch=stopped.progress.to_dict())
             raise _interrupted(ctx, f"in epoch {epoch + 1}, step {stopped.progress.step}") from None
         progress = None
         distributed.average_buffers(ctx.algorithm)  # one model to evaluate and save, the same on every rank
@@ -164,30 +177,46 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
         epoch_seconds = time.perf_counter() - epoch_start
         train_seconds += epoch_seconds
         record: dict[str, Any] = {"epoch": epoch + 1, **losses, "train_seconds": round(epoch_seconds, 3)}
-        if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == config.train.epochs:
-            last_eval = _evaluate(ctx)
-            record.update({f"test_{k}": v for k, v in last_eval.items() if k != "num_samples"})
+        if ctx.val_split is not None and ((epoch + 1) % config.train.eval_every == 0
+                                          or epoch + 1 == config.train.epochs):
+            record.update({VAL_PREFIX + k: v for k, v in _evaluate(ctx, ctx.val_split).items() if k != "num_samples"})
         record["seconds"] = round(time.perf_counter() - epoch_start, 3)
-        _record_epoch(ctx, record, start.batch_order, train_seconds)
+        _record_epoch(ctx, record, start.batch_order, train_seconds, selection)
         ctx.callbacks.on_epoch_end(record)
         if distributed.stop_agreed(ctx.stop) and epoch + 1 < config.train.epochs:
             raise _interrupted(ctx, f"after epoch {epoch + 1}")
-    summary = _summary(ctx, last_eval or _evaluate(ctx), time.perf_counter() - started, train_seconds)
+    _load_selected(ctx, selection)
+    summary = _summary(ctx, _evaluate(ctx, ctx.test_split), time.perf_counter() - started, train_seconds,
+                       selection)
     if distributed.is_main():
         run_folder.write_summary(ctx.run_dir, summary)
     return summary
 
 
+def _load_selected(ctx: RunContext, selection: Selection) -> None:
+    """Put the selected epoch's weights (best.pt) into the algorithm when they are not the last ones."""
+    if selection.epoch in (0, ctx.config.train.epochs):
+        return
+    if distributed.is_main():
+        checkpoint = load_checkpoint(run_folder.best_checkpoint_path(ctx.run_dir))
+        ctx.algorithm.load_state_dict(checkpoint["model"])
+    distributed.broadcast_state(ctx.algorithm)
+
+
 def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Generator,
-                  train_seconds: float) -> None:
-    """The epoch's metrics record, then its checkpoint. In this order a crash between the two leaves one
-    record too many, which a resume drops (the other order would lose the record for good); a save that
-    fails takes the record back at once, so metrics.jsonl and checkpoint.pt stay a matching pair."""
+                  train_seconds: float, selection: Selection) -> None:
+    """The epoch's metrics record, then its checkpoint (also best.pt when the epoch is selected). In this
+    order a crash between the two leaves one record too many, which a resume drops (the other order
+    would lose the record for good); a save that fails takes the record back at once, so metrics.jsonl
+    and last.pt stay a matching pair."""
     epoch = record["epoch"]
     if distributed.is_main():
         run_folder.append_metrics(ctx.run_dir, record)
     try:
-        _save(ctx, epoch, generator, train_seconds)
+        selected = selection.offer(record)
+        _save(ctx, epoch, generator, train_seconds, selection)
+        if selected and distributed.is_main():
+            run_folder.mark_best(ctx.run_dir)
     except OutputError:
         try:
             run_folder.trim_metrics(ctx.run_dir, epoch - 1)
@@ -204,9 +233,10 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     stop is requested, they are agreed between processes and checked for NaN."""
     config, algorithm, split = ctx.config, ctx.algorithm, ctx.dataset.train
     steps = num_batches(len(split), config.train.batch_size, distributed.world_size())
+    resumed = progress is not None
     progress = progress or EpochProgress(generator.get_state())
     generator.set_state(progress.order_state)
-    phase = algorithm.begin_epoch(epoch)
+    phase = algorithm.begin_epoch(epoch, resumed)
     ctx.callbacks.on_epoch_start(epoch, config.train.epochs, phase, steps)
     algorithm.train()
     tally = _LossTally.resumed(progress, split.labels.device)
@@ -272,9 +302,9 @@ def _interrupted(ctx: RunContext, where: str) -> TrainingInterrupted:
         ctx.stop.exit_code)
 
 
-def _evaluate(ctx: RunContext) -> dict[str, Any]:
-    """Test metrics from per-(label, bias) counts summed over the processes' shards: identical on all."""
-    return evaluate_split(ctx.algorithm, ctx.test_shard or ctx.dataset.test, ctx.dataset, with_cells=False,
+def _evaluate(ctx: RunContext, split: Split) -> dict[str, Any]:
+    """Metrics from per-(label, bias) counts summed over the processes' shards: identical on all."""
+    return evaluate_split(ctx.algorithm, split, ctx.dataset, with_cells=False,
                           reduce_counts=distributed.all_reduce_dict)
 
 
@@ -289,6 +319,9 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     if callbacks is not None and distributed.is_main():
         callbacks.on_status(f"loading {config.data.type} data")
     dataset = load_dataset(config).to(device)
+    if config.train.select != LAST and dataset.val is None:
+        raise ConfigError(f"train.select={config.train.select} needs a validation split, and this "
+                          f"{config.data.type} data has none; give it one (see the README) or use train.select=last")
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
     stop = stop or StopRequest()
     stop.armed = True  # from here on a stop is agreed on at a step boundary and saved
@@ -297,13 +330,18 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
         task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins, dataset.in_channels,
                         tuple(dataset.mean), tuple(dataset.std), dataset.class_names, dataset.bias_names)
         algorithm = build_algorithm(config, task).prepare(device)
+        if config.train.init_from:
+            epoch = initialise_from(algorithm, config, run_folder.model_checkpoint(expand_path(config.train.init_from)))
+            if callbacks is not None and distributed.is_main():
+                callbacks.on_message(f"f and g start from {config.train.init_from} (epoch {epoch}); "
+                                     "the bias head and the optimizers start fresh")
     else:
         algorithm = _restore(checkpoint, config, run_folder.checkpoint_path(run_dir), device)
     if config.train.sync_batchnorm:
         distributed.convert_sync_batchnorm(algorithm)
     distributed.broadcast_state(algorithm)
     return RunContext(config, run_dir, device, dataset, algorithm, _callbacks(config, run_dir, callbacks),
-                      stop, _test_shard(dataset.test))
+                      stop, None if dataset.val is None else _shard(dataset.val), _shard(dataset.test))
 
 
 def _callbacks(config: Config, run_dir: Path, given: TrainCallbacks | None) -> TrainCallbacks:
@@ -333,10 +371,10 @@ def _restore(checkpoint: dict[str, Any], config: Config, path: Path, device: tor
     return algorithm
 
 
-def _test_shard(split: Split) -> Split | None:
-    """This process's disjoint, strided part of the test set (no padding, no duplicates)."""
+def _shard(split: Split) -> Split:
+    """This process's disjoint, strided part of an evaluation split (no padding, no duplicates)."""
     if distributed.world_size() == 1:
-        return None
+        return split
     return split.subset(torch.arange(distributed.rank(), len(split), distributed.world_size(),
                                      device=split.labels.device))
 
@@ -353,6 +391,7 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     ctx.callbacks.on_start({
         "run_dir": str(ctx.run_dir), "device": str(ctx.device), "dataset": ctx.dataset.description,
         "train_size": len(ctx.dataset.train), "test_size": len(ctx.dataset.test), "method": config.method,
+        "val_size": None if ctx.dataset.val is None else len(ctx.dataset.val),
         "epochs": config.train.epochs, "start_epoch": start_epoch, "processes": distributed.world_size(),
         "num_classes": ctx.dataset.num_classes,
     })
@@ -401,25 +440,28 @@ def _trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) ->
                              "does not have (written just before a crash); they are trained again")
 
 
-def _start_state(checkpoint: dict[str, Any]) -> StartState:
+def _start_state(checkpoint: dict[str, Any], config: Config) -> StartState:
     generator = torch.Generator()
     generator.set_state(checkpoint["batch_order_state"])
     partial = checkpoint.get("partial_epoch")
     progress = None if partial is None else EpochProgress(
         partial["order_state"], int(partial["step"]), int(partial["seen"]), dict(partial["loss_sums"]))
-    return StartState(int(checkpoint["epoch"]), generator, progress, float(checkpoint.get("train_seconds", 0.0)))
+    selection = Selection.from_dict(checkpoint.get("selection"), config.train.select)
+    return StartState(int(checkpoint["epoch"]), generator, selection, progress,
+                      float(checkpoint.get("train_seconds", 0.0)))
 
 
 # ---------------------------------------------------------------------------- saving
 
 
 def _save(ctx: RunContext, epochs_done: int, generator: torch.Generator, train_seconds: float,
-          partial_epoch: dict[str, Any] | None = None) -> None:
+          selection: Selection, partial_epoch: dict[str, Any] | None = None) -> None:
     """Rank 0 writes; the weights are the same on every process."""
     if not distributed.is_main():
         return
     checkpoint = make_checkpoint(ctx.algorithm, ctx.config, epochs_done, batch_order_state=generator.get_state(),
-                                 rng=_capture_rng(), train_seconds=train_seconds, partial_epoch=partial_epoch)
+                                 rng=_capture_rng(), train_seconds=train_seconds, partial_epoch=partial_epoch,
+                                 selection=selection.to_dict())
     save_checkpoint(run_folder.checkpoint_path(ctx.run_dir), checkpoint)
 
 
@@ -437,7 +479,8 @@ def _restore_rng(rng: dict[str, Any] | None) -> None:
     random.setstate((3, tuple(rng["python"]), rng["python_position"]))
 
 
-def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_seconds: float) -> dict[str, Any]:
+def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_seconds: float,
+             selection: Selection) -> dict[str, Any]:
     config = ctx.config
     images = len(ctx.dataset.train) * config.train.epochs  # every epoch, resumed ones included
     return {
@@ -455,7 +498,10 @@ def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_secon
         "seconds": round(seconds, 2),
         "train_seconds": round(train_seconds, 2),  # every segment of a resumed run
         "train_images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None,
-        "test": dict(final),
-        "checkpoint": str(run_folder.checkpoint_path(ctx.run_dir)),
+        "val_size": None if ctx.dataset.val is None else len(ctx.dataset.val),
+        "selected": selection.to_dict(),  # the epoch whose model was tested (and is best.pt)
+        "test": dict(final),              # the selected model on the test set: read once, here
+        "checkpoint": str(run_folder.best_checkpoint_path(ctx.run_dir)),
+        "last_checkpoint": str(run_folder.checkpoint_path(ctx.run_dir)),
         "versions": {"lnl": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }

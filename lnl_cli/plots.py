@@ -12,11 +12,12 @@ from typing import Any
 from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write, output_errors
+from lnl_cli.selection import VAL_PREFIX
 
 LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion")
-LABEL_ACCURACY_KEYS = ("test_accuracy", "test_aligned_accuracy", "test_conflicting_accuracy",
-                       "test_worst_group_accuracy")
-BIAS_HEAD_KEY = "test_bias_head_accuracy"
+LABEL_ACCURACY_KEYS = tuple(VAL_PREFIX + name for name in (
+    "accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"))
+BIAS_HEAD_KEY = VAL_PREFIX + "bias_head_accuracy"
 # Cells are annotated with their values up to this many rows and columns; beyond, text would not fit.
 MAX_ANNOTATED = 16
 FIGURE_SIZE = (7.0, 4.5)
@@ -69,7 +70,7 @@ def _plot_curves(ax, records: list[dict[str, Any]], keys: tuple[str, ...]) -> bo
     for key in keys:
         points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
         if points:
-            ax.plot(*zip(*points), marker="o", markersize=3, label=key.removeprefix("test_"))
+            ax.plot(*zip(*points), marker="o", markersize=3, label=key.removeprefix(VAL_PREFIX))
             drawn = True
     _shade_warm_up(ax, records)
     ax.grid(alpha=0.3)
@@ -96,7 +97,7 @@ def _plot_accuracies(plt, run_dir: Path, records: list[dict[str, Any]], num_clas
     if num_classes:
         label_ax.axhline(1 / num_classes, color="black", linestyle=":", linewidth=1,
                          label=f"chance (1/{num_classes})")
-    label_ax.set(ylabel="label accuracy (unbiased test set)", ylim=(0, 1.02), title=f"{run_dir.name}: accuracy")
+    label_ax.set(ylabel="label accuracy (validation split)", ylim=(0, 1.02), title=f"{run_dir.name}: accuracy")
     label_ax.legend(fontsize=8)
     if has_head:
         head_ax = axes[1][0]

@@ -18,14 +18,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lnl_cli.callbacks import TrainCallbacks
+from lnl_cli.selection import VAL_PREFIX
 
 HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 REFRESH_PER_SECOND = 4
 # Short names for the losses and metrics people watch; anything else keeps its own name.
 SHORT_NAMES = {"label_loss": "loss", "bias_loss": "h_loss", "neg_entropy": "neg_entropy", "confusion": "confusion",
-               "test_accuracy": "acc", "test_aligned_accuracy": "aligned", "test_conflicting_accuracy": "conflicting",
-               "test_worst_group_accuracy": "worst", "test_bias_head_accuracy": "h_acc"}
+               **{VAL_PREFIX + metric: short for metric, short in (
+                   ("accuracy", "val_acc"), ("aligned_accuracy", "aligned"), ("conflicting_accuracy", "conflicting"),
+                   ("worst_group_accuracy", "worst"), ("bias_head_accuracy", "h_acc"))}}
 NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
 
 
@@ -88,7 +90,8 @@ class PlainProgress(TrainCallbacks):
     def on_start(self, info: dict[str, Any]) -> None:
         self.train_size, self.epochs = info["train_size"], info["epochs"]
         resuming = f", resuming at epoch {info['start_epoch'] + 1}" if info.get("start_epoch") else ""
-        self.emit(escape(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / "
+        val = f"{info['val_size']} validation / " if info.get("val_size") else "no validation split / "
+        self.emit(escape(f"training {info['method']} on {info['dataset']} ({info['train_size']} train / {val}"
                          f"{info['test_size']} test images) on {info['device']} -> {info['run_dir']}{resuming}"))
 
     def on_epoch_start(self, epoch: int, epochs: int, phase: str, steps: int) -> None:

@@ -5,7 +5,8 @@
       config.yaml      the resolved config
       metrics.jsonl    one JSON record per finished epoch
       results.csv      the same records as a table (one row per epoch), for spreadsheets and pandas
-      checkpoint.pt    weights, optimizers, epoch, RNG states (resume and inference)
+      last.pt          weights, optimizers, epoch, RNG states, selection so far: what --resume continues
+      best.pt          the same for the epoch train.select chose: what evaluate, probe-bias, export use
       summary.json     final metrics and timings of a finished run
       probe.json       the last `lnl probe-bias` report of this run's checkpoint
       losses.png, accuracy.png   training plots
@@ -37,7 +38,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.csv"
 TENSORBOARD_FOLDER = "tensorboard"
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "last.pt"   # the latest state: what --resume continues
+BEST_FILE = "best.pt"         # the model train.select chose: what evaluate, probe-bias and export use
 SUMMARY_FILE = "summary.json"
 PROBE_FILE = "probe.json"
 LOSSES_PLOT = "losses.png"
@@ -51,6 +53,34 @@ MAX_CLAIM_ATTEMPTS = 1000
 
 def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_FILE
+
+
+def best_checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / BEST_FILE
+
+
+def model_checkpoint(path: Path) -> Path:
+    """The checkpoint a command given `path` should read: the file itself, or for a run folder its
+    best.pt (its last.pt when a run from before model selection has no best.pt)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    best = best_checkpoint_path(path)
+    return best if best.exists() or not checkpoint_path(path).exists() else checkpoint_path(path)
+
+
+def mark_best(run_dir: Path) -> None:
+    """Make best.pt the checkpoint just saved as last.pt: a hard link (no second write; last.pt is
+    replaced by a rename later, so the link keeps this epoch's file), or a copy where links fail."""
+    last, best = checkpoint_path(run_dir), best_checkpoint_path(run_dir)
+    staged = best.with_name(f".{best.name}.tmp")
+    with output_errors(best):
+        _unlink(staged)
+        try:
+            os.link(last, staged)
+        except OSError:
+            shutil.copyfile(last, staged)
+        os.replace(staged, best)
 
 
 def next_run_dir(base: Path, name: str, method: str) -> Path:

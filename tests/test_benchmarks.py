@@ -30,9 +30,9 @@ def test_reproduce_reports_all_four_methods_and_reuses_finished_runs(mnist_root,
     assert [r["method"] for r in first] == ["baseline", "lnl", "gray", "blind_eye"]
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {m} | 0.020 |" in report for m in ("baseline", "lnl", "gray", "blind_eye"))
-    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/checkpoint.pt")}
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/last.pt")}
     reproduce.main([*args, "--reuse"])
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/checkpoint.pt")} == stamps  # nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/last.pt")} == stamps  # nothing retrained
     assert [r["accuracy"] for r in json.loads((tmp_path / "results.json").read_text())] == [r["accuracy"] for r in first]
 
 

@@ -23,7 +23,7 @@ class Payload:
 def _saved(tmp_path, method="lnl"):
     config = load_config("colored-mnist", [f"method={method}"])
     algorithm = build_algorithm(config, TaskSpec(10, 10, 8))
-    path = tmp_path / "checkpoint.pt"
+    path = tmp_path / "last.pt"
     save_checkpoint(path, make_checkpoint(algorithm, config, epoch=3))
     return config, algorithm, path
 
@@ -92,7 +92,7 @@ WRITER = textwrap.dedent("""
 
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.7])
 def test_sigkill_during_checkpoint_writes_leaves_a_valid_checkpoint(tmp_path, delay):
-    path = tmp_path / "checkpoint.pt"
+    path = tmp_path / "last.pt"
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "ready"
     time.sleep(delay)

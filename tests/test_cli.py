@@ -101,7 +101,7 @@ def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
         assert summary["method"] == method and summary["epochs"] == 2
         assert summary["train_size"] == 1000 and summary["test_size"] == 600
         assert 0.0 <= summary["test"]["accuracy"] <= 1.0
-        for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json"):
+        for name in ("config.yaml", "metrics.jsonl", "last.pt", "summary.json"):
             assert (out / name).is_file(), name
         assert json.loads((out / "summary.json").read_text()) == summary
         lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -117,7 +117,7 @@ def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
 def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
     _, runs = trained_runs
     out, summary, _ = runs["lnl"]
-    result = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--json")
+    result = lnl("evaluate", "--checkpoint", str(out / "last.pt"), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["accuracy"] == pytest.approx(summary["test"]["accuracy"])
@@ -125,14 +125,14 @@ def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
     assert report["num_samples"] == 600
     assert sum(c["count"] for c in report["cells"]) == 600 and len(report["cells"]) == 100
     assert sum(map(sum, report["confusion_matrix"])) == 600
-    human = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"))
+    human = lnl("evaluate", "--checkpoint", str(out / "last.pt"))
     assert human.returncode == 0 and "bias-conflicting accuracy" in human.stdout
 
 
 @pytest.mark.mnist
 def test_probe_bias_gate_exit_codes(trained_runs):
     _, runs = trained_runs
-    checkpoint = str(runs["baseline"][0] / "checkpoint.pt")
+    checkpoint = str(runs["baseline"][0] / "last.pt")
     fast = ["--seeds", "2", "--steps", "100"]
     passed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "1.0", "--json", *fast)
     assert passed.returncode == 0, passed.stderr
@@ -168,7 +168,7 @@ def test_train_writes_plots_and_evaluate_plots_the_report(trained_runs, tmp_path
             width, height = _png_size(out / name)
             assert 300 < width < 3000 and 200 < height < 3000
     out = runs["lnl"][0]
-    result = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--plots", str(tmp_path / "plots"), "--json")
+    result = lnl("evaluate", "--checkpoint", str(out / "last.pt"), "--plots", str(tmp_path / "plots"), "--json")
     assert result.returncode == 0, result.stderr
     json.loads(result.stdout)  # stdout stays pure JSON
     for name in ("confusion_matrix.png", "cell_accuracy.png"):
@@ -276,7 +276,7 @@ def test_an_unwritable_stdout_is_exit_74_with_one_line(tmp_path, stdout, args):
 @pytest.mark.mnist
 def test_evaluate_and_probe_bias_exit_74_when_stdout_cannot_be_written(trained_runs):
     _, runs = trained_runs
-    checkpoint = str(runs["baseline"][0] / "checkpoint.pt")
+    checkpoint = str(runs["baseline"][0] / "last.pt")
     assert_output_error(lnl_to("closed", "evaluate", "--checkpoint", checkpoint, "--json"), "closed")
     assert_output_error(lnl_to("full", "evaluate", "--checkpoint", checkpoint), "full")
     # The gate fails here (a baseline leaks its colour), yet exit 1 would claim a verdict nobody received.
@@ -315,7 +315,7 @@ def test_training_outlives_a_closed_stderr(tmp_path, mnist_root):
 def load_checkpoint_epoch(run_dir: Path) -> int:
     from lnl_cli.checkpoint import load_checkpoint
 
-    return load_checkpoint(run_dir / "checkpoint.pt")["epoch"]
+    return load_checkpoint(run_dir / "last.pt")["epoch"]
 
 
 # ------------------------------------------------------------------ user strings are text, not rich markup

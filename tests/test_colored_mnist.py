@@ -100,11 +100,43 @@ def test_colour_bins_take_the_pil_nearest_pixel_and_ignore_background():
     images = torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
     images[0, :, 1, 1] = torch.tensor([0, 100, 255], dtype=torch.uint8)
     images[0, :, 0, 0] = 200  # never sampled by a 28 -> 14 nearest resize
-    targets = cm.color_bin_targets(images, bins=8)
-    assert targets.shape == (1, 3, 14, 14)
-    assert targets[0, :, 0, 0].tolist() == [0, 100 // 32, 255 // 32]
-    assert (targets[0, :, 1:, :] == IGNORE_INDEX).all()
-    assert (targets[0, :, 0, 1:] == IGNORE_INDEX).all()
+    for mask, zero_channel in (("pixel", 0), ("channel", IGNORE_INDEX)):
+        targets = cm.color_bin_targets(images, bins=8, mask=mask)
+        assert targets.shape == (1, 3, 14, 14)
+        # the official per-channel mask also ignores a stroke pixel's channel that is 0
+        assert targets[0, :, 0, 0].tolist() == [zero_channel, 100 // 32, 255 // 32]
+        assert (targets[0, :, 1:, :] == IGNORE_INDEX).all()
+        assert (targets[0, :, 0, 1:] == IGNORE_INDEX).all()
+
+
+def test_the_per_channel_mask_is_the_default_and_ignores_about_a_sixth_of_training_stroke_targets():
+    """The official data loader ignores each channel where it is 0; on the default colours that removes
+    targets from stroke pixels of classes whose mean colour has a 0 channel."""
+    config = _config()
+    digits, labels = _synthetic_digits(50)
+    images = cm._generate(config, True, digits, labels)["images"]
+    channel, pixel = cm.color_bin_targets(images, 8), cm.color_bin_targets(images, 8, mask="pixel")
+    assert ((channel == IGNORE_INDEX) >= (pixel == IGNORE_INDEX)).all()
+    assert (channel == IGNORE_INDEX).sum() > (pixel == IGNORE_INDEX).sum()
+    with pytest.raises(ValueError):
+        cm.color_bin_targets(images, 8, mask="bogus")
+
+
+def test_validation_digits_are_held_out_of_training_and_coloured_like_the_test_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_mnist(tmp_path / "mnist", n_train=200)
+    with_val = cm.load_colored_mnist(_config(root=str(root), val_size=40))
+    without = cm.load_colored_mnist(_config(root=str(root), val_size=0))
+    assert without.val is None
+    assert len(with_val.val) == 40 and len(with_val.train) == len(without.train) - 40
+    held_out = cm.validation_index(len(without.train), 40, 0)
+    keep = torch.ones(len(without.train), dtype=torch.bool)
+    keep[held_out] = False
+    # the training images that stay keep exactly their colours
+    assert torch.equal(with_val.train.images, without.train.images[keep])
+    assert torch.equal(with_val.val.labels, without.train.labels[held_out])
+    # test protocol: the colour is not the class's (in 40 images, far fewer than all match)
+    assert (with_val.val.bias == with_val.val.labels).float().mean() < 0.5
 
 
 def test_cache_is_reused_and_a_corrupted_cache_is_rebuilt(monkeypatch, tmp_path):
@@ -184,7 +216,7 @@ def test_evaluate_with_another_data_root_reads_that_root(monkeypatch, tmp_path):
     monkeypatch.setenv("LNL_CACHE_DIR", str(tmp_path / "cache"))
     root = write_mnist(tmp_path / "mnist")
     config = _config(root=str(root))
-    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint = tmp_path / "last.pt"
     save_checkpoint(checkpoint, make_checkpoint(build_algorithm(config, TaskSpec(10, 10, 8)), config, epoch=1))
     report = api.evaluate(checkpoint, overrides=["device=cpu"])
     assert report["num_samples"] == 20 and report["data_root"] == str(root)

@@ -209,7 +209,7 @@ def test_random_checkpoint_fields_keep_the_exit_code_contract(checkpoint_templat
     checkpoint["config"] = tree
     checkpoint.update(top)
     with Scratch() as folder:
-        path = folder / "checkpoint.pt"
+        path = folder / "last.pt"
         torch.save(checkpoint, path)
         args = [command, "--checkpoint", path, "--data-root", folder / "no-data"]
         result = lnl(*(args + ["--steps", "1", "--seeds", "1"] if command == "probe-bias" else args))

@@ -61,7 +61,7 @@ def _only_run_folder(cwd: Path) -> Path:
 
 
 def _parameters(run_dir: Path) -> dict[str, torch.Tensor]:
-    model = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    model = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     return {k: v for k, v in model.items() if v.is_floating_point()}
 
 
@@ -74,7 +74,7 @@ def test_two_processes_write_one_run_that_single_process_evaluate_agrees_with(ru
     assert summary["processes"] == 2 and summary["method"] == method
     run_dir = multi_dir / summary["run_dir"]
     assert run_dir == _only_run_folder(multi_dir)
-    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json"):
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "summary.json"):
         assert (run_dir / name).is_file(), name
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]  # one writer: no duplicated lines
@@ -82,7 +82,7 @@ def test_two_processes_write_one_run_that_single_process_evaluate_agrees_with(ru
         assert [r["phase"] for r in records] == ["warm-up", "adversarial"]
     epoch_lines = [line for line in multi.stderr.splitlines() if line.startswith("epoch 2/2 ")]
     assert len(epoch_lines) == 1  # progress from rank 0 only
-    report = run(["-m", "lnl_cli", "evaluate", "--checkpoint", str(run_dir / "checkpoint.pt"), "--json"], multi_dir)
+    report = run(["-m", "lnl_cli", "evaluate", "--checkpoint", str(run_dir / "last.pt"), "--json"], multi_dir)
     assert report.returncode == 0, report.stderr
     single_process = json.loads(report.stdout)
     for key in METRICS:
@@ -177,11 +177,11 @@ def _spawn(tmp_path: Path, scenario: str) -> list[dict]:
 def test_a_signal_on_one_rank_stops_every_rank_with_the_same_code(tmp_path):
     outcomes = _spawn(tmp_path, "sigterm")
     assert outcomes == [{"error": "TrainingInterrupted", "exit_code": 143}] * 2
-    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 1  # rank 0 saved before both stopped
 
 
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
     outcomes = _spawn(tmp_path, "nan")
     assert outcomes == [{"error": "TrainingDiverged", "exit_code": 5}] * 2
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # no epoch finished: nothing to keep
+    assert not (tmp_path / "run" / "last.pt").exists()  # no epoch finished: nothing to keep

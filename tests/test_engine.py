@@ -35,7 +35,7 @@ def test_a_signal_mid_epoch_saves_a_loadable_checkpoint_and_exits_with_its_code(
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr and f"interrupted by {signal.Signals(sig).name}" in stderr
-    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["epoch"] >= 1
     resumed = lnl("train", "--resume", str(out), "train.epochs=2", "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -49,7 +49,7 @@ def test_divergence_exits_5_naming_the_loss_and_keeps_no_bad_checkpoint(tmp_path
     result = lnl("train", "--data-root", str(mnist_root), "--out", str(out), "method=baseline", "train.lr=1e12",
                  "data.train_size=512", "data.test_size=100", "train.epochs=2", "train.num_threads=1")
     assert_one_line_error(result, 5, "label_loss", "epoch 1")
-    assert not (out / "checkpoint.pt").exists()  # no finished epoch: nothing that looks valid
+    assert not (out / "last.pt").exists()  # no finished epoch: nothing that looks valid
 
 
 # ------------------------------------------------------------------ a signal before training starts
@@ -135,7 +135,7 @@ def test_a_full_disk_is_exit_74_in_one_line_and_leaves_no_half_run(tmp_path, mon
     if epochs_kept is None:
         assert not out.exists()
         return
-    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == epochs_kept
+    assert load_checkpoint(out / "last.pt")["epoch"] == epochs_kept
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == \
         list(range(1, epochs_kept + 1))
     assert not (out / "summary.json").exists()
@@ -147,11 +147,11 @@ def test_a_read_only_file_system_on_resume_is_exit_74_and_keeps_the_checkpoint(t
 
     out = tmp_path / "run"
     assert lnl_in_process("train", "--out", str(out), *TINY_CLI, "train.epochs=1").returncode == 0
-    before = (out / "checkpoint.pt").read_bytes()
+    before = (out / "last.pt").read_bytes()
     monkeypatch.setattr(checkpoint, "atomic_write", _failing_on_call(checkpoint.atomic_write, 1, errno.EROFS))
     result = lnl_in_process("train", "--resume", str(out), "train.epochs=2")
     assert_one_line_error(result, 74, "Read-only file system")
-    assert (out / "checkpoint.pt").read_bytes() == before
+    assert (out / "last.pt").read_bytes() == before
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
 
 

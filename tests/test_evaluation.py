@@ -47,7 +47,7 @@ def nan_checkpoint(tmp_path, monkeypatch):
     checkpoint = make_checkpoint(algorithm, config, epoch=1)
     name = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
     checkpoint["model"][name][...] = float("nan")
-    path = tmp_path / "checkpoint.pt"
+    path = tmp_path / "last.pt"
     save_checkpoint(path, checkpoint)
     return path, name
 

@@ -48,9 +48,9 @@ def test_new_files_get_0666_less_the_umask(tmp_path, umask, mask):
     umask(mask)
     fileio.atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
     fileio.atomic_write_json(tmp_path / "summary.json", {"a": 1})
-    fileio.atomic_write(tmp_path / "checkpoint.pt", lambda handle: handle.write(b"\0"))
+    fileio.atomic_write(tmp_path / "last.pt", lambda handle: handle.write(b"\0"))
     fileio.append_json_line(tmp_path / "metrics.jsonl", {"epoch": 1})
-    for name in ("config.yaml", "summary.json", "checkpoint.pt", "metrics.jsonl"):
+    for name in ("config.yaml", "summary.json", "last.pt", "metrics.jsonl"):
         assert _mode(tmp_path / name) == 0o666 & ~mask, name
 
 

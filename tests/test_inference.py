@@ -27,7 +27,7 @@ def trained(request, tmp_path_factory):
     config = load_config("colored-mnist", [*TINY, f"method={request.param}", f"data.root={root}"])
     api.train(config, out)
     test = load_dataset(config, with_train=False).test
-    return out / "checkpoint.pt", test.images.float() / 255.0, test.labels
+    return out / "last.pt", test.images.float() / 255.0, test.labels
 
 
 def _correct(probabilities: torch.Tensor, labels: torch.Tensor) -> int:

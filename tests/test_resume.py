@@ -42,7 +42,7 @@ class Messages(engine.TrainCallbacks):
 
 
 def _weights(run_dir):
-    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
+    return load_checkpoint(run_dir / "last.pt")["model"]
 
 
 @pytest.mark.parametrize("stop_epoch", [1, 2])
@@ -53,7 +53,7 @@ def test_interrupt_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, 
     with pytest.raises(TrainingInterrupted) as info:
         api.train(config, tmp_path / "cut", StopAfter(stop, stop_epoch), stop)
     assert info.value.exit_code == 130
-    partial = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    partial = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert partial["epoch"] == stop_epoch and partial["partial_epoch"]["step"] == 1
     resumed = api.resume(tmp_path / "cut")
     for key, value in _weights(tmp_path / "straight").items():
@@ -78,10 +78,10 @@ def test_extending_a_finished_run_equals_training_longer(tmp_path):
 def test_resuming_a_finished_run_does_nothing(tmp_path):
     config = load_config("colored-mnist", TINY)
     api.train(config, tmp_path / "done")
-    before = (tmp_path / "done" / "checkpoint.pt").read_bytes()
+    before = (tmp_path / "done" / "last.pt").read_bytes()
     summary = api.resume(tmp_path / "done")
     assert summary["already_finished"] is True
-    assert (tmp_path / "done" / "checkpoint.pt").read_bytes() == before
+    assert (tmp_path / "done" / "last.pt").read_bytes() == before
 
 
 def test_resuming_with_a_changed_training_key_is_refused(tmp_path):
@@ -101,7 +101,7 @@ def test_checkpoints_carry_the_global_rng_states(tmp_path):
     import random
 
     api.train(load_config("colored-mnist", TINY), tmp_path / "r")
-    rng = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["rng"]
+    rng = load_checkpoint(tmp_path / "r" / "last.pt")["rng"]
     torch.set_rng_state(rng["torch"])
     expected = torch.rand(3)
     random.seed(123)
@@ -168,7 +168,7 @@ def test_a_checkpoint_that_cannot_be_written_takes_its_metrics_record_back(tmp_p
     monkeypatch.setattr(engine, "save_checkpoint", full_at_epoch_2)
     with pytest.raises(OutputError):
         api.train(load_config("colored-mnist", TINY), tmp_path / "r")
-    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
     assert _metrics_epochs(tmp_path / "r") == [1]
 
 
@@ -189,7 +189,7 @@ def test_an_unsafe_edit_of_config_yaml_is_refused_not_ignored(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.lr \(edited in .*config\.yaml\)"):
         api.resume(tmp_path / "r", ["train.epochs=3"])
     api.resume(tmp_path / "r", ["train.epochs=3", "train.lr=0.01"])  # the command line wins over the file
-    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 3
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 3
 
 
 def test_a_safe_edit_of_config_yaml_applies_and_is_announced(tmp_path):
@@ -213,10 +213,10 @@ def test_fewer_epochs_than_already_begun_are_refused(tmp_path):
     stop = engine.StopRequest()
     with pytest.raises(TrainingInterrupted):  # stopped inside epoch 2
         api.train(load_config("colored-mnist", TINY), tmp_path / "cut", StopAfter(stop, 1), stop)
-    before = (tmp_path / "cut" / "checkpoint.pt").read_bytes()
+    before = (tmp_path / "cut" / "last.pt").read_bytes()
     with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
         api.resume(tmp_path / "cut", ["train.epochs=1"])
-    assert (tmp_path / "cut" / "checkpoint.pt").read_bytes() == before
+    assert (tmp_path / "cut" / "last.pt").read_bytes() == before
     assert not (tmp_path / "cut" / "summary.json").exists()
     assert api.resume(tmp_path / "cut", ["train.epochs=2"])["epochs"] == 2
     with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):

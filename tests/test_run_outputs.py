@@ -47,11 +47,11 @@ def test_the_python_api_writes_what_the_cli_writes_and_shows_progress_when_asked
     config = load_config("colored-mnist", [*TINY, f"data.root={mnist_root}"])
     api.train(config, tmp_path / "run", progress=True)
     names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.yaml", "metrics.jsonl", "results.csv", "checkpoint.pt", "summary.json", "losses.png",
+    assert {"config.yaml", "metrics.jsonl", "results.csv", "last.pt", "summary.json", "losses.png",
             "accuracy.png"} <= names
     shown = capfd.readouterr().err
     assert "epoch 1/2 warm-up" in shown and "epoch 2/2 adversarial" in shown
     api.train(config, tmp_path / "quiet", plots=False)
     assert capfd.readouterr().err == "" and not (tmp_path / "quiet" / "losses.png").exists()
-    api.probe(tmp_path / "run" / "checkpoint.pt", settings=api.ProbeSettings(seeds=1, steps=20))
+    api.probe(tmp_path / "run" / "last.pt", settings=api.ProbeSettings(seeds=1, steps=20))
     assert (tmp_path / "run" / "probe.json").is_file()

@@ -24,8 +24,8 @@ def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
                      "train.pretrain_epochs=2", "train.num_threads=2", "--out", str(out), "--json")
         assert result.returncode == 0, result.stderr
         summaries[method] = json.loads(result.stdout)
-        assert {"checkpoint.pt", "summary.json", "metrics.jsonl", "config.yaml"} <= {p.name for p in out.iterdir()}
-        evaluated = lnl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--json")
+        assert {"last.pt", "summary.json", "metrics.jsonl", "config.yaml"} <= {p.name for p in out.iterdir()}
+        evaluated = lnl("evaluate", "--checkpoint", str(out / "last.pt"), "--json")
         assert evaluated.returncode == 0, evaluated.stderr
         report = json.loads(evaluated.stdout)
         for key in ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"):
@@ -37,7 +37,7 @@ def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
     baseline = summaries["baseline"]["test"]
     # The dataset is biased as built: the baseline follows the background colour.
     assert baseline["aligned_accuracy"] > baseline["conflicting_accuracy"] + 0.3
-    probe = lnl("probe-bias", "--checkpoint", str(tmp_path / "baseline" / "checkpoint.pt"), "--steps", "150",
+    probe = lnl("probe-bias", "--checkpoint", str(tmp_path / "baseline" / "last.pt"), "--steps", "150",
                 "--seeds", "1", "--max-leakage", "0.99", "--json")
     assert probe.returncode in (0, 1), probe.stderr
     leak = json.loads(probe.stdout)

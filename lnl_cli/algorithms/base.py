@@ -87,7 +87,8 @@ def phase_lr(config: Config, epochs_into_phase: int, warm_up: bool = False) -> f
     scheduler when the adversarial phase starts from a baseline checkpoint."""
     train = config.train
     period = (train.pretrain_lr_decay_epochs or train.lr_decay_epochs) if warm_up else train.lr_decay_epochs
-    return train.lr * train.lr_decay_rate ** (epochs_into_phase // period)
+    base = train.lr if warm_up or train.adversarial_lr is None else train.adversarial_lr
+    return base * train.lr_decay_rate ** (epochs_into_phase // period)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -149,9 +150,10 @@ class Algorithm(nn.Module):
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     # -- the interface the engine uses ---------------------------------------------------
-    def begin_epoch(self, epoch: int) -> str:
-        """Set learning rates for `epoch` (0-based); return the phase name for logs. A baseline run is
-        one long plain cross-entropy phase, scheduled like LNL's warm-up."""
+    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
+        """Set learning rates for `epoch` (0-based; `resumed`: the epoch was begun before a resume and its
+        optimizer state is the saved one); return the phase name for logs. A baseline run is one long
+        plain cross-entropy phase, scheduled like LNL's warm-up."""
         set_lr(self.optimizer, phase_lr(self.config, epoch, warm_up=True))
         return "baseline"
 

@@ -61,9 +61,13 @@ class LearningNotToLearn(Algorithm):
         self.bias_optimizer = sgd(self.bias_head.parameters(), config)
         self.adversarial = False
 
-    def begin_epoch(self, epoch: int) -> str:
+    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
         warmup = self.config.train.pretrain_epochs
         self.adversarial = epoch >= warmup
+        if warmup and epoch == warmup and not resumed:
+            # The official LNL phase starts from the baseline's weights with new optimizers: no momentum
+            # carried over from the warm-up.
+            self.optimizer.state.clear()
         phase_epoch = epoch - warmup if self.adversarial else epoch
         lr = phase_lr(self.config, phase_epoch, warm_up=not self.adversarial)
         set_lr(self.optimizer, lr)

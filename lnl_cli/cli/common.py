@@ -142,7 +142,8 @@ SetValues = Annotated[Optional[list[str]], typer.Option(
 DataRoot = Annotated[Optional[str], typer.Option(
     "--data-root", help="Folder holding MNIST/raw (same as --set data.root=...; default $LNL_DATA_ROOT).")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout and nothing else there.")]
-CheckpointPath = Annotated[Path, typer.Option("--checkpoint", "-c", help="checkpoint.pt written by `lnl train`.")]
+CheckpointPath = Annotated[Path, typer.Option(
+    "--checkpoint", "-c", help="A checkpoint written by `lnl train` (best.pt or last.pt), or its run folder (best.pt).")]
 OverlayPreset = Annotated[Optional[str], typer.Option(
     "--preset", "-p", help="Preset applied over the checkpoint's own config.")]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,10 @@ def train(
     out: Optional[str] = typer.Option(
         None, "--out", "-o", metavar="DIR", help="Run folder (default runs/<preset>-<method>-N)."),
     data_root: DataRoot = None,
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", metavar="CHECKPOINT",
+        help="Start f and g from this trained model (a run's best.pt or last.pt, or its folder), e.g. a "
+             "baseline to debias; same as train.init_from=..."),
     json_output: JsonOutput = False,
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="DIR",
@@ -48,12 +53,15 @@ def train(
         help="Train with this many processes on this machine (one per GPU on CUDA): relaunches itself "
              "through torchrun. Use torchrun directly for several machines."),
 ) -> None:
-    """Train a model on a preset; writes config.yaml, metrics.jsonl, checkpoint.pt and summary.json."""
+    """Train a model on a preset; writes config.yaml, metrics.jsonl, last.pt, best.pt and summary.json."""
     if list_presets:
         print_presets(json_output)
         return
-    if resume is not None and (preset is not None or out is not None):
-        raise fail("--resume continues a run with its own config and folder; drop --preset and --out", EXIT_USAGE)
+    if resume is not None and (preset is not None or out is not None or init_from is not None):
+        raise fail("--resume continues a run with its own config and folder; drop --preset, --out and --init-from",
+                   EXIT_USAGE)
+    if init_from is not None:
+        set_values = list(set_values or []) + [f"train.init_from={json.dumps(init_from)}"]
     try:
         if dry_run:
             _dry_run(preset, collect_overrides(set_values, overrides, data_root), out, resume, json_output)

@@ -2,7 +2,12 @@
 
 Train: the stroke of a digit of class y is filled with clip(mean[y] + N(0, sigma^2 I), 0, 1);
 test: the same with a mean colour drawn uniformly, independent of the label. The index of
-the mean colour is each image's bias attribute. Generation is vectorised and cached per
+the mean colour is each image's bias attribute.
+
+Validation (the project's protocol choice, not the paper's): ``data.val_size`` digits are held out of
+the 60,000 training digits and coloured by the *test* protocol, so per-epoch metrics and model selection
+see bias-conflicting images without ever reading the test set. The training set keeps the other digits
+with exactly the colours they would have had without a validation split. Generation is vectorised and cached per
 parameter set and per MNIST source (the files' resolved paths, sizes and modification times) in
 the user cache folder, with a checksum so a damaged file is rebuilt.
 """
@@ -14,7 +19,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -31,9 +36,16 @@ if TYPE_CHECKING:
 NORMALISE_MEAN = (0.4914, 0.4822, 0.4465)
 NORMALISE_STD = (0.2023, 0.1994, 0.2010)
 CACHE_FORMAT = 2  # 2: keyed on the MNIST source files too
+# The validation digits' own random streams (which digits, which colours), apart from train's and test's.
+VAL_SEED_OFFSET = 1_000_003
+# Which colour-head targets are ignored: "channel" (the official code: each channel where it is 0) or
+# "pixel" (only where all three channels are 0, i.e. the background).
+BIAS_MASKS = ("channel", "pixel")
 NUM_DIGITS = 10
 MNIST_SIDE = 28
 RGB_MAX = 255
+MNIST_TRAIN_DIGITS = 60_000
+MAX_VAL_DIGITS = MNIST_TRAIN_DIGITS // 2  # the rest must still be enough to train on
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -99,21 +111,28 @@ def colorize(
     return stroke[:, None, :, :] * colors_u8[:, :, None, None]
 
 
-def color_bin_targets(images: torch.Tensor, bins: int) -> torch.Tensor:
+def color_bin_targets(images: torch.Tensor, bins: int, mask: str = "channel") -> torch.Tensor:
     """Per-pixel colour bins of the half-resolution image (what the bias head predicts).
 
     The downsampling takes pixel 2i+1, as PIL's nearest-neighbour resize to 14x14 does in the
-    official code; background pixels (all channels zero) get IGNORE_INDEX.
+    official code. mask="channel" (official) ignores each channel's target wherever that channel is 0,
+    so a pure red stroke is a target for the red head only; mask="pixel" ignores only background pixels
+    (all channels zero).
     """
     small = images[:, :, 1::2, 1::2]
     targets = (small.long() * bins // 256).to(torch.uint8)
-    background = (small == 0).all(dim=1, keepdim=True).expand_as(targets)
-    return targets.masked_fill(background, IGNORE_INDEX)
+    if mask not in BIAS_MASKS:
+        raise ValueError(f"mask must be one of {BIAS_MASKS}, got {mask!r}")
+    ignored = small == 0 if mask == "channel" else (small == 0).all(dim=1, keepdim=True).expand_as(targets)
+    return targets.masked_fill(ignored, IGNORE_INDEX)
 
 
-def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.Tensor,
+              seed: int | None = None) -> dict[str, torch.Tensor]:
+    """Training colours (the class's mean colour) when `train`, else the test protocol (a random mean
+    colour per image); `seed` replaces the split's default random stream."""
     data = config.data
-    generator = torch.Generator().manual_seed(data.seed * 2 + (0 if train else 1))
+    generator = torch.Generator().manual_seed(data.seed * 2 + (0 if train else 1) if seed is None else seed)
     class_colors = torch.tensor(data.class_colors, dtype=torch.float32) / 255.0
     if train:
         bias = labels.clone()
@@ -123,13 +142,23 @@ def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.T
     return {"images": images, "labels": labels, "bias": bias}
 
 
-def _cache_key(config: Config, train: bool, source: list[tuple[str, int, int]]) -> str:
+def validation_index(num_train_digits: int, val_size: int, seed: int) -> torch.Tensor:
+    """Which of the training digits are held out for validation (a seeded random choice, sorted)."""
+    if val_size <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed + VAL_SEED_OFFSET)
+    return torch.randperm(num_train_digits, generator=generator)[:val_size].sort().values
+
+
+def _cache_key(config: Config, split: str, source: list[tuple[str, int, int]]) -> str:
     data = config.data
     params = {
-        "format": CACHE_FORMAT, "split": "train" if train else "test", "color_var": data.color_var,
+        "format": CACHE_FORMAT, "split": split, "color_var": data.color_var,
         "seed": data.seed, "class_colors": data.class_colors, "stroke_threshold": data.stroke_threshold,
         "source": source,
     }
+    if split == "val":
+        params["val_size"] = data.val_size
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -166,22 +195,41 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         pass  # an unwritable cache only costs regeneration next time
 
 
-def _cache_path(config: Config, train: bool, source: list[tuple[str, int, int]]) -> Path:
-    return cache_dir() / "colored_mnist" / f"{'train' if train else 'test'}-{_cache_key(config, train, source)}.pt"
+def _cache_path(config: Config, split: str, source: list[tuple[str, int, int]]) -> Path:
+    return cache_dir() / "colored_mnist" / f"{split}-{_cache_key(config, split, source)}.pt"
 
 
-def _load_split(config: Config, train: bool) -> dict[str, torch.Tensor]:
-    """One split, from the cache entry of these parameters and these MNIST files, else generated."""
+def _generate_split(config: Config, split: str, root: Path) -> dict[str, torch.Tensor]:
+    """train: every training digit with its class colour (the held-out ones are dropped later, so the
+    others keep their colours whatever val_size is); val: the held-out digits, test protocol; test."""
+    digits, labels = load_mnist(root, split != "test", config.data.download)  # a missing root fails here
+    if split != "val":
+        return _generate(config, split == "train", digits, labels)
+    index = validation_index(len(labels), config.data.val_size, config.data.seed)
+    return _generate(config, False, digits[index], labels[index], seed=config.data.seed + VAL_SEED_OFFSET)
+
+
+def _load_split(config: Config, split: str) -> dict[str, torch.Tensor]:
+    """One split ("train", "val" or "test"), from the cache entry of these parameters and these MNIST
+    files, else generated."""
     root = resolve_data_root(config)
     source = mnist_source(root)
-    tensors = _read_cache(_cache_path(config, train, source)) if source is not None else None
+    tensors = _read_cache(_cache_path(config, split, source)) if source is not None else None
     if tensors is None:
-        digits, labels = load_mnist(root, train, config.data.download)  # a missing root fails here
-        tensors = _generate(config, train, digits, labels)
+        tensors = _generate_split(config, split, root)
         source = source or mnist_source(root)  # present now if torchvision just downloaded it
         if source is not None:
-            _write_cache(_cache_path(config, train, source), tensors)
+            _write_cache(_cache_path(config, split, source), tensors)
     return tensors
+
+
+def _without_validation(tensors: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
+    held_out = validation_index(len(tensors["labels"]), config.data.val_size, config.data.seed)
+    if len(held_out) == 0:
+        return tensors
+    keep = torch.ones(len(tensors["labels"]), dtype=torch.bool)
+    keep[held_out] = False
+    return {name: t[keep] for name, t in tensors.items()}
 
 
 def _take_subset(tensors: dict[str, torch.Tensor], size: int | None, seed: int) -> dict[str, torch.Tensor]:
@@ -201,17 +249,20 @@ def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset
     """Both splits; `with_train=False` leaves the training split empty (evaluation needs only the test set)."""
     data = config.data
     splits = {}
-    for train, size in ((True, data.train_size), (False, data.test_size)):
-        if train and not with_train:
+    for split, size in (("train", data.train_size), ("val", None), ("test", data.test_size)):
+        if (split == "train" and not with_train) or (split == "val" and data.val_size == 0):
             tensors = _empty_split()
+        elif split == "train":
+            tensors = _take_subset(_without_validation(_load_split(config, split), config), size, data.seed + 1)
         else:
-            tensors = _take_subset(_load_split(config, train), size, data.seed + 1)
-        splits[train] = BiasedSplit(
+            tensors = _take_subset(_load_split(config, split), size, data.seed + 1)
+        splits[split] = BiasedSplit(
             images=tensors["images"], labels=tensors["labels"], bias=tensors["bias"],
-            bias_targets=color_bin_targets(tensors["images"], data.color_bins))
+            bias_targets=color_bin_targets(tensors["images"], data.color_bins, data.bias_mask))
     num_colors = len(data.class_colors)
     return BiasedDataset(
-        train=splits[True], test=splits[False], num_classes=10, num_bias_classes=num_colors,
+        train=splits["train"], test=splits["test"], val=splits["val"] if data.val_size else None,
+        num_classes=10, num_bias_classes=num_colors,
         bias_bins=data.color_bins, mean=NORMALISE_MEAN, std=NORMALISE_STD,
         description=f"Colored-MNIST (sigma^2={data.color_var:g})")
 
@@ -226,6 +277,11 @@ class ColoredMnistOptions:
     stroke_threshold: int = option(128, "colored_mnist: grayscale value above which a pixel is digit stroke",
                                    min=0, max=254)
     color_bins: int = option(8, "colored_mnist: bins per colour channel that the bias head predicts", min=2, max=256)
+    val_size: int = option(5000, "colored_mnist: training digits held out for validation, coloured like the "
+                                 "test set (0: no validation split)", min=0, max=MAX_VAL_DIGITS)
+    bias_mask: Literal["channel", "pixel"] = option(
+        "channel", "colored_mnist: colour-head targets ignored where that channel is 0 (channel, the official "
+                   "code) or only on the background (pixel)")
 
 
 def check_config(config: "Config") -> list[str]:
