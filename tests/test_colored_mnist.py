@@ -9,6 +9,7 @@ import torch
 from lnl_cli import load_config
 from lnl_cli.data import colored_mnist as cm
 from lnl_cli.data.base import IGNORE_INDEX
+from lnl_cli.errors import DataError
 
 N_PER_CLASS = 400
 
@@ -137,6 +138,8 @@ def test_validation_digits_are_held_out_of_training_and_coloured_like_the_test_s
     assert torch.equal(with_val.val.labels, without.train.labels[held_out])
     # test protocol: the colour is not the class's (in 40 images, far fewer than all match)
     assert (with_val.val.bias == with_val.val.labels).float().mean() < 0.5
+    with pytest.raises(DataError, match="data.val_size=200 leaves no training digits"):
+        cm.load_colored_mnist(_config(root=str(root), val_size=200))
 
 
 def test_cache_is_reused_and_a_corrupted_cache_is_rebuilt(monkeypatch, tmp_path):
@@ -150,7 +153,7 @@ def test_cache_is_reused_and_a_corrupted_cache_is_rebuilt(monkeypatch, tmp_path)
         return digits, labels
 
     monkeypatch.setattr(cm, "load_mnist", fake_mnist)
-    config = _config()
+    config = _config(val_size=0)
     first = cm.load_colored_mnist(config)
     assert len(calls) == 2
     again = cm.load_colored_mnist(config)

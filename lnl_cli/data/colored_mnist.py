@@ -205,6 +205,7 @@ def _generate_split(config: Config, split: str, root: Path) -> dict[str, torch.T
     digits, labels = load_mnist(root, split != "test", config.data.download)  # a missing root fails here
     if split != "val":
         return _generate(config, split == "train", digits, labels)
+    _check_val_size(config, len(labels))
     index = validation_index(len(labels), config.data.val_size, config.data.seed)
     return _generate(config, False, digits[index], labels[index], seed=config.data.seed + VAL_SEED_OFFSET)
 
@@ -223,7 +224,14 @@ def _load_split(config: Config, split: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _check_val_size(config: Config, num_train_digits: int) -> None:
+    if config.data.val_size >= num_train_digits:
+        raise DataError(f"data.val_size={config.data.val_size} leaves no training digits (this MNIST has "
+                        f"{num_train_digits}); use a smaller data.val_size")
+
+
 def _without_validation(tensors: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
+    _check_val_size(config, len(tensors["labels"]))
     held_out = validation_index(len(tensors["labels"]), config.data.val_size, config.data.seed)
     if len(held_out) == 0:
         return tensors
