@@ -64,7 +64,8 @@ class CommonDataConfig:
     test: Union[str, None] = option(None, "manifest: test CSV (relative to data.root); celeba: split name")
     val: Union[str, None] = option(
         None, "validation split, held out of training for per-epoch metrics and model selection; manifest: "
-              "validation CSV (relative to data.root), null: none")
+              "validation CSV (relative to data.root), null: none; celeba: split name, null: valid unless "
+              "data.train or data.test reads it")
     mean: list[float] = option(
         factory=list, help="per-channel input mean on the [0,1] scale; default: the dataset's (ImageNet's for "
                            "manifest and celeba)")
