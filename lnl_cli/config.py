@@ -57,9 +57,15 @@ class CommonDataConfig:
     seed: int = option(0, "seed of the colour generator and of subsets", min=0, max=MAX_SEED)
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
     test_size: Union[int, None] = option(None, "use a random subset of this many test images", min=1)
+    val_size: Union[int, None] = option(
+        None, "use a random subset of this many validation images; 0: no validation split", min=0)
     train: Union[str, None] = option(
         None, "manifest: training CSV (relative to data.root); celeba: split name (train, valid, test, all)")
     test: Union[str, None] = option(None, "manifest: test CSV (relative to data.root); celeba: split name")
+    val: Union[str, None] = option(
+        None, "validation split, held out of training for per-epoch metrics and model selection; manifest: "
+              "validation CSV (relative to data.root), null: none; celeba: split name, null: valid unless "
+              "data.train or data.test reads it")
     mean: list[float] = option(
         factory=list, help="per-channel input mean on the [0,1] scale; default: the dataset's (ImageNet's for "
                            "manifest and celeba)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from lnl_cli import load_config
 from lnl_cli.data import iterate_batches, load_dataset
 from lnl_cli.data import manifest as manifest_module
 from lnl_cli.data.images import StreamingSplit
-from lnl_cli.errors import DataError
+from lnl_cli.errors import ConfigError, DataError
 
 from helpers import save
 from test_cli import assert_one_line_error, lnl
@@ -212,3 +213,123 @@ def test_large_images_decode_without_raw_decompression_bomb_warnings(pets, monke
         batches = list(iterate_batches(stream.train, 4, stream.mean, stream.std, shuffle=False))
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     assert len(memory.train) == len(BIASED) and sum(len(b.labels) for b in batches) == len(BIASED)
+
+
+# ------------------------------------------------------------------ validation split
+# The opposite shortcut of BIASED, and more of it than BIASED has rows of the shortcut: were validation
+# counted in the training set's shortcut, each label's majority bias value would flip.
+ANTI_BIASED = [("cat", "blue")] * 7 + [("dog", "red")] * 7
+
+
+def write_split_csv(root: Path, codes: dict[str, object], name: str = "metadata.csv") -> Path:
+    """One CSV of every split (Waterbirds-style), from the per-split CSVs of write_folder, with a `fold`
+    column holding codes[split]."""
+    lines = ["file,animal,tone,fold"]
+    for split, code in codes.items():
+        lines += [f"{row},{code}" for row in (root / f"{split}.csv").read_text().splitlines()[1:]]
+    (root / name).write_text("\n".join(lines) + "\n")
+    return root / name
+
+
+@pytest.fixture
+def pets_with_val(tmp_path) -> Path:
+    write_folder(tmp_path, {"train": BIASED, "val": ANTI_BIASED, "test": UNBIASED})
+    return write_preset(tmp_path)
+
+
+SPLIT_COLUMN = ["data.train=null", "data.test=null", "data.csv=metadata.csv", "data.columns.split=fold"]
+
+
+def test_a_val_csv_is_the_validation_split_and_the_shortcut_stays_the_training_sets(pets_with_val):
+    dataset = load_dataset(load_config(pets_with_val, ["data.val=val.csv"]))
+    assert len(dataset.train) == len(BIASED) and len(dataset.val) == len(ANTI_BIASED)
+    assert len(dataset.test) == len(UNBIASED)
+    assert dataset.val.labels.tolist() == [0] * 7 + [1] * 7 and dataset.val.bias.tolist() == [0] * 7 + [1] * 7
+    assert dataset.aligned_mask().tolist() == [[False, True], [True, False]]  # cat-red, dog-blue, as in train.csv
+    assert "train.csv / val.csv / test.csv" in dataset.description
+    assert load_dataset(load_config(pets_with_val)).val is None  # no data.val: no validation split
+    streamed = load_dataset(load_config(pets_with_val, ["data.val=val.csv", "data.loading=stream"]))
+    assert isinstance(streamed.val, StreamingSplit) and len(streamed.val) == len(ANTI_BIASED)
+
+
+def test_val_size_caps_or_turns_off_the_validation_split(pets_with_val):
+    capped = load_dataset(load_config(pets_with_val, ["data.val=val.csv", "data.val_size=3"]))
+    assert len(capped.val) == 3 and len(capped.train) == len(BIASED)
+    (pets_with_val.parent / "val.csv").unlink()  # not read when turned off
+    assert load_dataset(load_config(pets_with_val, ["data.val=val.csv", "data.val_size=0"])).val is None
+
+
+def test_test_only_loading_skips_the_validation_split(pets_with_val):
+    """with_train=False (evaluate, predict) reads neither the training images nor the validation CSV."""
+    root = pets_with_val.parent
+    (root / "val.csv").unlink()
+    (root / "img" / "train-0.png").unlink()
+    config = load_config(pets_with_val, ["data.val=val.csv"])
+    dataset = load_dataset(config, with_train=False)
+    assert dataset.val is None and len(dataset.train) == 0 and len(dataset.test) == len(UNBIASED)
+    with pytest.raises(DataError, match="manifest not found: .*val.csv"):
+        load_dataset(config)
+
+
+@pytest.mark.parametrize("codes, overrides", [
+    ({"train": "train", "val": "val", "test": "test"}, []),
+    ({"train": 0, "val": 1, "test": 2}, []),                       # Waterbirds' metadata.csv
+    ({"train": "valid", "val": "train", "test": "holdout"},        # any coding, through data.split_values
+     ["data.split_values.train=[valid]", "data.split_values.val=[train]", "data.split_values.test=[holdout]"]),
+])
+def test_a_split_column_gives_every_split_from_one_csv(pets_with_val, codes, overrides):
+    write_split_csv(pets_with_val.parent, codes)
+    dataset = load_dataset(load_config(pets_with_val, SPLIT_COLUMN + overrides))
+    assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (len(BIASED), len(ANTI_BIASED), len(UNBIASED))
+    assert dataset.train.labels[:6].tolist() == [0] * 6 and dataset.val.bias.tolist() == [0] * 7 + [1] * 7
+    assert dataset.aligned_mask().tolist() == [[False, True], [True, False]]
+    assert "metadata.csv (split column 'fold')" in dataset.description
+    test_only = load_dataset(load_config(pets_with_val, SPLIT_COLUMN + overrides), with_train=False)
+    assert test_only.val is None and len(test_only.test) == len(UNBIASED)
+
+
+def test_split_values_no_split_holds_are_one_line_data_errors_naming_file_rows_and_values(pets_with_val):
+    root = pets_with_val.parent
+    path = write_split_csv(root, {"train": 0, "val": 1, "test": 2})
+    lines = path.read_text().splitlines()
+    lines[3], lines[5], lines[9] = lines[3][:-1] + "3", lines[5][:-1] + "dev", lines[9][:-1] + "3"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as raised:
+        load_dataset(load_config(pets_with_val, SPLIT_COLUMN))
+    message = str(raised.value)
+    assert f"{path}: 3 of {len(lines) - 1} rows have a 'fold' value that is no split" in message
+    assert "'3' (row 4), 'dev' (row 6)" in message and "data.split_values" in message and "\n" not in message
+
+
+def test_a_split_without_rows_is_a_data_error_unless_validation_is_off(pets_with_val):
+    root = pets_with_val.parent
+    write_split_csv(root, {"train": "train", "test": "test"})
+    with pytest.raises(DataError, match=r"metadata.csv: the val split has no rows .*data.val_size=0") as raised:
+        load_dataset(load_config(pets_with_val, SPLIT_COLUMN))
+    assert "\n" not in str(raised.value)
+    assert load_dataset(load_config(pets_with_val, SPLIT_COLUMN + ["data.val_size=0"])).val is None
+    write_split_csv(root, {"train": "train", "val": "val"})
+    with pytest.raises(DataError, match=r"metadata.csv: the test split has no rows"):
+        load_dataset(load_config(pets_with_val, SPLIT_COLUMN))
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (SPLIT_COLUMN + ["data.val=val.csv"], "data.val and data.columns.split: choose one"),
+    (["data.train=null", "data.test=null", "data.columns.split=fold"], "data.columns.split: needs data.csv"),
+    (SPLIT_COLUMN + ["data.train=train.csv"], "data.train: not used with data.columns.split"),
+    (["data.csv=metadata.csv"], "data.csv: a CSV of every split needs data.columns.split"),
+    (SPLIT_COLUMN + ["data.split_values.val=[1, 2]"], "data.split_values: '2' is listed for both val and test"),
+    (SPLIT_COLUMN + ["data.split_values.test=[]"], "data.split_values.test: needs at least one value"),
+])
+def test_contradictory_split_settings_are_config_errors(pets_with_val, overrides, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_config(pets_with_val, overrides)
+
+
+def test_lnl_train_runs_on_a_manifest_with_a_split_column(pets_with_val):
+    write_split_csv(pets_with_val.parent, {"train": 0, "val": 1, "test": 2})
+    out = pets_with_val.parent / "run"
+    result = lnl("train", "--preset", str(pets_with_val), "--out", str(out), *SPLIT_COLUMN,
+                 "train.epochs=1", "train.pretrain_epochs=0", "device=cpu")
+    assert result.returncode == 0, result.stderr
+    assert (out / "config.yaml").is_file() and "fold" in (out / "config.yaml").read_text()

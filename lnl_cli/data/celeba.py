@@ -6,7 +6,9 @@
 
 The two text files are parsed here rather than through ``torchvision.datasets.CelebA``, whose
 constructor demands (and checksums) three more annotation files this task never reads; the layout,
-attribute names and official splits are the same.
+attribute names and official splits are the same. The official ``valid`` partition is the
+validation split (held out of training for per-epoch metrics and model selection) unless the
+training or test split already reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
-from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset
+from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset, wants_validation
 from lnl_cli.errors import ConfigError, DataError
 from lnl_cli.schema import option
 
@@ -31,8 +33,10 @@ IMAGE_FOLDER = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
-SPLITS = (*SPLIT_CODES, "all")
+ALL_SPLITS = "all"
+SPLITS = (*SPLIT_CODES, ALL_SPLITS)
 DEFAULT_SPLITS = ("train", "test")
+DEFAULT_VAL_SPLIT = "valid"
 ATTR_HEADER_LINES = 2  # image count, then the attribute names
 
 
@@ -86,6 +90,26 @@ def _attribute_index(names: list[str], wanted: str, key: str) -> int:
     return names.index(wanted)
 
 
+def _overlaps(first: str, second: str) -> bool:
+    return first == second or ALL_SPLITS in (first, second)
+
+
+def chosen_splits(config: "Config") -> tuple[str, str | None, str]:
+    """(train, val, test) partition names; val is None without a validation split.
+
+    By default validation is the official ``valid`` partition, unless data.train or data.test already
+    reads it (``valid`` or ``all``): images seen in training, or the test images, would make per-epoch
+    metrics and model selection meaningless. data.val_size=0 turns validation off."""
+    data = config.data
+    train, test = data.train or DEFAULT_SPLITS[0], data.test or DEFAULT_SPLITS[1]
+    if data.val_size == 0:
+        return train, None, test
+    if data.val:
+        return train, data.val, test
+    free = not any(_overlaps(DEFAULT_VAL_SPLIT, used) for used in (train, test))
+    return train, DEFAULT_VAL_SPLIT if free else None, test
+
+
 def load_celeba(config: Config, with_train: bool = True) -> BiasedDataset:
     data = config.data
     folder = resolve_data_root(config) / BASE_FOLDER
@@ -95,22 +119,23 @@ def load_celeba(config: Config, with_train: bool = True) -> BiasedDataset:
     partition = read_partition(folder)
     source = str(folder / ATTR_FILE)
 
-    def records(split: str) -> ImageRecords:
-        keep = [i for i, name in enumerate(files) if split == "all" or partition.get(name) == SPLIT_CODES[split]]
+    def records(split: str, hint: str = "") -> ImageRecords:
+        keep = [i for i, name in enumerate(files) if split == ALL_SPLITS or partition.get(name) == SPLIT_CODES[split]]
+        if not keep:
+            raise DataError(f"CelebA split '{split}' is empty in {folder / PARTITION_FILE}{hint}")
         index = torch.tensor(keep, dtype=torch.long)
         return ImageRecords(source, [folder / IMAGE_FOLDER / files[i] for i in keep], [rows[i] for i in keep],
                             attributes[index, target], attributes[index, bias])
 
-    train_split, test_split = data.train or DEFAULT_SPLITS[0], data.test or DEFAULT_SPLITS[1]
+    train_split, val_split, test_split = chosen_splits(config)
     train, test = records(train_split), records(test_split)
-    for split, found in ((train_split, train), (test_split, test)):
-        if not len(found):
-            raise DataError(f"CelebA split '{split}' is empty in {folder / PARTITION_FILE}")
+    val = (records(val_split, " (data.val_size=0 trains without a validation split)")
+           if val_split is not None and wants_validation(config, with_train) else None)
     classes = [f"not_{data.target_attr}", data.target_attr]
     bias_classes = [f"not_{data.bias_attr}", data.bias_attr]
+    used = "/".join(split for split in (train_split, val_split, test_split) if split is not None)
     return build_image_dataset(config, train, test, classes, bias_classes,
-                               f"CelebA {data.target_attr} vs {data.bias_attr} ({train_split}/{test_split})",
-                               with_train)
+                               f"CelebA {data.target_attr} vs {data.bias_attr} ({used})", with_train, val=val)
 
 
 @dataclass
@@ -123,8 +148,13 @@ class CelebaOptions(ImageOptions):
 
 def check_config(config: "Config") -> list[str]:
     data = config.data
-    return [f"data.{key}: celeba splits are {', '.join(SPLITS)}, got {getattr(data, key)!r}"
-            for key in ("train", "test") if getattr(data, key) not in (None, *SPLITS)]
+    problems = [f"data.{key}: celeba splits are {', '.join(SPLITS)}, got {getattr(data, key)!r}"
+                for key in ("train", "val", "test") if getattr(data, key) not in (None, *SPLITS)]
+    if problems or not data.val:
+        return problems
+    train, val, test = chosen_splits(config)
+    return [f"data.val: celeba split '{val}' overlaps data.{key} ('{used}'); validation must be held out of both"
+            for key, used in (("train", train), ("test", test)) if val is not None and _overlaps(val, used)]
 
 
 DATASET = DatasetSpec(

@@ -43,7 +43,7 @@ class ImageOptions:
         "auto", "manifest, celeba: memory decodes every image once into uint8 tensors on the training device; "
                 "stream decodes batches in DataLoader workers; auto: memory when it fits data.memory_limit_mb")
     memory_limit_mb: int = option(
-        4096, "largest decoded dataset (both splits) that loading=auto keeps in memory", min=1)
+        4096, "largest decoded dataset (all splits) that loading=auto keeps in memory", min=1)
     num_workers: int = option(4, "processes decoding images (stream) or threads (memory, once)", min=0,
                               max=MAX_WORKERS)
 
@@ -196,18 +196,37 @@ def _empty_split() -> BiasedSplit:
     return BiasedSplit(torch.zeros(0, RGB_CHANNELS, 1, 1, dtype=torch.uint8), empty, empty.clone())
 
 
+# Offsets of data.seed for each split's random subset, so that the three subsets are drawn independently.
+TRAIN_SUBSET_SEED, TEST_SUBSET_SEED, VAL_SUBSET_SEED = 1, 2, 3
+
+
+def wants_validation(config: "Config", with_train: bool) -> bool:
+    """Whether a loader should read its validation split: only with the training split (validation
+    serves training's per-epoch metrics and model selection; commands that read the test set alone skip
+    it, so a missing validation file cannot break them), and not when data.val_size=0 turns it off."""
+    return with_train and config.data.val_size != 0
+
+
 def build_image_dataset(config: "Config", train: ImageRecords, test: ImageRecords, class_names: list[str],
-                        bias_names: list[str], description: str, with_train: bool = True) -> BiasedDataset:
-    """Subsets, memory-or-stream choice, normalisation and the shortcut table, shared by every image source."""
+                        bias_names: list[str], description: str, with_train: bool = True,
+                        val: ImageRecords | None = None) -> BiasedDataset:
+    """Subsets, memory-or-stream choice, normalisation and the shortcut table, shared by every image source.
+
+    The shortcut table (`aligned`) comes from the whole training split alone: it describes what training
+    offers, and validation must not shape it any more than the test set does."""
     data = config.data
     if len(class_names) < 2:
         raise DataError(f"{train.source}: needs at least 2 classes, found {len(class_names)} ({class_names})")
     if len(bias_names) >= IGNORE_INDEX:
         raise DataError(f"{train.source}: {len(bias_names)} bias values; at most {IGNORE_INDEX - 1} are supported")
     aligned = majority_alignment(train.labels, train.bias, len(class_names), len(bias_names))
-    train = train.random_subset(data.train_size, data.seed + 1)
-    test = test.random_subset(data.test_size, data.seed + 2)
-    used = (train, test) if with_train else (test,)
+    train = train.random_subset(data.train_size, data.seed + TRAIN_SUBSET_SEED)
+    test = test.random_subset(data.test_size, data.seed + TEST_SUBSET_SEED)
+    if val is not None and wants_validation(config, with_train):
+        val = val.random_subset(data.val_size, data.seed + VAL_SUBSET_SEED)
+    else:
+        val = None
+    used = [records for records in (train, val, test) if records is not None] if with_train else [test]
     for records in used:
         records.check_files_exist()
     fits = decoded_megabytes([len(r) for r in used], data.image_size) <= data.memory_limit_mb
@@ -221,6 +240,7 @@ def build_image_dataset(config: "Config", train: ImageRecords, test: ImageRecord
     return BiasedDataset(
         train=make_split(train) if with_train else _empty_split(),
         test=make_split(test),
+        val=None if val is None else make_split(val),
         num_classes=len(class_names), num_bias_classes=len(bias_names), bias_bins=0,
         mean=tuple(data.mean) or IMAGENET_MEAN, std=tuple(data.std) or IMAGENET_STD,
         description=description, class_names=tuple(class_names), bias_names=tuple(bias_names), aligned=aligned)
