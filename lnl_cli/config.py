@@ -58,7 +58,9 @@ class CommonDataConfig:
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
     test_size: Union[int, None] = option(None, "use a random subset of this many test images", min=1)
     val_size: Union[int, None] = option(
-        None, "use a random subset of this many validation images; 0: no validation split", min=0)
+        None, "validation images: manifest, celeba: a random subset of this many (null: all); colored_mnist: "
+              "digits held out of the training digits, coloured like the test set (null: 5000); 0: no "
+              "validation split", min=0)
     train: Union[str, None] = option(
         None, "manifest: training CSV (relative to data.root); celeba: split name (train, valid, test, all)")
     test: Union[str, None] = option(None, "manifest: test CSV (relative to data.root); celeba: split name")

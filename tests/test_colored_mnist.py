@@ -45,6 +45,8 @@ def _image_colors(images):
 
 
 def _config(**overrides):
+    """Colored-MNIST's config; without a validation split unless asked (the synthetic MNIST is tiny)."""
+    overrides = {"val_size": 0, **overrides}
     return load_config("colored-mnist", {f"data.{k}": v for k, v in overrides.items()})
 
 

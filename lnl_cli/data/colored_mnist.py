@@ -46,6 +46,7 @@ MNIST_SIDE = 28
 RGB_MAX = 255
 MNIST_TRAIN_DIGITS = 60_000
 MAX_VAL_DIGITS = MNIST_TRAIN_DIGITS // 2  # the rest must still be enough to train on
+DEFAULT_VAL_DIGITS = 5000  # data.val_size=null: held out of MNIST's 60,000 training digits
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -142,6 +143,11 @@ def _generate(config: Config, train: bool, digits: torch.Tensor, labels: torch.T
     return {"images": images, "labels": labels, "bias": bias}
 
 
+def val_digits(config: Config) -> int:
+    """How many training digits are held out for validation (data.val_size; null: the default)."""
+    return DEFAULT_VAL_DIGITS if config.data.val_size is None else config.data.val_size
+
+
 def validation_index(num_train_digits: int, val_size: int, seed: int) -> torch.Tensor:
     """Which of the training digits are held out for validation (a seeded random choice, sorted)."""
     if val_size <= 0:
@@ -158,7 +164,7 @@ def _cache_key(config: Config, split: str, source: list[tuple[str, int, int]]) -
         "source": source,
     }
     if split == "val":
-        params["val_size"] = data.val_size
+        params["val_size"] = val_digits(config)
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -206,7 +212,7 @@ def _generate_split(config: Config, split: str, root: Path) -> dict[str, torch.T
     if split != "val":
         return _generate(config, split == "train", digits, labels)
     _check_val_size(config, len(labels))
-    index = validation_index(len(labels), config.data.val_size, config.data.seed)
+    index = validation_index(len(labels), val_digits(config), config.data.seed)
     return _generate(config, False, digits[index], labels[index], seed=config.data.seed + VAL_SEED_OFFSET)
 
 
@@ -225,14 +231,14 @@ def _load_split(config: Config, split: str) -> dict[str, torch.Tensor]:
 
 
 def _check_val_size(config: Config, num_train_digits: int) -> None:
-    if config.data.val_size >= num_train_digits:
-        raise DataError(f"data.val_size={config.data.val_size} leaves no training digits (this MNIST has "
+    if val_digits(config) >= num_train_digits:
+        raise DataError(f"data.val_size={val_digits(config)} leaves no training digits (this MNIST has "
                         f"{num_train_digits}); use a smaller data.val_size")
 
 
 def _without_validation(tensors: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
     _check_val_size(config, len(tensors["labels"]))
-    held_out = validation_index(len(tensors["labels"]), config.data.val_size, config.data.seed)
+    held_out = validation_index(len(tensors["labels"]), val_digits(config), config.data.seed)
     if len(held_out) == 0:
         return tensors
     keep = torch.ones(len(tensors["labels"]), dtype=torch.bool)
@@ -258,7 +264,7 @@ def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset
     data = config.data
     splits = {}
     for split, size in (("train", data.train_size), ("val", None), ("test", data.test_size)):
-        if (split == "train" and not with_train) or (split == "val" and data.val_size == 0):
+        if (split == "train" and not with_train) or (split == "val" and val_digits(config) == 0):
             tensors = _empty_split()
         elif split == "train":
             tensors = _take_subset(_without_validation(_load_split(config, split), config), size, data.seed + 1)
@@ -269,7 +275,7 @@ def load_colored_mnist(config: Config, with_train: bool = True) -> BiasedDataset
             bias_targets=color_bin_targets(tensors["images"], data.color_bins, data.bias_mask))
     num_colors = len(data.class_colors)
     return BiasedDataset(
-        train=splits["train"], test=splits["test"], val=splits["val"] if data.val_size else None,
+        train=splits["train"], test=splits["test"], val=splits["val"] if val_digits(config) else None,
         num_classes=10, num_bias_classes=num_colors,
         bias_bins=data.color_bins, mean=NORMALISE_MEAN, std=NORMALISE_STD,
         description=f"Colored-MNIST (sigma^2={data.color_var:g})")
@@ -285,8 +291,6 @@ class ColoredMnistOptions:
     stroke_threshold: int = option(128, "colored_mnist: grayscale value above which a pixel is digit stroke",
                                    min=0, max=254)
     color_bins: int = option(8, "colored_mnist: bins per colour channel that the bias head predicts", min=2, max=256)
-    val_size: int = option(5000, "colored_mnist: training digits held out for validation, coloured like the "
-                                 "test set (0: no validation split)", min=0, max=MAX_VAL_DIGITS)
     bias_mask: Literal["channel", "pixel"] = option(
         "channel", "colored_mnist: colour-head targets ignored where that channel is 0 (channel, the official "
                    "code) or only on the background (pixel)")
@@ -294,6 +298,9 @@ class ColoredMnistOptions:
 
 def check_config(config: "Config") -> list[str]:
     colors = config.data.class_colors
+    if val_digits(config) > MAX_VAL_DIGITS:
+        return [f"data.val_size: colored_mnist holds out at most {MAX_VAL_DIGITS} of the {MNIST_TRAIN_DIGITS} "
+                f"training digits for validation, got {val_digits(config)}"]
     if len(colors) != NUM_DIGITS:
         return [f"data.class_colors: colored_mnist needs {NUM_DIGITS} RGB triples, got {len(colors)}"]
     if any(len(c) != 3 or not all(0 <= v <= RGB_MAX for v in c) for c in colors):
