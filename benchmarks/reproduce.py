@@ -1,163 +1,635 @@
-"""Reproduce the paper's Colored-MNIST table: baseline, LNL, Gray and BlindEye over sigma^2 values and seeds.
+"""Reproduce the paper's Colored-MNIST table with the official two-stage procedure and honest statistics.
 
-Prints a markdown table of unbiased test accuracy (mean ± std over seeds) beside the paper's
-numbers, with the wall time per run; writes every run folder under --out.
+For each sigma^2 and seed: one warm-up run (method=baseline, the warm-up schedule), which is also the
+baseline row; then every adversarial method asked for (lnl, blind_eye) starts from the warm-up's last.pt
+(train.init_from, train.pretrain_epochs=0, the adversarial learning rate), as the official code starts
+its LNL phase from a trained baseline. gray is trained on its own with the warm-up schedule. Every run
+keeps the model that train.select picks on the validation split; the report reads only the test
+metrics of that model (summary.json "test"), never test metrics of other epochs.
 
-    python benchmarks/reproduce.py --color-vars 0.020 --seeds 0 --out runs/reproduce
-    python benchmarks/reproduce.py --preset colored-mnist-paper --color-vars 0.020 0.030 0.040 --seeds 0 1 2
+Over seeds: mean, sample standard deviation and a Student-t 95% confidence interval per method and
+sigma^2, beside the paper's Baseline, BlindEye, Gray and LNL rows; a cell is "above the paper" only when
+the interval's lower bound is above the paper's figure, "below the paper" only when its upper bound is
+below it, otherwise "consistent with the paper" (a single seed: no claim). Writes --out/report.md,
+--out/report.json and every run folder under --out; a run whose folder already has summary.json is
+reused and an interrupted one resumed, so rerunning the same command continues a benchmark.
+
+    python benchmarks/reproduce.py --color-vars 0.020 --seeds 0 1 2 --out runs/reproduce
+    python benchmarks/reproduce.py --preset colored-mnist-fast --adversarial-lr 0.01 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import math
+import os
+import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from lnl_cli import load_config, train
-from lnl_cli.config import SPECS, from_dict, get_value
-from lnl_cli.engine import RESUME_SAFE_KEYS
-from lnl_cli.engine import TrainCallbacks
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py lives beside this script
+import stats  # noqa: E402
 
-PAPER = {  # official README, unbiased test accuracy
-    "baseline": {0.020: .4055, 0.025: .4813, 0.030: .5996, 0.035: .6626, 0.040: .7333, 0.045: .7973, 0.050: .8450},
-    "lnl": {0.020: .8185, 0.025: .8854, 0.030: .9137, 0.035: .9306, 0.040: .9406, 0.045: .9555, 0.050: .9618},
+from lnl_cli import api  # noqa: E402
+
+# The paper's table: unbiased test accuracy at the seven sigma^2 of the official data files.
+PAPER_SOURCE = ("official Learning-Not-to-Learn README (feidfoe/learning-not-to-learn, commit fad2ec8, "
+                "\"an alternative of Fig. 4 in the paper\"), as copied in shared/reference/colored-mnist-paper.md")
+PAPER_COLOR_VARS = (0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050)
+PAPER_ROWS = {  # method -> (the paper's row name, one figure per PAPER_COLOR_VARS)
+    "baseline": ("Baseline", (0.4055, 0.4813, 0.5996, 0.6626, 0.7333, 0.7973, 0.8450)),
+    "blind_eye": ("BlindEye", (0.6741, 0.7123, 0.7883, 0.8203, 0.8638, 0.8927, 0.9159)),
+    "gray": ("Gray", (0.8374, 0.8751, 0.8996, 0.9166, 0.9325, 0.9472, 0.9596)),
+    "lnl": ("LNL", (0.8185, 0.8854, 0.9137, 0.9306, 0.9406, 0.9555, 0.9618)),
 }
+PAPER = {method: dict(zip(PAPER_COLOR_VARS, figures)) for method, (_, figures) in PAPER_ROWS.items()}
+
+ADVERSARIAL = ("lnl", "blind_eye")  # branched from the warm-up's last.pt
+STANDALONE = ("gray",)              # trained from scratch with the warm-up schedule
+METHODS = ("baseline", *ADVERSARIAL, *STANDALONE)
+SELECT_CHOICES = ("last", "val_accuracy", "val_worst_group_accuracy", "val_conflicting_accuracy")
+OFFICIAL_ADVERSARIAL_LR = 0.001  # train.sh: --lr 0.001 for the LNL phase
+WARMUP_CHECKPOINT = "last.pt"
+# Keys this script sets itself; --set must not fight them.
+CONTROLLED = {"method": "--methods", "seed": "--seeds", "data.color_var": "--color-vars",
+              "train.epochs": "--warmup-epochs / --adversarial-epochs", "train.pretrain_epochs": "(always 0)",
+              "train.init_from": "(the warm-up's last.pt)", "train.select": "--select",
+              "train.lr": "--warmup-lr", "train.adversarial_lr": "--adversarial-lr", "train.num_threads": "--threads"}
+# Keys whose stored value may differ when a finished run is reused (they do not change what is learned,
+# or, for init_from, the folder layout already ties a branch to its warm-up).
+FREE_ON_REUSE = {"train.num_threads", "data.root", "device", "train.init_from"}
+# Config keys the two-stage procedure needs from the core.
+NEEDED_KEYS = ("train.init_from", "train.select", "train.adversarial_lr")
+# A run folder holding one of these (and no summary.json) stopped before the end: it is resumed.
+RESUMABLE = ("last.pt", "checkpoint.pt")  # checkpoint.pt: run folders of lnl before last.pt/best.pt
+TEST_KEYS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "bias_head_accuracy")
 
 
-class EpochLog(TrainCallbacks):
+class ReproduceError(Exception):
+    """Something the user must fix (a folder holding another run, a preset without a warm-up)."""
+
+
+# ---------------------------------------------------------------------------- arguments and plan
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="colored-mnist-paper",
+                        help="preset every run starts from (default colored-mnist-paper: 100 + 100 epochs)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
+                        help=f"any of {', '.join(METHODS)} (default all); the warm-up is trained whenever "
+                             "baseline, lnl or blind_eye is asked for")
+    parser.add_argument("--color-vars", nargs="+", type=float, default=[0.020], metavar="VAR",
+                        help="sigma^2 values (the paper's: " + " ".join(f"{v:.3f}" for v in PAPER_COLOR_VARS) + ")")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
+                        help="training seeds (weights, batch order); the coloured data (data.seed) stays fixed")
+    parser.add_argument("--warmup-epochs", type=_positive_int, metavar="N",
+                        help="epochs of the warm-up (baseline) run; default: the preset's train.pretrain_epochs")
+    parser.add_argument("--adversarial-epochs", type=_positive_int, metavar="N",
+                        help="epochs of each adversarial run; default: the preset's train.epochs minus "
+                             "train.pretrain_epochs")
+    parser.add_argument("--warmup-lr", type=_positive_float, metavar="LR",
+                        help="learning rate of the warm-up and of gray; default: the preset's train.lr")
+    parser.add_argument("--adversarial-lr", type=_positive_float, metavar="LR",
+                        help="learning rate of the adversarial runs; default: the preset's train.adversarial_lr "
+                             f"when it sets one, else {OFFICIAL_ADVERSARIAL_LR} (the official LNL phase)")
+    parser.add_argument("--select", choices=SELECT_CHOICES, default="val_accuracy",
+                        help="train.select of every run: the model reported (default val_accuracy, chosen on the "
+                             "validation split; last: the final epoch's model)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="train.num_threads of every run")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every run (e.g. train.precision=fp32 data.root=PATH)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"),
+                        help="folder of the run folders, report.md and report.json")
+    args = parser.parse_args(argv)
+    args.color_vars = list(dict.fromkeys(args.color_vars))  # a repeated seed would count one run twice
+    args.seeds = list(dict.fromkeys(args.seeds))
+    args.methods = list(dict.fromkeys(args.methods))
+    for override in args.overrides:
+        key = override.split("=", 1)[0].strip()
+        if "=" not in override:
+            parser.error(f"--set takes KEY=VALUE, got {override!r}")
+        if key in CONTROLLED:
+            parser.error(f"--set {key}=... is set by this script; use {CONTROLLED[key]}")
+    return args
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    warmup_epochs: int
+    warmup_lr: float
+    adversarial_epochs: int
+    adversarial_lr: float
+    adversarial_lr_source: str
+    lr_decay_rate: float
+    warmup_decay_epochs: int       # the preset's train.pretrain_lr_decay_epochs, else train.lr_decay_epochs
+    adversarial_decay_epochs: int  # the preset's train.lr_decay_epochs
+
+
+def resolve_schedule(args: argparse.Namespace) -> Schedule:
+    """The two stages' epochs and learning rates: the flags, else the preset's."""
+    base = api.load_config(args.preset, args.overrides)
+    train = base.train
+    warmup = args.warmup_epochs if args.warmup_epochs is not None else train.pretrain_epochs
+    if warmup < 1:
+        raise ReproduceError(f"preset {args.preset} has no warm-up (train.pretrain_epochs is 0): "
+                             "pass --warmup-epochs")
+    adversarial = (args.adversarial_epochs if args.adversarial_epochs is not None
+                   else train.epochs - train.pretrain_epochs)
+    if adversarial < 1 and any(m in ADVERSARIAL for m in args.methods):
+        raise ReproduceError(f"preset {args.preset} has no adversarial epochs (train.epochs equals "
+                             "train.pretrain_epochs): pass --adversarial-epochs")
+    if args.adversarial_lr is not None:
+        lr, source = args.adversarial_lr, "--adversarial-lr"
+    elif getattr(train, "adversarial_lr", None) is not None:
+        lr, source = train.adversarial_lr, "the preset's train.adversarial_lr"
+    else:
+        lr, source = OFFICIAL_ADVERSARIAL_LR, "the official LNL phase (train.sh --lr 0.001)"
+    return Schedule(warmup, args.warmup_lr if args.warmup_lr is not None else train.lr, adversarial, lr, source,
+                    train.lr_decay_rate, train.pretrain_lr_decay_epochs or train.lr_decay_epochs,
+                    train.lr_decay_epochs)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    color_var: float
+    seed: int
+    role: str            # "warm-up" (the baseline row too), "branch" (from the warm-up) or "standalone"
+    out: Path
+    overrides: tuple[str, ...]
+    init_from: Path | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.method} σ²={_var_name(self.color_var)} seed={self.seed}"
+
+
+def _var_name(color_var: float) -> str:
+    """0.020 as in the paper's tables; a value with more decimals keeps them (0.0225 is not 0.023)."""
+    return f"{color_var:.3f}" if round(color_var, 3) == color_var else f"{color_var:.6g}"
+
+
+def plan(args: argparse.Namespace, schedule: Schedule) -> list[RunSpec]:
+    """Every run in the order it is trained: per (sigma^2, seed) the warm-up first, then its branches."""
+    common = [*args.overrides, f"train.select={args.select}"]
+    if args.threads is not None:
+        common.append(f"train.num_threads={args.threads}")
+    needs_warmup = any(m in ("baseline", *ADVERSARIAL) for m in args.methods)
+    runs = []
+    for color_var in args.color_vars:
+        for seed in args.seeds:
+            folder = args.out / f"var{_var_name(color_var)}-seed{seed}"
+            where = [f"data.color_var={color_var}", f"seed={seed}"]
+            plain = [*common, *where, f"train.epochs={schedule.warmup_epochs}", "train.pretrain_epochs=0",
+                     f"train.lr={schedule.warmup_lr}"]
+            warmup = folder / "baseline"
+            if needs_warmup:
+                runs.append(RunSpec("baseline", color_var, seed, "warm-up", warmup,
+                                    ("method=baseline", *plain)))
+            for method in ADVERSARIAL:
+                if method in args.methods:
+                    init_from = (warmup / WARMUP_CHECKPOINT).absolute()
+                    runs.append(RunSpec(method, color_var, seed, "branch", folder / method, (
+                        f"method={method}", *common, *where, f"train.init_from={init_from}",
+                        f"train.epochs={schedule.adversarial_epochs}", "train.pretrain_epochs=0",
+                        f"train.adversarial_lr={schedule.adversarial_lr}"), init_from))
+            for method in STANDALONE:
+                if method in args.methods:
+                    runs.append(RunSpec(method, color_var, seed, "standalone", folder / method,
+                                        (f"method={method}", *plain)))
+    return runs
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class EpochLog(api.TrainCallbacks):
+    """One stderr line per epoch: losses and the validation figures (never test metrics)."""
+
     def __init__(self, tag: str):
         self.tag = tag
 
-    def on_epoch_end(self, record):
-        print(f"[{self.tag}] epoch {record['epoch']} {record['phase']} "
-              f"acc={record.get('test_accuracy', float('nan')):.4f} ({record['seconds']:.1f}s)",
-              file=sys.stderr, flush=True)
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        shown = " ".join(f"{key}={value:.4f}" for key, value in record.items()
+                         if (key.startswith("val_") or key.endswith("_loss")) and isinstance(value, (int, float)))
+        print(f"[{self.tag}] epoch {record.get('epoch')} {record.get('phase', '')} {shown} "
+              f"({record.get('seconds', float('nan')):.1f}s)", file=sys.stderr, flush=True)
+
+    def on_message(self, text: str) -> None:
+        print(f"[{self.tag}] {text}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="colored-mnist")
-    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl", "gray", "blind_eye"],
-                        help="any of baseline, lnl, gray, blind_eye")
-    parser.add_argument("--color-vars", nargs="+", type=float, default=[0.020])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--set", dest="common", nargs="*", default=[], help="overrides for every run")
-    parser.add_argument("--baseline-set", nargs="*", default=[], help="overrides for baseline and gray runs")
-    parser.add_argument("--lnl-set", nargs="*", default=[], help="overrides for lnl and blind_eye runs")
-    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"))
-    parser.add_argument("--json", type=Path, help="also write all results as JSON here")
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse a finished run folder under --out whose stored config matches, instead of "
-                             "training it again (e.g. to add methods to an earlier report)")
-    return parser.parse_args(argv)
+def train_run(preset: str, overrides: list[str], out: Path, tag: str, resume: bool = False,
+              resume_overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train (or resume) one run folder through the public API; returns its summary. Tests replace this."""
+    callbacks = EpochLog(tag)
+    if resume:
+        return api.resume(out, resume_overrides or [], callbacks)
+    try:
+        config = api.load_config(preset, overrides)
+    except api.ConfigError as exc:
+        from lnl_cli.config import SPECS
+
+        missing = [key for key in NEEDED_KEYS if key not in SPECS]
+        if missing:
+            raise ReproduceError(f"this lnl has no {', '.join(missing)}: the two-stage benchmark needs them "
+                                 f"({exc})") from None
+        raise
+    return api.train(config, out, callbacks)
 
 
-def run_all(args) -> list[dict]:
-    results = []
-    for color_var in args.color_vars:
-        for method in args.methods:
-            extra = args.lnl_set if method in ("lnl", "blind_eye") else args.baseline_set
-            for seed in args.seeds:
-                overrides = [*args.common, *extra, f"method={method}", f"data.color_var={color_var}", f"seed={seed}"]
-                config = load_config(args.preset, overrides)
-                out = args.out / f"{method}-var{color_var:.3f}-seed{seed}"
-                summary = finished_run(out, config) if args.reuse else None
-                if summary is None:
-                    started = time.perf_counter()
-                    summary = train(config, out, EpochLog(f"{method} var={color_var} seed={seed}"))
-                    summary["seconds"] = time.perf_counter() - started
-                results.append({"method": method, "color_var": color_var, "seed": seed,
-                                "seconds": summary["seconds"], "overrides": overrides,
-                                "epochs": config.train.epochs, "pretrain_epochs": config.train.pretrain_epochs,
-                                **{k: summary["test"][k] for k in ("accuracy", "aligned_accuracy",
-                                                                   "conflicting_accuracy")},
-                                "run_dir": str(out)})
-    return results
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def finished_run(out: Path, config) -> dict | None:
-    """The summary of a finished run in `out` trained with `config`, else None. Keys that do not change what
-    is trained (threads, device, data.root: the resume-safe keys, train.epochs aside) may differ."""
-    summary_path, config_path = out / "summary.json", out / "config.yaml"
-    if not (summary_path.is_file() and config_path.is_file()):
+def stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's config.yaml, flattened to dotted keys; None when it has none."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
         return None
-    stored = load_config(None, {}, base=from_dict(yaml.safe_load(config_path.read_text())))
-    free = RESUME_SAFE_KEYS - {"train.epochs"}
-    same = all(get_value(stored, key) == get_value(config, key) for key in SPECS if key not in free)
-    return json.loads(summary_path.read_text()) if same else None
+    tree = yaml.safe_load(path.read_text())
+    return _flatten(tree) if isinstance(tree, dict) else None
 
 
-def markdown(results: list[dict]) -> str:
-    lines = ["| method | σ² | seeds | unbiased acc (mean ± std) | paper | Δ vs paper | aligned | conflicting "
-             "| wall time / run |", "|---|---|---|---|---|---|---|---|---|"]
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for r in results:
-        groups.setdefault((r["method"], r["color_var"]), []).append(r)
-    for (method, color_var), runs in groups.items():
-        acc = [r["accuracy"] for r in runs]
-        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        paper = PAPER.get(method, {}).get(round(color_var, 3))
-        delta = f"{statistics.fmean(acc) - paper:+.4f}" if paper is not None else "-"
-        lines.append(
-            f"| {method} | {color_var:.3f} | {len(runs)} | {statistics.fmean(acc):.4f} ± {std:.4f} | "
-            f"{paper if paper is not None else '-'} | {delta} | "
-            f"{statistics.fmean(r['aligned_accuracy'] for r in runs):.4f} | "
-            f"{statistics.fmean(r['conflicting_accuracy'] for r in runs):.4f} | "
-            f"{statistics.fmean(r['seconds'] for r in runs) / 60:.1f} min |")
+def _same(stored: Any, wanted: Any) -> bool:
+    if isinstance(stored, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(stored, bool):
+        return math.isclose(float(stored), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+    return stored == wanted
+
+
+def check_matches(spec: RunSpec) -> None:
+    """A finished or interrupted run in spec.out must have been trained with these overrides."""
+    stored = stored_config(spec.out)
+    if stored is None:
+        return
+    for override in spec.overrides:
+        key, _, text = override.partition("=")
+        key = key.strip()
+        if key in FREE_ON_REUSE or key not in stored:
+            continue
+        wanted = yaml.safe_load(text)
+        if not _same(stored[key], wanted):
+            raise ReproduceError(f"{spec.out} holds a run with {key}={stored[key]!r}, but this benchmark asks for "
+                                 f"{key}={wanted!r}; choose another --out or remove that folder")
+
+
+def execute(spec: RunSpec, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The run's summary and what was done: "trained", "resumed" or "reused"."""
+    summary_path = spec.out / "summary.json"
+    if summary_path.is_file():
+        check_matches(spec)
+        print(f"reusing {spec.tag}: {spec.out} already has summary.json", file=sys.stderr, flush=True)
+        return json.loads(summary_path.read_text()), "reused"
+    if spec.init_from is not None and not spec.init_from.is_file():
+        raise ReproduceError(f"{spec.tag} starts from {spec.init_from}, which does not exist")
+    if any((spec.out / name).is_file() for name in RESUMABLE):
+        check_matches(spec)
+        print(f"resuming {spec.tag}: {spec.out} holds an unfinished run", file=sys.stderr, flush=True)
+        threads = [f"train.num_threads={args.threads}"] if args.threads is not None else []
+        summary = train_run(args.preset, list(spec.overrides), spec.out, spec.tag, resume=True,
+                            resume_overrides=threads)
+        status = "resumed"
+    else:
+        print(f"training {spec.tag} -> {spec.out}", file=sys.stderr, flush=True)
+        summary = train_run(args.preset, list(spec.overrides), spec.out, spec.tag)
+        status = "trained"
+    if summary_path.is_file():  # what the run folder says, the same whether trained now or reused later
+        summary = json.loads(summary_path.read_text())
+    return summary, status
+
+
+def run_all(args: argparse.Namespace, specs: list[RunSpec]) -> list[dict[str, Any]]:
+    records = []
+    for spec in specs:
+        summary, status = execute(spec, args)
+        records.append(record_of(spec, summary, status))
+    return records
+
+
+def record_of(spec: RunSpec, summary: dict[str, Any], status: str) -> dict[str, Any]:
+    """One run's figures for the report: the selected model's test metrics only."""
+    test = summary.get("test") or {}
+    stored = stored_config(spec.out) or {}
+    return {
+        "method": spec.method, "color_var": spec.color_var, "seed": spec.seed, "role": spec.role,
+        "run_dir": str(spec.out), "status": status, "overrides": list(spec.overrides),
+        "init_from": None if spec.init_from is None else str(spec.init_from),
+        "selected": summary.get("selected"),
+        "test": {key: test.get(key) for key in TEST_KEYS if key in test},
+        "epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
+        "train_seconds": summary.get("train_seconds"), "device": summary.get("device"),
+        "precision": summary.get("precision") or resolved_precision(stored.get("train.precision", "auto"),
+                                                                    summary.get("device")),
+        "versions": summary.get("versions"),
+    }
+
+
+# ---------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+_NATIVE: dict[str, bool | None] = {}
+
+
+def native_bf16(device: str | None) -> bool | None:
+    """Whether `device` ("cpu", "cuda:0") computes bf16 natively here; None when that cannot be told."""
+    kind = (device or "cpu").split(":")[0]
+    if kind not in _NATIVE:
+        try:
+            import torch
+
+            from lnl_cli.algorithms.base import native_bf16 as check
+
+            _NATIVE[kind] = bool(check(torch.device(kind)))
+        except Exception:
+            _NATIVE[kind] = None
+    return _NATIVE[kind]
+
+
+def resolved_precision(setting: str | None, device: str | None) -> str:
+    """What train.precision means on this machine: auto is bf16 where bf16 is native, else fp32."""
+    if setting in ("bf16", "fp32"):
+        return setting
+    native = native_bf16(device)
+    return "unknown" if native is None else "bf16" if native else "fp32"
+
+
+def machine_info(threads: int | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
+                            "threads": threads if threads is not None else f"all ({os.cpu_count()})",
+                            "native_bf16_cpu": native_bf16("cpu"), "python": platform.python_version(),
+                            "platform": platform.platform()}
+    try:
+        import torch
+
+        info["torch"] = str(torch.__version__)
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    info["lnl"] = api.__version__
+    return info
+
+
+# ---------------------------------------------------------------------------- statistics and report
+
+
+def paper_figure(method: str, color_var: float) -> float | None:
+    return PAPER.get(method, {}).get(color_var)  # exact: 0.0201 has no paper figure
+
+
+def cells(records: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """One cell per (method, sigma^2) measured: the selected models' unbiased test accuracy over seeds."""
+    out = []
+    for method in ordered_methods(methods):
+        for color_var in sorted({r["color_var"] for r in records if r["method"] == method}):
+            runs = [r for r in records if r["method"] == method and r["color_var"] == color_var]
+            accuracy = [r["test"]["accuracy"] for r in runs if r["test"].get("accuracy") is not None]
+            if not accuracy:
+                continue
+            summary = stats.summarize(accuracy)
+            paper = paper_figure(method, color_var)
+            cell = {"method": method, "color_var": color_var, "seeds": [r["seed"] for r in runs],
+                    "accuracy": accuracy, **summary.to_dict(), "paper": paper,
+                    "delta": None if paper is None else summary.mean - paper,
+                    "verdict": stats.verdict(summary, paper)}
+            for key in ("conflicting_accuracy", "worst_group_accuracy"):
+                values = [r["test"][key] for r in runs if r["test"].get(key) is not None]
+                cell[f"mean_{key}"] = sum(values) / len(values) if values else None
+            out.append(cell)
+    return out
+
+
+def ordered_methods(methods: list[str]) -> list[str]:
+    """The paper's row order (Baseline, BlindEye, Gray, LNL), then any other method."""
+    return [m for m in PAPER_ROWS if m in methods] + [m for m in methods if m not in PAPER_ROWS]
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _cell_text(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "—"
+    if cell["n"] < 2:
+        return f"{cell['mean']:.4f} (n=1)"
+    return f"{cell['mean']:.4f} ± {cell['half_width']:.4f} (n={cell['n']})"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def table(cell_list: list[dict[str, Any]], methods: list[str]) -> str:
+    """Measured rows (mean ± 95% CI half-width, n) beside the paper's four rows, one column per sigma^2."""
+    color_vars = sorted(set(PAPER_COLOR_VARS) | {c["color_var"] for c in cell_list})
+    lines = ["| method | " + " | ".join(f"σ² {_var_name(v)}" for v in color_vars) + " |",
+             "|---|" + "---|" * len(color_vars)]
+    by_key = {(c["method"], c["color_var"]): c for c in cell_list}
+    measured = ordered_methods(methods)
+    for method in [*PAPER_ROWS, *(m for m in measured if m not in PAPER_ROWS)]:
+        if method in measured:
+            lines.append(f"| **{method}, measured** | "
+                         + " | ".join(_cell_text(by_key.get((method, v))) for v in color_vars) + " |")
+        if method in PAPER_ROWS:
+            name = PAPER_ROWS[method][0]
+            lines.append(f"| {name}, paper | "
+                         + " | ".join(_f(paper_figure(method, v)) for v in color_vars) + " |")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: Path) -> Path | None:
-    """Unbiased accuracy versus sigma^2 per method (mean over seeds), beside the paper's curves we have."""
+def comparison(cell_list: list[dict[str, Any]]) -> str:
+    lines = ["| method | σ² | n | mean | sd | 95% CI | paper | Δ vs paper | verdict | conflicting | worst group |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cell_list:
+        interval = "n=1" if c["n"] < 2 else f"[{c['low']:.4f}, {c['high']:.4f}]"
+        delta = "—" if c["delta"] is None else f"{c['delta']:+.4f}"
+        lines.append(f"| {c['method']} | {_var_name(c['color_var'])} | {c['n']} | {c['mean']:.4f} | {_f(c['sd'])} | "
+                     f"{interval} | {_f(c['paper'])} | {delta} | {c['verdict']} | "
+                     f"{_f(c['mean_conflicting_accuracy'])} | {_f(c['mean_worst_group_accuracy'])} |")
+    return "\n".join(lines)
+
+
+def _selected_text(selected: dict[str, Any] | None) -> str:
+    if not selected:
+        return "—"
+    value = selected.get("value")
+    shown = "" if value is None else f" = {value:.4f}"
+    return f"{selected.get('metric')} @ epoch {selected.get('epoch')}{shown}"
+
+
+def runs_table(records: list[dict[str, Any]]) -> str:
+    lines = ["| method | σ² | seed | role | run folder | status | selected model | test accuracy | conflicting "
+             "| wall time | train time | device, precision |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['method']} | {_var_name(r['color_var'])} | {r['seed']} | {r['role']} | `{r['run_dir']}` | "
+                     f"{r['status']} | {_selected_text(r['selected'])} | {_f(r['test'].get('accuracy'))} | "
+                     f"{_f(r['test'].get('conflicting_accuracy'))} | {_minutes(r['seconds'])} | "
+                     f"{_minutes(r['train_seconds'])} | {r['device'] or '—'}, {r['precision']} |")
+    return "\n".join(lines)
+
+
+READING = """\
+How to read it: a measured cell is the mean over seeds of the unbiased test accuracy of each run's
+selected model, ± the half-width of its 95% confidence interval (Student's t with n - 1 degrees of
+freedom, sample standard deviation); n is the number of seeds. "above the paper" means the whole
+interval lies above the paper's figure (its lower bound is higher), "below the paper" that the whole
+interval lies below it; otherwise the measurement is "consistent with the paper" at this n. One seed
+gives no interval and no claim. The interval covers training randomness (weights, batch order, seed)
+only: the coloured data set (data.seed) is the same for every seed, as the official data files are."""
+
+
+def report_markdown(args: argparse.Namespace, schedule: Schedule, records: list[dict[str, Any]],
+                    cell_list: list[dict[str, Any]], machine: dict[str, Any], figure: Path | None) -> str:
+    adversarial = [m for m in ADVERSARIAL if m in args.methods]
+    precisions = sorted({f"{r['device'] or '?'}: {r['precision']}" for r in records})
+    threads = machine["threads"]
+    lines = [
+        "# Colored-MNIST reproduction", "",
+        table(cell_list, args.methods), "",
+        READING, "",
+        "## Against the paper, cell by cell", "",
+        comparison(cell_list), "",
+        "## Procedure", "",
+        f"- preset `{args.preset}`; extra overrides `{' '.join(args.overrides) or 'none'}`",
+        f"- warm-up (the baseline row): method=baseline, {schedule.warmup_epochs} epochs from scratch at "
+        f"lr {schedule.warmup_lr:g}, ×{schedule.lr_decay_rate:g} every {schedule.warmup_decay_epochs} epochs",
+        (f"- {', '.join(adversarial)}: start from the warm-up's `{WARMUP_CHECKPOINT}` (train.init_from), "
+         f"train.pretrain_epochs=0, {schedule.adversarial_epochs} epochs at lr {schedule.adversarial_lr:g} "
+         f"({schedule.adversarial_lr_source}), ×{schedule.lr_decay_rate:g} every "
+         f"{schedule.adversarial_decay_epochs} epochs" if adversarial else "- no adversarial method"),
+        ("- gray: trained from scratch with the warm-up's schedule" if "gray" in args.methods else None),
+        f"- model reported: train.select={args.select}"
+        + (" (the final epoch's model)" if args.select == "last" else
+           " (chosen on the validation split held out of the training digits)")
+        + "; the test set is read once per run, for that model",
+        f"- paper figures: {PAPER_SOURCE}", "",
+        "## Machine", "",
+        f"- CPU: {machine['cpu']} ({machine['logical_cores']} logical cores), threads per run: {threads}",
+        f"- native bf16 on this CPU: {machine['native_bf16_cpu']}; precision of the runs: "
+        + (", ".join(precisions) or "—"),
+        f"- torch {machine.get('torch', '?')}, Python {machine['python']}, lnl {machine['lnl']}"
+        + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""), "",
+        "## Runs", "",
+        runs_table(records), "",
+        "Wall time is the run's own (summary.json `seconds`: data loading, training, evaluation; of the last "
+        "segment for a resumed run); train time counts the training epochs only (every segment).",
+    ]
+    if figure is not None:
+        lines += ["", f"![accuracy vs variance]({figure.name})"]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def plot(cell_list: list[dict[str, Any]], path: Path) -> Path | None:
+    """Measured means with their 95% intervals against sigma^2, beside the paper's four curves."""
     try:
         from lnl_cli.plots import _pyplot, _save
+
         plt = _pyplot()
     except Exception:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for index, method in enumerate(dict.fromkeys(r["method"] for r in results)):
+    for index, method in enumerate(PAPER_ROWS):
         color = f"C{index}"
-        points = {}
-        for r in results:
-            if r["method"] == method:
-                points.setdefault(r["color_var"], []).append(r["accuracy"])
-        xs = sorted(points)
-        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "o-", color=color, label=f"{method} (measured)")
-        if method in PAPER:
-            paper_xs = sorted(PAPER[method])
-            ax.plot(paper_xs, [PAPER[method][x] for x in paper_xs], "--", color=color, alpha=0.6,
-                    label=f"{method} (paper)")
+        xs = list(PAPER_COLOR_VARS)
+        ax.plot(xs, [PAPER[method][x] for x in xs], "--", color=color, alpha=0.6,
+                label=f"{PAPER_ROWS[method][0]} (paper)")
+        mine = [c for c in cell_list if c["method"] == method]
+        if mine:
+            ax.errorbar([c["color_var"] for c in mine], [c["mean"] for c in mine],
+                        yerr=[c["half_width"] or 0.0 for c in mine], fmt="o-", color=color, capsize=3,
+                        label=f"{method} (measured, 95% CI)")
     ax.set_xlabel("colour variance σ²")
     ax.set_ylabel("unbiased test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    try:
+        _save(fig, path)
+    except Exception:
+        return None
+    finally:
+        plt.close(fig)
     return path
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    results = run_all(args)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-    table = markdown(results)
+def write_report(args: argparse.Namespace, schedule: Schedule, records: list[dict[str, Any]]) -> str:
+    cell_list = cells(records, args.methods)
+    machine = machine_info(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure = plot(results, args.out / "accuracy_vs_variance.png")
-    report = ["# Colored-MNIST reproduction\n", f"preset `{args.preset}`, common overrides `{' '.join(args.common)}`",
-              f"baseline overrides `{' '.join(args.baseline_set)}`, lnl overrides `{' '.join(args.lnl_set)}`\n",
-              table, ""]
-    if figure:
-        report.append(f"![accuracy vs variance]({figure.name})")
-    (args.out / "report.md").write_text("\n".join(report) + "\n")
-    print(table)
+    figure = plot(cell_list, args.out / "accuracy_vs_variance.png")
+    markdown = report_markdown(args, schedule, records, cell_list, machine, figure)
+    (args.out / "report.md").write_text(markdown)
+    payload = {
+        "preset": args.preset, "methods": args.methods, "color_vars": args.color_vars, "seeds": args.seeds,
+        "select": args.select, "overrides": args.overrides, "schedule": schedule.__dict__, "machine": machine,
+        "paper": {"source": PAPER_SOURCE, "rows": {m: {"name": name, "figures": dict(zip(map(str, PAPER_COLOR_VARS),
+                                                                                            figures))}
+                                                  for m, (name, figures) in PAPER_ROWS.items()}},
+        "cells": cell_list, "runs": records,
+    }
+    (args.out / "report.json").write_text(api.to_json(payload, indent=2) + "\n")
+    return markdown
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        schedule = resolve_schedule(args)
+        started = time.perf_counter()
+        records = run_all(args, plan(args, schedule))
+        markdown = write_report(args, schedule, records)
+    except ReproduceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except api.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, api.TrainingInterrupted):
+        print("interrupted: run the same command again; finished runs are reused and the interrupted one "
+              "resumed", file=sys.stderr)
+        return 130
+    print(markdown.split("\n## Procedure", 1)[0].rstrip())  # tables and how to read them; all in report.md
+    print(f"\nreport: {args.out / 'report.md'}, {args.out / 'report.json'} "
+          f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,39 +1,285 @@
-"""The benchmark scripts still run (tiny sizes; their figures live in benchmarks/RESULTS.md, not here)."""
+"""The benchmark scripts: reproduce.py's plan, reuse, statistics and wording with a fake trainer (no real
+training), and the background-MNIST benchmark on tiny sizes (its figures live in benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-TINY = ["data.train_size=256", "data.test_size=200", "train.epochs=1", "train.pretrain_epochs=0",
-        "train.num_threads=2"]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.mnist
-def test_reproduce_reports_all_four_methods_and_reuses_finished_runs(mnist_root, tmp_path, capsys):
-    reproduce = _script("reproduce")
-    args = ["--preset", "colored-mnist", "--set", *TINY, f"data.root={mnist_root}", "--out", str(tmp_path),
-            "--json", str(tmp_path / "results.json")]
+@pytest.fixture(scope="module")
+def reproduce():
+    return _script("reproduce")
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return _script("stats")
+
+
+def _nested(overrides: list[str]) -> dict:
+    tree: dict = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return tree
+
+
+class FakeTrainer:
+    """Stands in for reproduce.train_run: writes what a finished run folder holds (config.yaml, last.pt,
+    best.pt, summary.json with the selected model's test metrics) and records every call."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    @staticmethod
+    def accuracy(settings: dict) -> float:
+        base = {"baseline": 0.45, "lnl": 0.80, "blind_eye": 0.65, "gray": 0.70}[settings["method"]]
+        return round(base + 0.01 * settings["seed"] + settings["data"]["color_var"], 4)
+
+    def __call__(self, preset, overrides, out, tag, resume=False, resume_overrides=None):
+        out = Path(out)
+        if resume:
+            settings = yaml.safe_load((out / "config.yaml").read_text())
+        else:
+            assert not out.exists() or not any(out.iterdir()), f"{out} trained twice"
+            settings = _nested(overrides)
+            out.mkdir(parents=True)
+            (out / "config.yaml").write_text(yaml.safe_dump(settings))
+        self.calls.append({"out": out, "overrides": dict(o.split("=", 1) for o in overrides), "resume": resume})
+        for name in ("last.pt", "best.pt"):
+            (out / name).write_bytes(b"weights")
+        accuracy = self.accuracy(settings)
+        summary = {"method": settings["method"], "epochs": settings["train"]["epochs"], "device": "cpu",
+                   "seconds": 12.5, "train_seconds": 10.0,
+                   "selected": {"epoch": 2, "metric": settings["train"]["select"], "value": accuracy + 0.01},
+                   "test": {"accuracy": accuracy, "aligned_accuracy": 0.99, "conflicting_accuracy": accuracy - 0.05,
+                            "worst_group_accuracy": accuracy - 0.2, "bias_head_accuracy": 0.3}}
+        (out / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+
+@pytest.fixture
+def fake(reproduce, monkeypatch):
+    trainer = FakeTrainer()
+    monkeypatch.setattr(reproduce, "train_run", trainer)
+    return trainer
+
+
+SCHEDULE = ["--warmup-epochs", "3", "--adversarial-epochs", "2", "--adversarial-lr", "0.001", "--warmup-lr", "0.01"]
+
+
+def test_each_warmup_is_trained_once_and_every_adversarial_method_branches_from_its_last_checkpoint(
+        reproduce, fake, tmp_path):
+    out = tmp_path / "bench"
+    assert reproduce.main(["--color-vars", "0.020", "0.030", "--seeds", "0", "1", "--out", str(out),
+                           "--select", "val_worst_group_accuracy", *SCHEDULE]) == 0
+    warmups = [c for c in fake.calls if c["overrides"]["method"] == "baseline"]
+    assert sorted((c["overrides"]["data.color_var"], c["overrides"]["seed"]) for c in warmups) == [
+        ("0.02", "0"), ("0.02", "1"), ("0.03", "0"), ("0.03", "1")]
+    for warmup in warmups:
+        assert warmup["overrides"]["train.epochs"] == "3" and warmup["overrides"]["train.pretrain_epochs"] == "0"
+        assert warmup["overrides"]["train.lr"] == "0.01" and "train.init_from" not in warmup["overrides"]
+    order = [c["out"] for c in fake.calls]
+    for call in fake.calls:
+        settings = call["overrides"]
+        assert settings["train.select"] == "val_worst_group_accuracy"
+        if settings["method"] in ("lnl", "blind_eye"):
+            (warmup,) = [w for w in warmups if (w["overrides"]["data.color_var"], w["overrides"]["seed"])
+                         == (settings["data.color_var"], settings["seed"])]
+            assert Path(settings["train.init_from"]) == (warmup["out"] / "last.pt").absolute()
+            assert settings["train.pretrain_epochs"] == "0" and settings["train.epochs"] == "2"
+            assert settings["train.adversarial_lr"] == "0.001"
+            assert order.index(warmup["out"]) < order.index(call["out"])  # the warm-up exists first
+        elif settings["method"] == "gray":  # from scratch, on the warm-up's schedule
+            assert "train.init_from" not in settings and settings["train.epochs"] == "3"
+    assert sorted(c["overrides"]["method"] for c in fake.calls) == sorted(["baseline", "lnl", "blind_eye", "gray"] * 4)
+
+    report = json.loads((out / "report.json").read_text())
+    baseline = [c for c in report["cells"] if c["method"] == "baseline" and c["color_var"] == 0.02]
+    assert baseline[0]["accuracy"] == [0.47, 0.48]  # the baseline row is the warm-up runs, selected model
+    assert {r["role"] for r in report["runs"] if r["method"] == "baseline"} == {"warm-up"}
+    assert all(r["selected"]["metric"] == "val_worst_group_accuracy" for r in report["runs"])
+    assert {r["precision"] for r in report["runs"]} <= {"bf16", "fp32"}
+    assert report["machine"]["cpu"]
+
+
+def test_only_the_asked_methods_are_trained_and_the_warmup_only_when_needed(reproduce, fake, tmp_path):
+    reproduce.main(["--methods", "gray", "--seeds", "0", "--out", str(tmp_path / "a"), *SCHEDULE])
+    assert [c["overrides"]["method"] for c in fake.calls] == ["gray"]
+    fake.calls.clear()
+    reproduce.main(["--methods", "lnl", "--seeds", "0", "--out", str(tmp_path / "b"), *SCHEDULE])
+    assert [c["overrides"]["method"] for c in fake.calls] == ["baseline", "lnl"]
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [c["method"] for c in report["cells"]] == ["lnl"]  # the warm-up ran, but no baseline row was asked for
+
+
+def test_the_adversarial_lr_defaults_to_the_official_one_and_epochs_to_the_preset(reproduce, fake, tmp_path):
+    reproduce.main(["--preset", "colored-mnist-fast", "--methods", "baseline", "lnl", "--seeds", "0",
+                    "--out", str(tmp_path)])
+    warmup, lnl = fake.calls
+    assert warmup["overrides"]["train.epochs"] == "40" and lnl["overrides"]["train.epochs"] == "6"
+    assert lnl["overrides"]["train.adversarial_lr"] == str(reproduce.OFFICIAL_ADVERSARIAL_LR)
+
+
+def test_finished_runs_are_reused_and_an_interrupted_one_resumed(reproduce, fake, tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["--methods", "baseline", "lnl", "--seeds", "0", "1", "--out", str(out), *SCHEDULE]
     reproduce.main(args)
-    first = json.loads((tmp_path / "results.json").read_text())
-    assert [r["method"] for r in first] == ["baseline", "lnl", "gray", "blind_eye"]
-    report = (tmp_path / "report.md").read_text()
-    assert all(f"| {m} | 0.020 |" in report for m in ("baseline", "lnl", "gray", "blind_eye"))
-    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/last.pt")}
-    reproduce.main([*args, "--reuse"])
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/last.pt")} == stamps  # nothing retrained
-    assert [r["accuracy"] for r in json.loads((tmp_path / "results.json").read_text())] == [r["accuracy"] for r in first]
+    first = (out / "report.json").read_text()
+    assert len(fake.calls) == 4
+    capsys.readouterr()
+    fake.calls.clear()
+    assert reproduce.main(args) == 0
+    assert fake.calls == []  # nothing trained again
+    assert capsys.readouterr().err.count("already has summary.json") == 4
+    assert json.loads((out / "report.json").read_text())["cells"] == json.loads(first)["cells"]
+
+    (out / "var0.020-seed1" / "lnl" / "summary.json").unlink()  # stopped before it finished
+    reproduce.main(args)
+    assert [(c["out"].name, c["resume"]) for c in fake.calls] == [("lnl", True)]
+    assert "resuming lnl" in capsys.readouterr().err
+
+
+def test_a_folder_holding_a_run_with_other_settings_is_refused(reproduce, fake, tmp_path, capsys):
+    out = tmp_path / "bench"
+    reproduce.main(["--methods", "baseline", "--seeds", "0", "--out", str(out), *SCHEDULE])
+    fake.calls.clear()
+    assert reproduce.main(["--methods", "baseline", "--seeds", "0", "--out", str(out), *SCHEDULE[:-2],
+                           "--warmup-lr", "0.05"]) == 1
+    assert fake.calls == [] and "train.lr=0.01" in capsys.readouterr().err
+
+
+def test_repeated_seeds_count_once_and_other_variances_have_no_paper_figure(reproduce, fake, tmp_path):
+    out = tmp_path / "bench"
+    reproduce.main(["--methods", "lnl", "--seeds", "0", "0", "--color-vars", "0.0225", "--out", str(out), *SCHEDULE])
+    assert len(fake.calls) == 2 and fake.calls[1]["out"] == out / "var0.0225-seed0" / "lnl"
+    (cell,) = json.loads((out / "report.json").read_text())["cells"]
+    assert (cell["n"], cell["paper"], cell["verdict"]) == (1, None, "no paper figure")
+    assert "σ² 0.0225" in (out / "report.md").read_text()
+
+
+def test_an_lnl_without_the_two_stage_keys_says_so_before_training(reproduce, tmp_path, capsys):
+    from lnl_cli.config import SPECS
+
+    if all(key in SPECS for key in reproduce.NEEDED_KEYS):
+        pytest.skip("this lnl has the two-stage keys (the end-to-end test covers it)")
+    assert reproduce.main(["--methods", "baseline", "--seeds", "0", "--out", str(tmp_path / "b"), *SCHEDULE]) == 1
+    assert "the two-stage benchmark needs them" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "var0.020-seed0" / "baseline").exists()
+
+
+def test_keys_the_script_sets_cannot_be_overridden(reproduce, capsys):
+    with pytest.raises(SystemExit) as exc:
+        reproduce.parse_args(["--set", "train.epochs=5"])
+    assert exc.value.code == 2 and "--warmup-epochs" in capsys.readouterr().err
+
+
+def test_the_report_shows_intervals_the_paper_rows_and_the_wording(reproduce, fake, tmp_path, capsys):
+    out = tmp_path / "bench"
+    reproduce.main(["--seeds", "0", "1", "2", "--out", str(out), *SCHEDULE])
+    shown = capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert shown.strip() and shown.strip() in report
+    for name in ("Baseline, paper", "BlindEye, paper", "Gray, paper", "LNL, paper"):
+        assert name in report
+    assert "| LNL, paper | 0.8185 | 0.8854 | 0.9137 | 0.9306 | 0.9406 | 0.9555 | 0.9618 |" in report
+    # fake lnl accuracies .82, .83, .84: mean .83, sd .01, half-width t(2) * .01 / sqrt(3)
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert f"0.8300 ± {half:.4f} (n=3)" in report
+    lnl = next(c for c in json.loads((out / "report.json").read_text())["cells"] if c["method"] == "lnl")
+    assert lnl["verdict"] == "consistent with the paper" and lnl["delta"] == pytest.approx(0.83 - 0.8185)
+    verdicts = {c["method"]: c["verdict"] for c in json.loads((out / "report.json").read_text())["cells"]}
+    assert verdicts["baseline"] == "above the paper"  # .47 .48 .49 against .4055
+    assert verdicts["gray"] == "below the paper"  # .72 .73 .74 against .8374
+    assert "| baseline | 0.020 | 3 | 0.4800 | 0.0100 | [" in report
+    assert "| gray | 0.020 | 3 | 0.7300 | 0.0100 | [" in report and "below the paper" in report
+    assert "wall time" in report and "0.2 min" in report and "native bf16 on this CPU" in report
+
+    single = tmp_path / "single"
+    reproduce.main(["--methods", "lnl", "--seeds", "0", "--out", str(single), *SCHEDULE])
+    report = (single / "report.md").read_text()
+    assert "0.8200 (n=1)" in report and "single seed, no claim" in report and "| n=1 |" in report
+
+
+def test_stats_known_values(stats):
+    summary = stats.summarize([0.8, 0.82, 0.84])
+    assert summary.n == 3 and summary.mean == pytest.approx(0.82) and summary.sd == pytest.approx(0.02)
+    assert summary.half_width == pytest.approx(4.303 * 0.02 / math.sqrt(3), rel=1e-4)
+    assert (summary.low, summary.high) == pytest.approx((0.82 - summary.half_width, 0.82 + summary.half_width))
+    one = stats.summarize([0.8])
+    assert (one.n, one.mean, one.sd, one.half_width, one.low) == (1, 0.8, None, None, None)
+    with pytest.raises(ValueError):
+        stats.summarize([])
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262),
+                                          (19, 2.093), (30, 2.042), (120, 1.980)])
+def test_t_quantiles_match_the_printed_table(stats, df, expected):
+    assert stats.t_quantile(0.975, df) == pytest.approx(expected, abs=5e-4)
+    assert stats.t_cdf(stats.t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-9)
+    assert stats.t_quantile(0.025, df) == pytest.approx(-expected, abs=5e-4)
+
+
+def test_verdict_wording(stats):
+    tight = stats.summarize([0.80, 0.81, 0.82])  # interval about [.785, .835]
+    assert stats.verdict(tight, 0.70) == "above the paper"
+    assert stats.verdict(tight, 0.90) == "below the paper"
+    assert stats.verdict(tight, 0.81) == "consistent with the paper"
+    assert stats.verdict(tight, tight.low) == "consistent with the paper"  # on the bound: covered
+    assert stats.verdict(stats.summarize([0.95]), 0.70) == "single seed, no claim"
+    assert stats.verdict(tight, None) == "no paper figure"
+
+
+def test_reproduce_help_works():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "reproduce.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--warmup-epochs", "--adversarial-epochs", "--adversarial-lr", "--select", "--methods",
+                 "--color-vars", "--seeds", "--threads", "--set", "--out", "--preset"):
+        assert flag in result.stdout
+
+
+@pytest.mark.mnist
+def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path):
+    """Real training through the public API, once the core has the two-stage keys."""
+    from lnl_cli.config import SPECS
+
+    missing = [key for key in (*reproduce.NEEDED_KEYS, "data.val_size") if key not in SPECS]
+    if missing:
+        pytest.skip(f"this lnl has no {', '.join(missing)} yet")
+    out = tmp_path / "bench"
+    args = ["--preset", "colored-mnist", "--methods", "baseline", "lnl", "--seeds", "0", "--out", str(out),
+            "--warmup-epochs", "1", "--adversarial-epochs", "1", "--threads", "2", "--set",
+            "data.train_size=256", "data.test_size=200", "data.val_size=100", f"data.root={mnist_root}"]
+    assert reproduce.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [c["method"] for c in report["cells"]] == ["baseline", "lnl"]
+    assert (out / "var0.020-seed0" / "baseline" / "last.pt").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    assert reproduce.main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps  # nothing retrained
 
 
 @pytest.mark.mnist
