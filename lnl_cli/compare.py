@@ -10,9 +10,10 @@ from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
 
 CONFIG_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.lr",
-                  "lnl.lambda", "lnl.grl_scale", "lnl.step")
+                  "train.adversarial_lr", "train.select", "lnl.lambda", "lnl.grl_scale", "lnl.step")
+# The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
 METRIC_COLUMNS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy",
-                  "bias_head_accuracy", "leakage", "seconds")
+                  "bias_head_accuracy", "selected_epoch", "leakage", "seconds")
 COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
 
 
@@ -53,6 +54,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"run": str(run_dir)}
     row.update({key: _dotted(config, key) for key in CONFIG_COLUMNS})
     row.update({key: _number(_dotted(summary, f"test.{key}")) for key in METRIC_COLUMNS[:5]})
+    row["selected_epoch"] = _number(_dotted(summary, "selected.epoch"))
     row["leakage"] = _number(_dotted(run_folder.read_probe(run_dir) or {}, "leakage.mean"))
     # Training time of the whole run, resumed segments included (older summaries: the last segment's wall time).
     row["seconds"] = _number(summary.get("train_seconds", summary.get("seconds")))

@@ -130,7 +130,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
 
     Only keys in RESUME_SAFE_KEYS may change (e.g. more epochs, another device)."""
     run_dir = Path(run_dir)
-    path = run_folder.checkpoint_path(run_dir)
+    path = run_folder.resume_checkpoint(run_dir)
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
     config = _resume_config(checkpoint, path, overrides, callbacks)

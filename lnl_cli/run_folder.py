@@ -59,14 +59,20 @@ def best_checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / BEST_FILE
 
 
+def resume_checkpoint(run_dir: Path) -> Path:
+    """What --resume continues: last.pt (or the checkpoint.pt of a run folder from an older lnl)."""
+    last, legacy = checkpoint_path(run_dir), Path(run_dir) / LEGACY_CHECKPOINT_FILE
+    return legacy if not last.exists() and legacy.exists() else last
+
+
 def model_checkpoint(path: Path) -> Path:
     """The checkpoint a command given `path` should read: the file itself, or for a run folder its
-    best.pt (its last.pt when a run from before model selection has no best.pt)."""
+    best.pt (else last.pt, else an older lnl's checkpoint.pt)."""
     path = Path(path)
     if not path.is_dir():
         return path
-    best = best_checkpoint_path(path)
-    return best if best.exists() or not checkpoint_path(path).exists() else checkpoint_path(path)
+    candidates = (best_checkpoint_path(path), checkpoint_path(path), path / LEGACY_CHECKPOINT_FILE)
+    return next((candidate for candidate in candidates if candidate.exists()), candidates[0])
 
 
 def mark_best(run_dir: Path) -> None:
@@ -108,7 +114,7 @@ def check_run_dir(out_dir: Path | None, name: str, method: str) -> Path:
 def _refuse_taken(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} is a file")
-    if checkpoint_path(run_dir).exists() or (run_dir / METRICS_FILE).exists():
+    if resume_checkpoint(run_dir).exists() or (run_dir / METRICS_FILE).exists():
         raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
 
 
