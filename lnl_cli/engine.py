@@ -195,7 +195,11 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
 
 def _load_selected(ctx: RunContext, selection: Selection) -> None:
     """Put the selected epoch's weights (best.pt) into the algorithm when they are not the last ones."""
-    if selection.epoch in (0, ctx.config.train.epochs):
+    if selection.epoch == 0:
+        ctx.callbacks.on_message(f"no epoch had a value of {selection.metric} (e.g. a group without validation "
+                                 "images); the last epoch's model is tested")
+        return
+    if selection.epoch == ctx.config.train.epochs:
         return
     if distributed.is_main():
         checkpoint = load_checkpoint(run_folder.best_checkpoint_path(ctx.run_dir))
