@@ -157,3 +157,26 @@ def test_the_val_source_needs_a_validation_split():
     ProbeSettings(source="val").check()
     with pytest.raises(ConfigError, match="--source must be one of test, train, val"):
         ProbeSettings(source="holdout").check()
+
+
+def test_the_input_is_pooled_to_at_most_input_max_side_pixels_a_side():
+    from lnl_cli.data.base import BiasedSplit
+    from lnl_cli.probe import INPUT_MAX_SIDE, extract_features
+
+    from helpers import tiny_dataset
+
+    class Frozen:
+        def eval(self):
+            return self
+
+    dataset = tiny_dataset(n=4)
+    assert extract_features(Frozen(), dataset.test, dataset, "input").shape == (4, 3 * 28 * 28)  # kept as it is
+    images = torch.arange(2 * 3 * 96 * 20, dtype=torch.float32).view(2, 3, 96, 20).remainder(256).to(torch.uint8)
+    large = BiasedSplit(images, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    pooled = extract_features(Frozen(), large, dataset, "input")
+    assert pooled.shape == (2, 3 * INPUT_MAX_SIDE * 20)  # only the side above the limit shrinks
+    mean = torch.tensor(dataset.mean)[:, None, None]
+    std = torch.tensor(dataset.std)[:, None, None]
+    normalised = (images.float() / 255 - mean) / std
+    expected = torch.nn.functional.adaptive_avg_pool2d(normalised, [INPUT_MAX_SIDE, 20]).flatten(1)
+    assert torch.allclose(pooled, expected, atol=1e-5)
