@@ -26,6 +26,7 @@ from lnl_cli.export_formats import EXPORT_FORMATS
 from lnl_cli.fileio import atomic_write_text, csv_text, to_json
 from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
 from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
+from lnl_cli.probe_settings import CONFIDENCE as PROBE_CONFIDENCE
 from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe_settings import ProbeSettings
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
@@ -42,8 +43,8 @@ Overrides = Iterable[str] | dict[str, Any]
 __all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
-           "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "ProbeSettings",
-           "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
+           "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
+           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
            "StopRequest", "to_json", "train", "TrainCallbacks", "write_csv", "write_evaluation_plots",
            "write_training_plots", "__version__"]
 
@@ -234,14 +235,18 @@ def write_evaluation_plots(report: dict[str, Any], out_dir: str | Path) -> list[
 
 def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: Overrides = (),
           settings: "ProbeSettings | None" = None, max_leakage: float | None = None,
-          on_seed: Callable[[int, int], None] | None = None, record: bool = True) -> dict[str, Any]:
-    """Train fresh probes on a checkpoint's frozen features; how much bias they recover. `passed` says
-    whether mean leakage is within `max_leakage`. With `record`, the report is also kept beside the
-    checkpoint (probe.json, best effort) so that `compare` shows it."""
+          on_seed: Callable[[int, int], None] | None = None, record: bool = True, *,
+          max_relative_leakage: float | None = None) -> dict[str, Any]:
+    """Train fresh probes on a checkpoint's frozen features and on its input (the ceiling); how much bias
+    they recover, absolute and relative to the ceiling, with bootstrap intervals (PROBE_CONFIDENCE). `passed`
+    says whether the UPPER bound of leakage is within `max_leakage` (and of relative leakage within
+    `max_relative_leakage`). With `record`, the report is also kept beside the checkpoint (probe.json,
+    best effort) so that `compare` shows it, and marks it stale once the checkpoint changes."""
     from lnl_cli.probe import probe_checkpoint
 
-    path = Path(checkpoint)
-    report = probe_checkpoint(path, preset, overrides, settings or ProbeSettings(), max_leakage, on_seed)
+    path = run_folder.model_checkpoint(Path(checkpoint))  # a run folder: its best.pt, recorded beside it
+    report = probe_checkpoint(path, preset, overrides, settings or ProbeSettings(), max_leakage, on_seed,
+                              max_relative_leakage=max_relative_leakage)
     if record:
         try:
             run_folder.write_probe(path.parent, report)

@@ -17,7 +17,7 @@ from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.config import Config, from_dict, get_value, to_dict
 from lnl_cli.errors import CheckpointError, ConfigError, shown
 from lnl_cli import run_folder
-from lnl_cli.fileio import atomic_write, output_errors
+from lnl_cli.fileio import atomic_write, output_errors, sha256_of
 from lnl_cli.version import __version__
 
 FORMAT_VERSION = 1
@@ -50,11 +50,31 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Read and check a checkpoint (a run folder: its best.pt); every failure is a one-line CheckpointError."""
-    path = run_folder.model_checkpoint(Path(path))
+    return _read_checkpoint(Path(path), hashed=False)[0]
+
+
+def load_hashed_checkpoint(path: Path | str) -> tuple[dict[str, Any], str]:
+    """The checked checkpoint and the SHA-256 of exactly the bytes it was loaded from.
+
+    The file is hashed (streamed) and then loaded through the same open handle: a run that replaces
+    the checkpoint meanwhile (atomically, a new file) cannot make the hash name other weights than
+    the ones a probe measured."""
+    checkpoint, digest = _read_checkpoint(Path(path), hashed=True)
+    assert digest is not None  # hashed=True always hashes
+    return checkpoint, digest
+
+
+def _read_checkpoint(path: Path, hashed: bool) -> tuple[dict[str, Any], str | None]:
+    path = run_folder.model_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    digest = None
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:
+            if hashed:
+                digest = sha256_of(handle)
+                handle.seek(0)
+            checkpoint = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         globals_needed = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
         if not globals_needed:
@@ -63,6 +83,12 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
                               f"({globals_needed[0][:160]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(exc).__name__})") from None
+    _check_fields(checkpoint, path)
+    return checkpoint, digest
+
+
+def _check_fields(checkpoint: Any, path: Path) -> None:
+    """The keys and types every reader relies on; a CheckpointError naming the first that is wrong."""
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
     version = checkpoint["format_version"]
@@ -77,7 +103,6 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     for key in ("config", "task", "model"):
         if not isinstance(checkpoint[key], dict):
             raise CheckpointError(f"{path} is damaged: '{key}' must be a mapping, got {type(checkpoint[key]).__name__}")
-    return checkpoint
 
 
 def checkpoint_config(checkpoint: dict[str, Any], path: Path | str) -> Config:

@@ -8,12 +8,15 @@ from typing import Any
 
 from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError
+from lnl_cli.fileio import file_sha256
 
 CONFIG_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.lr",
                   "train.adversarial_lr", "train.select", "lnl.lambda", "lnl.grl_scale", "lnl.step")
 # The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
 METRIC_COLUMNS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy",
-                  "bias_head_accuracy", "selected_epoch", "leakage", "seconds")
+                  "bias_head_accuracy", "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
+                  "probe_stale", "seconds")
+SUMMARY_METRICS = METRIC_COLUMNS[:5]  # read from summary.json's test metrics
 COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
 
 
@@ -53,12 +56,26 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     config = run_folder.read_config_tree(run_dir)
     row: dict[str, Any] = {"run": str(run_dir)}
     row.update({key: _dotted(config, key) for key in CONFIG_COLUMNS})
-    row.update({key: _number(_dotted(summary, f"test.{key}")) for key in METRIC_COLUMNS[:5]})
+    row.update({key: _number(_dotted(summary, f"test.{key}")) for key in SUMMARY_METRICS})
     row["selected_epoch"] = _number(_dotted(summary, "selected.epoch"))
-    row["leakage"] = _number(_dotted(run_folder.read_probe(run_dir) or {}, "leakage.mean"))
+    probe = run_folder.read_probe(run_dir) or {}
+    row["leakage"] = _number(_dotted(probe, "leakage.mean"))
+    row["leakage_ci_high"] = _number(_dotted(probe, "leakage.ci_high"))
+    row["relative_leakage"] = _number(_dotted(probe, "relative_leakage.mean"))
+    row["probe_stale"] = probe_is_stale(run_dir, probe) if probe else None
     # Training time of the whole run, resumed segments included (older summaries: the last segment's wall time).
     row["seconds"] = _number(summary.get("train_seconds", summary.get("seconds")))
     return row
+
+
+def probe_is_stale(run_dir: Path, probe: dict[str, Any]) -> bool | None:
+    """Whether a probe report measured other weights than its checkpoint file holds now: True when the
+    file's SHA-256 differs from the one the report recorded, or the file is gone; None when the report
+    recorded none (written by an older lnl, or by hand), as nothing can be said then."""
+    recorded = probe.get("checkpoint_sha256")
+    if not isinstance(recorded, str):
+        return None
+    return file_sha256(run_folder.probed_checkpoint(run_dir, probe)) != recorded
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

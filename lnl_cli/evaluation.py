@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import torch
 
 from lnl_cli import runtime
 from lnl_cli.algorithms import Algorithm, TaskSpec
-from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algorithm
+from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, load_hashed_checkpoint, restore_algorithm
 from lnl_cli.config import Config, load_config
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, resolve_data_root
@@ -28,7 +28,31 @@ def config_for_checkpoint(checkpoint: dict[str, Any], path: Path, preset: str | 
 def load_for_inference(path: Path, preset: str | Path | None = None, overrides: Iterable[str] | dict[str, Any] = (),
                        with_train: bool = False) -> tuple[Config, Algorithm, BiasedDataset]:
     """The checkpoint's networks and its data (the training split only when asked for)."""
-    checkpoint = load_checkpoint(path)
+    return _prepare(load_checkpoint(path), path, preset, overrides, with_train)
+
+
+class Identified(NamedTuple):
+    """What :func:`load_identified_for_inference` loaded, with which checkpoint content it came from."""
+
+    config: Config
+    algorithm: Algorithm
+    dataset: BiasedDataset
+    epoch: int      # finished epochs of the checkpoint
+    sha256: str     # of the checkpoint file's bytes that were loaded
+
+
+def load_identified_for_inference(path: Path, preset: str | Path | None = None,
+                                  overrides: Iterable[str] | dict[str, Any] = (),
+                                  with_train: bool = False) -> Identified:
+    """:func:`load_for_inference`, plus the checkpoint's epoch and content hash, for a report that must
+    say which weights it measured (a probe that `lnl compare` can later find stale)."""
+    checkpoint, digest = load_hashed_checkpoint(path)
+    config, algorithm, dataset = _prepare(checkpoint, path, preset, overrides, with_train)
+    return Identified(config, algorithm, dataset, checkpoint["epoch"], digest)
+
+
+def _prepare(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
+             overrides: Iterable[str] | dict[str, Any], with_train: bool) -> tuple[Config, Algorithm, BiasedDataset]:
     warn_if_not_finite(checkpoint, path)
     config = config_for_checkpoint(checkpoint, path, preset, overrides)
     runtime.apply_threads(config.train.num_threads)

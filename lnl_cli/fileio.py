@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import math
@@ -22,6 +23,8 @@ from typing import Any, Callable, IO, Iterator
 from lnl_cli.errors import OutputError
 
 NEW_FILE_MODE = 0o666  # what open() asks for; the umask takes away the rest
+# Bytes read at a time when hashing: a checkpoint of hundreds of MB is never held in memory whole.
+HASH_CHUNK_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
@@ -129,6 +132,26 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def sha256_of(handle: IO[bytes]) -> str:
+    """Hex SHA-256 of what is left to read in `handle`, read in chunks.
+
+    Takes an open file rather than a path so that a caller can hash and then load the very bytes it
+    hashed (an atomically replaced file keeps its old content behind an open handle)."""
+    digest = hashlib.sha256()
+    while chunk := handle.read(HASH_CHUNK_BYTES):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex SHA-256 of the file at `path`, streamed; None when it is missing or cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return sha256_of(handle)
+    except OSError:
+        return None
 
 
 def expand_path(text: str | Path) -> Path:

@@ -3,12 +3,23 @@
 LNL's own bias head sitting at chance proves little (an adversary can be fooled while the
 information is still there; Elazar & Goldberg, 2018). Here a new probe is trained on half of a
 source where bias and label are independent and scored on the other, disjoint half.
+
+Two things make the number usable as a gate:
+
+- a ceiling: the same probes on the input images say how much of the bias is recoverable from the
+  data at all, so ``relative_leakage`` = leakage at the layer / leakage at the input says how much of
+  it the layer kept (an absolute 0.3 means little if the input itself only gives 0.35);
+- an interval: the held-out samples are a sample, so every probe's per-sample right/wrong is
+  bootstrapped (resampled with a seeded generator) and the gate compares the *upper* end of the 95%
+  interval with its threshold. A gate on the point estimate passes a leaky model about half the time
+  when its true leakage sits at the threshold; on the upper bound it does so rarely.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -17,12 +28,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from lnl_cli.algorithms import Algorithm
-from lnl_cli.data.base import BiasedDataset, BiasedSplit, iterate_batches
-from lnl_cli.evaluation import load_for_inference
-from lnl_cli.probe_settings import ProbeSettings
+from lnl_cli.data.base import BiasedDataset, Split, iterate_batches
+from lnl_cli.errors import ConfigError
+from lnl_cli.evaluation import load_identified_for_inference
+from lnl_cli.probe_settings import CONFIDENCE, INPUT_LAYER, ProbeSettings
 from lnl_cli.version import JSON_SCHEMA_VERSION
 
 FEATURE_BATCH_SIZE = 1024
+# The input ceiling (and --layer input) reads the images average-pooled to at most this many pixels a side:
+# 128-224 px images of every test sample as floats would need gigabytes, and a probe with one weight per
+# pixel of them would mostly fit noise. Smaller images (Colored-MNIST's 28 px) are used as they are.
+INPUT_MAX_SIDE = 32
+
+BOOTSTRAP_RESAMPLES = 1000
+GATE_BOUND = f"upper_{round(CONFIDENCE * 100)}"  # what `gate.bound` says the gate compared
+# Resampled entries (resamples x probe seeds x held-out samples) handled in one vectorised step; bounds
+# the memory of the bootstrap (several 8-byte tensors of this size) whatever the sample count.
+BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22
+# Mixed into the split seed to seed the resamples: the split's own permutation uses the split seed as it
+# is, and the resamples should not be drawn from the same stream.
+BOOTSTRAP_SEED_SALT = 0x5EED
+
+
 def stratified_halves(strata: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint index sets, alternating within every stratum in a seeded random order."""
     generator = torch.Generator().manual_seed(seed)
@@ -37,13 +64,15 @@ def stratified_halves(strata: torch.Tensor, seed: int) -> tuple[torch.Tensor, to
 
 
 @torch.no_grad()
-def extract_features(algorithm: Algorithm, split: BiasedSplit, dataset: BiasedDataset, layer: str) -> torch.Tensor:
+def extract_features(algorithm: Algorithm, split: Split, dataset: BiasedDataset, layer: str) -> torch.Tensor:
     """Flattened float features of every image in `split` at `layer`, with f frozen in eval mode."""
     algorithm.eval()
     chunks = []
     for batch in iterate_batches(split, FEATURE_BATCH_SIZE, dataset.mean, dataset.std, shuffle=False):
-        if layer == "input":
+        if layer == INPUT_LAYER:
             out = batch.images
+            if max(out.shape[-2:]) > INPUT_MAX_SIDE:
+                out = F.adaptive_avg_pool2d(out, [min(side, INPUT_MAX_SIDE) for side in out.shape[-2:]])
         else:
             out = algorithm.features(batch.images)
             if layer == "embedding":
@@ -104,35 +133,63 @@ def fit_temperature(probe: nn.Module, features: torch.Tensor, targets: torch.Ten
     return float(TEMPERATURES[int(losses.argmin())])
 
 
+def balanced_leakage(correct: torch.Tensor, targets: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Balanced accuracy and normalised leakage of every row of `correct` (... x samples, bool).
+
+    `targets` (broadcastable to `correct`) are the samples' bias classes. Balanced accuracy is the mean
+    recall over the classes present in the row; normalised leakage is (balanced - 1/K) / (1 - 1/K) with K
+    those classes (0 when fewer than two are present). One formula for a probe's score and for every
+    bootstrap resample of it, computed for all rows at once (a bincount, no per-sample Python)."""
+    targets = targets.expand_as(correct)
+    samples = correct.shape[-1]
+    flat_correct, flat_targets = correct.reshape(-1, samples), targets.reshape(-1, samples)
+    rows = flat_correct.shape[0]
+    index = (torch.arange(rows, device=correct.device)[:, None] * classes + flat_targets).flatten()
+    counts = torch.bincount(index, minlength=rows * classes).view(rows, classes)
+    hits = torch.bincount(index, weights=flat_correct.flatten().double(), minlength=rows * classes).view(rows, classes)
+    present = counts > 0
+    k_present = present.sum(dim=1)
+    balanced = (hits / counts.clamp(min=1)).sum(dim=1) / k_present.clamp(min=1)
+    chance = 1.0 / k_present.clamp(min=2).double()
+    leakage = torch.where(k_present > 1, (balanced - chance) / (1 - chance), torch.zeros_like(balanced))
+    shape = correct.shape[:-1]
+    return balanced.view(shape), leakage.view(shape)
+
+
 @torch.no_grad()
 def score_probe(probe: nn.Module, features: torch.Tensor, targets: torch.Tensor, classes: int,
-                temperature: float = 1.0) -> dict[str, float]:
+                temperature: float = 1.0) -> tuple[dict[str, float], torch.Tensor]:
+    """The probe's held-out scores, and which held-out samples it got right (for the bootstrap).
+
+    The MI bound is left unfloored here: a floor per seed would bias the mean upward (see `_summary`)."""
     logits = probe(features) / temperature
-    predicted = logits.argmax(dim=1)
-    present = torch.bincount(targets, minlength=classes) > 0
-    recall = torch.zeros(classes, dtype=torch.float64, device=targets.device)
-    for k in range(classes):  # per class, not per sample: K iterations
-        if present[k]:
-            recall[k] = (predicted[targets == k] == k).double().mean()
-    balanced = float(recall[present].mean())
-    k_present = int(present.sum())
+    correct = logits.argmax(dim=1) == targets
+    balanced, leakage = balanced_leakage(correct, targets, classes)
     cross_entropy_bits = float(F.cross_entropy(logits, targets)) / math.log(2)
-    return {
-        "accuracy": float((predicted == targets).double().mean()),
-        "balanced_accuracy": balanced,
-        "leakage": (balanced - 1 / k_present) / (1 - 1 / k_present) if k_present > 1 else 0.0,
-        "mi_lower_bound_bits": max(0.0, entropy_bits(targets, classes) - cross_entropy_bits),
+    scores = {
+        "accuracy": float(correct.double().mean()),
+        "balanced_accuracy": float(balanced),
+        "leakage": float(leakage),
+        "mi_lower_bound_bits": entropy_bits(targets, classes) - cross_entropy_bits,
     }
+    return scores, correct
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+@dataclass
+class SplitProbes:
+    """The probes of one stratified split: each seed's scores and which held-out samples it got right."""
+
+    split_seed: int
+    held_targets: torch.Tensor      # bias of the held-out samples, on the CPU
+    train_samples: int
+    scores: list[dict[str, float]]  # one per probe seed
+    correct: torch.Tensor           # probe seeds x held-out samples, bool, on the CPU
 
 
-def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Tensor, classes: int,
-                   settings: ProbeSettings, on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Train/score `settings.seeds` probes on disjoint stratified halves; mean and std of each metric."""
-    first, second = stratified_halves(strata.cpu(), settings.split_seed)
+def probe_split(features: torch.Tensor, bias: torch.Tensor, strata: torch.Tensor, classes: int,
+                settings: ProbeSettings, split_seed: int, on_probe: Callable[[], None]) -> SplitProbes:
+    """Train and score `settings.seeds` probes on one stratified split of `features`."""
+    first, second = stratified_halves(strata.cpu(), split_seed)
     first, second = first.to(features.device), second.to(features.device)
     train_x, held_x = features[first], features[second]
     mean, std = train_x.mean(dim=0), train_x.std(dim=0)
@@ -142,46 +199,211 @@ def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Ten
     train_x, held_x = (train_x - mean) / std, (held_x - mean) / std
     train_y, held_y = bias[first], bias[second]
     calibrate = torch.arange(len(train_y), device=train_y.device) % CALIBRATION_EVERY == 0
-    runs = []
+    scores, correct = [], []
     for seed in range(settings.seeds):
         probe = train_probe(train_x[~calibrate], train_y[~calibrate], classes, settings, seed)
         temperature = fit_temperature(probe, train_x[calibrate], train_y[calibrate])
-        runs.append(score_probe(probe, held_x, held_y, classes, temperature))
+        seed_scores, seed_correct = score_probe(probe, held_x, held_y, classes, temperature)
+        scores.append(seed_scores)
+        correct.append(seed_correct.cpu())
+        on_probe()
+    return SplitProbes(split_seed, held_y.cpu(), len(first), scores, torch.stack(correct))
+
+
+def bootstrap_leakage(correct_sets: list[torch.Tensor], targets: torch.Tensor, classes: int,
+                      seed: int) -> list[torch.Tensor]:
+    """Leakage of every probe seed on BOOTSTRAP_RESAMPLES resamples (with replacement) of the held-out
+    samples: one (probe seeds x resamples) tensor per entry of `correct_sets`.
+
+    Every set sees the *same* resamples, so that a ratio of two of them (layer / input, probed on the
+    same held-out samples) is bootstrapped jointly rather than as two independent noises."""
+    samples = targets.shape[0]
+    rows = sum(c.shape[0] for c in correct_sets)
+    chunk = max(1, BOOTSTRAP_CHUNK_ELEMENTS // (samples * rows))
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in correct_sets]
+    for start in range(0, BOOTSTRAP_RESAMPLES, chunk):
+        count = min(chunk, BOOTSTRAP_RESAMPLES - start)
+        index = torch.randint(samples, (count, samples), generator=generator)
+        resampled_targets = targets[index]
+        for part, correct in zip(parts, correct_sets):
+            part.append(balanced_leakage(correct[:, index], resampled_targets, classes)[1])
+    return [torch.cat(part, dim=1) for part in parts]
+
+
+def _bootstrap_seed(split_seed: int) -> int:
+    return split_seed ^ BOOTSTRAP_SEED_SALT
+
+
+def _interval(replicates: torch.Tensor) -> tuple[float, float]:
+    """The central CONFIDENCE interval of the bootstrap replicates (percentile method). The bounds are
+    taken at the sample just outside each tail ("lower"/"higher"), never interpolated: a little wider,
+    and defined when some replicates are infinite (a ratio over a zero ceiling)."""
+    tail = (1 - CONFIDENCE) / 2
+    flat = replicates.flatten().double()
+    return (float(torch.quantile(flat, tail, interpolation="lower")),
+            float(torch.quantile(flat, 1 - tail, interpolation="higher")))
+
+
+def _summary(values: list[float], floor: bool = False) -> dict[str, float]:
+    """Mean and standard deviation over probe runs; with `floor`, the mean is floored at 0 *after* averaging.
+
+    Leakage and the MI bound cannot be negative, but their estimates can. Flooring each seed before
+    averaging would turn symmetric noise around 0 into a positive mean (seeds at -0.02 and +0.01 give 0.005
+    instead of 0), reporting leakage where there is none; flooring the average does not."""
+    mean = statistics.fmean(values)
+    return {"mean": max(0.0, mean) if floor else mean, "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def _leakage_summary(values: list[float], replicates: torch.Tensor) -> dict[str, float]:
+    """Floored mean, std, the floored CONFIDENCE interval of the pooled replicates, and the raw mean."""
+    low, high = _interval(replicates)
+    return {**_summary(values, floor=True), "ci_low": max(0.0, low), "ci_high": max(0.0, high),
+            "unfloored_mean": statistics.fmean(values)}
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """Leakage over ceiling per replicate, both floored at 0: x / 0 is infinite (nothing to compare
+    with, so no bound), 0 / 0 is 0 (nothing leaks)."""
+    top, bottom = numerator.clamp(min=0), denominator.clamp(min=0)
+    safe = torch.where(bottom > 0, bottom, torch.ones_like(bottom))
+    return torch.where(bottom > 0, top / safe, torch.where(top > 0, math.inf, 0.0))
+
+
+def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Tensor, classes: int,
+                   settings: ProbeSettings, on_seed: Callable[[int, int], None] | None = None,
+                   ceiling: torch.Tensor | None = None) -> dict[str, Any]:
+    """Probes on every split seed x probe seed: the mean and std of each metric, and a bootstrap interval
+    of the leakage pooled over the held-out resamples of every run.
+
+    `ceiling`: the same samples at the input (pass `features` itself when they are the input); with it
+    the report has `input_ceiling` and `relative_leakage`."""
+    separate_ceiling = ceiling is not None and ceiling is not features
+    total = settings.split_seeds * settings.seeds * (2 if separate_ceiling else 1)
+    done = 0
+
+    def on_probe() -> None:
+        nonlocal done
+        done += 1
         if on_seed:
-            on_seed(seed + 1, settings.seeds)
-    majority = float(torch.bincount(held_y, minlength=classes).max()) / len(held_y)
+            on_seed(done, total)
+
+    splits, layer_replicates, ceiling_splits, ceiling_replicates = [], [], [], []
+    for split_seed in settings.split_seed_list:
+        layer = probe_split(features, bias, strata, classes, settings, split_seed, on_probe)
+        at_input = (probe_split(ceiling, bias, strata, classes, settings, split_seed, on_probe)
+                    if separate_ceiling else layer)
+        sets = [layer.correct, at_input.correct] if separate_ceiling else [layer.correct]
+        resampled = bootstrap_leakage(sets, layer.held_targets, classes, _bootstrap_seed(split_seed))
+        splits.append(layer)
+        layer_replicates.append(resampled[0])
+        ceiling_splits.append(at_input)
+        ceiling_replicates.append(resampled[-1])
+
+    runs = [{**scores, "split_seed": split.split_seed, "seed": seed}
+            for split in splits for seed, scores in enumerate(split.scores)]
+    first = splits[0]
+    majority = float(torch.bincount(first.held_targets, minlength=classes).max()) / len(first.held_targets)
+    result: dict[str, Any] = {
+        "accuracy": _summary([r["accuracy"] for r in runs]),
+        "balanced_accuracy": _summary([r["balanced_accuracy"] for r in runs]),
+        "leakage": _leakage_summary([r["leakage"] for r in runs], torch.stack(layer_replicates)),
+        "mi_lower_bound_bits": _summary([r["mi_lower_bound_bits"] for r in runs], floor=True),
+    }
+    if ceiling is not None:
+        ceiling_values = [s["leakage"] for split in ceiling_splits for s in split.scores]
+        result["input_ceiling"] = {**_leakage_summary(ceiling_values, torch.stack(ceiling_replicates)),
+                                   "feature_size": int(ceiling.shape[1]), "per_seed": ceiling_values}
+        result["relative_leakage"] = _relative(result["leakage"]["mean"], result["input_ceiling"]["mean"],
+                                               torch.stack(layer_replicates), torch.stack(ceiling_replicates))
     return {
-        **{name: _mean_std([r[name] for r in runs]) for name in runs[0]},
+        **result,
         "chance_accuracy": majority,
         "num_classes": classes,
-        "train_samples": len(first),
-        "heldout_samples": len(second),
+        "train_samples": first.train_samples,
+        "heldout_samples": len(first.held_targets),
         "feature_size": int(features.shape[1]),
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "confidence": CONFIDENCE, "pooled_runs": len(runs)},
         "per_seed": runs,
     }
 
 
+def _relative(leakage: float, ceiling: float, layer_replicates: torch.Tensor,
+              ceiling_replicates: torch.Tensor) -> dict[str, float | None]:
+    """Leakage at the layer / leakage at the input: the mean of the floored means, and the interval of
+    the ratio taken resample by resample (same resamples, same probe seed). Undefined (None) when the
+    input shows no leakage; an upper bound of None means unbounded (the ceiling is not clearly above 0)."""
+    low, high = _interval(_ratio(layer_replicates, ceiling_replicates))
+    return {"mean": leakage / ceiling if ceiling > 0 else None,
+            "ci_low": low if math.isfinite(low) else None, "ci_high": high if math.isfinite(high) else None}
+
+
+def gate(result: dict[str, Any], max_leakage: float | None,
+         max_relative_leakage: float | None = None) -> dict[str, Any]:
+    """The verdict: each given threshold is compared with the UPPER end of its CONFIDENCE interval, so that
+    the gate passes only when the data rule out leakage above it. A missing bound (no ceiling, or an
+    unbounded ratio) fails. `passed` is None when no threshold is given."""
+    def within(bound: float | None, threshold: float) -> bool:
+        return bound is not None and math.isfinite(bound) and bound <= threshold
+
+    leakage_bound = result["leakage"]["ci_high"]
+    relative_bound = (result.get("relative_leakage") or {}).get("ci_high")
+    checks = []
+    if max_leakage is not None:
+        checks.append(within(leakage_bound, max_leakage))
+    if max_relative_leakage is not None:
+        checks.append(within(relative_bound, max_relative_leakage))
+    return {"bound": GATE_BOUND, "confidence": CONFIDENCE,
+            "max_leakage": max_leakage, "leakage_bound": leakage_bound,
+            "max_relative_leakage": max_relative_leakage, "relative_leakage_bound": relative_bound,
+            "passed": all(checks) if checks else None}
+
+
+def source_split(dataset: BiasedDataset, source: str) -> Split:
+    """The split that supplies the probe data; a ConfigError for a validation split the dataset lacks."""
+    if source == "val":
+        if dataset.val is None:
+            raise ConfigError(f"this dataset has no validation split ({dataset.description}); "
+                              "use --source test or --source train")
+        return dataset.val
+    return dataset.test if source == "test" else dataset.train
+
+
 def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: Iterable[str] | dict[str, Any] = (),
                      settings: ProbeSettings = ProbeSettings(), max_leakage: float | None = None,
-                     on_seed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Leakage report of a checkpoint's frozen features; `passed` compares mean leakage to `max_leakage`."""
-    settings.check(max_leakage)
-    config, algorithm, dataset = load_for_inference(path, preset, overrides, with_train=settings.source == "train")
-    split = dataset.test if settings.source == "test" else dataset.train
-    features = extract_features(algorithm, split, dataset, settings.layer)
+                     on_seed: Callable[[int, int], None] | None = None, *,
+                     max_relative_leakage: float | None = None) -> dict[str, Any]:
+    """Leakage report of a checkpoint's frozen features, with the input ceiling, bootstrap intervals and
+    the gate's verdict (`passed`); it names the checkpoint's epoch and content hash, so that a report
+    kept beside a run can later be found stale."""
+    settings.check(max_leakage, max_relative_leakage)
+    # A validation split is held out of the training data, which `with_train` loads.
+    loaded = load_identified_for_inference(path, preset, overrides, with_train=settings.source != "test")
+    dataset = loaded.dataset
+    split = source_split(dataset, settings.source)
+    features = extract_features(loaded.algorithm, split, dataset, settings.layer)
+    ceiling = (features if settings.layer == INPUT_LAYER
+               else extract_features(loaded.algorithm, split, dataset, INPUT_LAYER))
     strata = split.labels * dataset.num_bias_classes + split.bias
-    result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed)
-    leakage = result["leakage"]["mean"]
+    result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed, ceiling)
+    verdict = gate(result, max_leakage, max_relative_leakage)
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "checkpoint": str(path),
-        "method": config.method,
+        "checkpoint_epoch": loaded.epoch,
+        "checkpoint_sha256": loaded.sha256,
+        "method": loaded.config.method,
         "dataset": dataset.description,
         "source": settings.source,
         "layer": settings.layer,
         "probe": settings.kind,
         "seeds": settings.seeds,
+        "split_seed": settings.split_seed,
+        "split_seeds": settings.split_seed_list,
+        "settings": asdict(settings),
         **result,
+        "gate": verdict,
         "max_leakage": max_leakage,
-        "passed": None if max_leakage is None else bool(leakage <= max_leakage),
+        "max_relative_leakage": max_relative_leakage,
+        "passed": verdict["passed"],
     }

@@ -8,7 +8,7 @@
       last.pt          weights, optimizers, epoch, RNG states, selection so far: what --resume continues
       best.pt          the same for the epoch train.select chose: what evaluate, probe-bias, export use
       summary.json     final metrics and timings of a finished run
-      probe.json       the last `lnl probe-bias` report of this run's checkpoint
+      probe.json       the last `lnl probe-bias` report of this run's checkpoint (with its hash: stale once it changes)
       losses.png, accuracy.png   training plots
       tensorboard/     TensorBoard event files (train.tensorboard=true)
 
@@ -346,6 +346,17 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 def read_probe(run_dir: Path) -> dict[str, Any] | None:
     """The last probe-bias report kept beside the checkpoint, or None."""
     return _read_json_object(Path(run_dir) / PROBE_FILE)
+
+
+def probed_checkpoint(run_dir: Path, report: dict[str, Any]) -> Path:
+    """The checkpoint file that `report`, the probe.json of `run_dir`, measured.
+
+    `lnl probe-bias` keeps its report in the folder of the checkpoint it probed, so that is the file of
+    the recorded checkpoint's name in `run_dir` (a run folder may hold more than one checkpoint); a report
+    that names none measured the run's checkpoint."""
+    recorded = report.get("checkpoint")
+    name = Path(recorded).name if isinstance(recorded, str) else ""
+    return Path(run_dir) / name if name else checkpoint_path(run_dir)
 
 
 def read_config_tree(run_dir: Path) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+import hashlib
 import pickle
 import re
 import signal
@@ -11,7 +12,9 @@ import torch
 
 from lnl_cli import load_config
 from lnl_cli.algorithms import TaskSpec, build_algorithm
-from lnl_cli.checkpoint import load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
+from lnl_cli import fileio
+from lnl_cli.checkpoint import (load_checkpoint, load_hashed_checkpoint, make_checkpoint, restore_algorithm,
+                                save_checkpoint)
 from lnl_cli.errors import CheckpointError
 
 
@@ -35,6 +38,21 @@ def test_checkpoint_round_trip_restores_weights(tmp_path):
     restored = restore_algorithm(checkpoint, config, path)
     for key, value in algorithm.state_dict().items():
         assert torch.equal(value, restored.state_dict()[key])
+
+
+def test_a_hashed_load_names_the_sha256_of_the_bytes_it_loaded(tmp_path, monkeypatch):
+    _, _, path = _saved(tmp_path)
+    monkeypatch.setattr(fileio, "HASH_CHUNK_BYTES", 4097)  # many chunks, the last one short
+    checkpoint, digest = load_hashed_checkpoint(path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest() == fileio.file_sha256(path)
+    assert checkpoint["epoch"] == load_checkpoint(path)["epoch"] == 3
+    assert fileio.file_sha256(tmp_path / "missing.pt") is None and fileio.file_sha256(tmp_path) is None
+    with pytest.raises(CheckpointError, match="not found"):
+        load_hashed_checkpoint(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_hashed_checkpoint(truncated)
 
 
 def test_a_checkpoint_that_needs_arbitrary_unpickling_is_refused(tmp_path):

@@ -1,10 +1,11 @@
 """`lnl compare` over run folders whose files were edited, truncated or written by something else."""
 
+import hashlib
 import json
 
 import pytest
 
-from lnl_cli import api
+from lnl_cli import api, run_folder
 from lnl_cli.errors import ConfigError
 
 SUMMARY = {"test": {"accuracy": 0.5, "aligned_accuracy": 0.9, "conflicting_accuracy": 0.45,
@@ -50,3 +51,36 @@ def test_odd_values_inside_a_summary_and_config_are_shown_as_missing_or_sorted_a
         assert row["accuracy"] is None and row["method"] is None and row["seconds"] is None
     mixed = _run(tmp_path / "mixed", config="method: lnl\nseed: zero\n")
     assert len(api.compare([fine, mixed], sort_by="seed")) == 2  # 0 and 'zero' in one order, no TypeError
+
+
+def _probed(folder, content=b"weights v1", **report):
+    """A run whose checkpoint holds `content`, with a probe.json that recorded the hash of those bytes."""
+    run = _run(folder)
+    checkpoint = run_folder.checkpoint_path(run)
+    checkpoint.write_bytes(content)
+    run_folder.write_probe(run, {"leakage": {"mean": 0.1, "std": 0.0, "ci_low": 0.0, "ci_high": 0.2},
+                                 "relative_leakage": {"mean": 0.25, "ci_low": 0.0, "ci_high": 0.5},
+                                 "checkpoint": str(checkpoint),
+                                 "checkpoint_sha256": hashlib.sha256(content).hexdigest(), **report})
+    return run, checkpoint
+
+
+def test_a_probe_of_other_bytes_than_the_checkpoint_holds_now_is_stale(tmp_path):
+    run, checkpoint = _probed(tmp_path / "a")
+    (row,) = api.compare([run])
+    assert row["probe_stale"] is False and row["leakage_ci_high"] == 0.2 and row["relative_leakage"] == 0.25
+    checkpoint.write_bytes(b"weights v2")  # a resumed or retrained run
+    assert api.compare([run])[0]["probe_stale"] is True
+    checkpoint.unlink()
+    assert api.compare([run])[0]["probe_stale"] is True
+
+
+def test_staleness_is_unknown_without_a_recorded_hash_and_checked_against_the_probed_file(tmp_path):
+    (old,) = api.compare([_run(tmp_path / "old", probe={"leakage": {"mean": 0.3, "std": 0.0}})])
+    assert old["probe_stale"] is None and old["leakage"] == 0.3
+    (hand,) = api.compare([_probed(tmp_path / "hand", checkpoint_sha256=["not", "a", "hash"])[0]])
+    assert hand["probe_stale"] is None
+    run, checkpoint = _probed(tmp_path / "two", checkpoint=str(tmp_path / "two" / "another.pt"))
+    (run / "another.pt").write_bytes(b"weights v1")  # the file that was probed, beside the run's own
+    checkpoint.write_bytes(b"something else")
+    assert api.compare([run])[0]["probe_stale"] is False

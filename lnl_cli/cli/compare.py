@@ -54,6 +54,8 @@ def _print_table(rows: list[dict[str, Any]], sort: str | None) -> None:
 def format_cell(column: str, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):  # probe_stale
+        return "yes" if value else "no"
     if column == SECONDS_COLUMN:
         return _duration(float(value))
     if isinstance(value, float):
