@@ -39,6 +39,7 @@ FEATURE_BATCH_SIZE = 1024
 # 128-224 px images of every test sample as floats would need gigabytes, and a probe with one weight per
 # pixel of them would mostly fit noise. Smaller images (Colored-MNIST's 28 px) are used as they are.
 INPUT_MAX_SIDE = 32
+PIXELS_VIEW = "pixels"  # the input view --layer input probes
 
 BOOTSTRAP_RESAMPLES = 1000
 GATE_BOUND = f"upper_{round(CONFIDENCE * 100)}"  # what `gate.bound` says the gate compared
@@ -70,9 +71,7 @@ def extract_features(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
     chunks = []
     for batch in iterate_batches(split, FEATURE_BATCH_SIZE, dataset.mean, dataset.std, shuffle=False):
         if layer == INPUT_LAYER:
-            out = batch.images
-            if max(out.shape[-2:]) > INPUT_MAX_SIDE:
-                out = F.adaptive_avg_pool2d(out, [min(side, INPUT_MAX_SIDE) for side in out.shape[-2:]])
+            out = input_views(batch.images)[PIXELS_VIEW]
         else:
             out = algorithm.features(batch.images)
             if layer == "embedding":
@@ -80,6 +79,29 @@ def extract_features(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
                     out = algorithm.classifier.layers[:-1](out)
         chunks.append(out.flatten(1).float())
     return torch.cat(chunks)
+
+
+def input_views(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the ceiling probes read at the input, flattened: the pixels (pooled to INPUT_MAX_SIDE), and
+    each channel's image-wide mean, max, min and standard deviation. A linear probe on pixels cannot
+    compute a global property such as a stroke's colour, which sits on other pixels in every image (on
+    Colored-MNIST it scored below a trained model's features); the channel statistics read it directly,
+    while a spatial bias needs the pixels. The ceiling is whichever view leaks more."""
+    pixels = images
+    if max(pixels.shape[-2:]) > INPUT_MAX_SIDE:
+        pixels = F.adaptive_avg_pool2d(pixels, [min(side, INPUT_MAX_SIDE) for side in pixels.shape[-2:]])
+    flat = images.flatten(2).float()
+    stats = torch.cat([flat.mean(2), flat.amax(2), flat.amin(2), flat.std(2)], dim=1)
+    return {PIXELS_VIEW: pixels.flatten(1).float(), "channel_stats": stats}
+
+
+@torch.no_grad()
+def extract_input_views(split: Split, dataset: BiasedDataset) -> dict[str, torch.Tensor]:
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for batch in iterate_batches(split, FEATURE_BATCH_SIZE, dataset.mean, dataset.std, shuffle=False):
+        for name, view in input_views(batch.images).items():
+            chunks.setdefault(name, []).append(view)
+    return {name: torch.cat(views) for name, views in chunks.items()}
 
 
 def _make_probe(settings: ProbeSettings, in_features: int, classes: int) -> nn.Module:
@@ -272,14 +294,16 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
 
 def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Tensor, classes: int,
                    settings: ProbeSettings, on_seed: Callable[[int, int], None] | None = None,
-                   ceiling: torch.Tensor | None = None) -> dict[str, Any]:
+                   ceiling: torch.Tensor | dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Probes on every split seed x probe seed: the mean and std of each metric, and a bootstrap interval
     of the leakage pooled over the held-out resamples of every run.
 
-    `ceiling`: the same samples at the input (pass `features` itself when they are the input); with it
-    the report has `input_ceiling` and `relative_leakage`."""
-    separate_ceiling = ceiling is not None and ceiling is not features
-    total = settings.split_seeds * settings.seeds * (2 if separate_ceiling else 1)
+    `ceiling`: the same samples at the input, one tensor or several named views of it (a view that *is*
+    `features` reuses their probes); with it the report has `input_ceiling` (the view that leaks most)
+    and `relative_leakage`."""
+    views = {} if ceiling is None else ceiling if isinstance(ceiling, dict) else {"input": ceiling}
+    separate = [name for name, view in views.items() if view is not features]
+    total = settings.split_seeds * settings.seeds * (1 + len(separate))
     done = 0
 
     def on_probe() -> None:
@@ -288,17 +312,20 @@ def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Ten
         if on_seed:
             on_seed(done, total)
 
-    splits, layer_replicates, ceiling_splits, ceiling_replicates = [], [], [], []
+    splits, layer_replicates = [], []
+    view_splits: dict[str, list[SplitProbes]] = {name: [] for name in views}
+    view_replicates: dict[str, list[torch.Tensor]] = {name: [] for name in views}
     for split_seed in settings.split_seed_list:
         layer = probe_split(features, bias, strata, classes, settings, split_seed, on_probe)
-        at_input = (probe_split(ceiling, bias, strata, classes, settings, split_seed, on_probe)
-                    if separate_ceiling else layer)
-        sets = [layer.correct, at_input.correct] if separate_ceiling else [layer.correct]
-        resampled = bootstrap_leakage(sets, layer.held_targets, classes, _bootstrap_seed(split_seed))
+        at_input = {name: probe_split(view, bias, strata, classes, settings, split_seed, on_probe)
+                    if name in separate else layer for name, view in views.items()}
+        resampled = bootstrap_leakage([layer.correct, *(probes.correct for probes in at_input.values())],
+                                      layer.held_targets, classes, _bootstrap_seed(split_seed))
         splits.append(layer)
         layer_replicates.append(resampled[0])
-        ceiling_splits.append(at_input)
-        ceiling_replicates.append(resampled[-1])
+        for (name, probes), replicates in zip(at_input.items(), resampled[1:]):
+            view_splits[name].append(probes)
+            view_replicates[name].append(replicates)
 
     runs = [{**scores, "split_seed": split.split_seed, "seed": seed}
             for split in splits for seed, scores in enumerate(split.scores)]
@@ -310,12 +337,15 @@ def probe_features(features: torch.Tensor, bias: torch.Tensor, strata: torch.Ten
         "leakage": _leakage_summary([r["leakage"] for r in runs], torch.stack(layer_replicates)),
         "mi_lower_bound_bits": _summary([r["mi_lower_bound_bits"] for r in runs], floor=True),
     }
-    if ceiling is not None:
-        ceiling_values = [s["leakage"] for split in ceiling_splits for s in split.scores]
-        result["input_ceiling"] = {**_leakage_summary(ceiling_values, torch.stack(ceiling_replicates)),
-                                   "feature_size": int(ceiling.shape[1]), "per_seed": ceiling_values}
+    if views:
+        values = {name: [s["leakage"] for split in view_splits[name] for s in split.scores] for name in views}
+        best = max(views, key=lambda name: statistics.fmean(values[name]))
+        ceiling_replicates = torch.stack(view_replicates[best])
+        result["input_ceiling"] = {**_leakage_summary(values[best], ceiling_replicates),
+                                   "view": best, "views": {name: statistics.fmean(v) for name, v in values.items()},
+                                   "feature_size": int(views[best].shape[1]), "per_seed": values[best]}
         result["relative_leakage"] = _relative(result["leakage"]["mean"], result["input_ceiling"]["mean"],
-                                               torch.stack(layer_replicates), torch.stack(ceiling_replicates))
+                                               torch.stack(layer_replicates), ceiling_replicates)
     return {
         **result,
         "chance_accuracy": majority,
@@ -381,9 +411,9 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
     loaded = load_identified_for_inference(path, preset, overrides, with_train=settings.source != "test")
     dataset = loaded.dataset
     split = source_split(dataset, settings.source)
-    features = extract_features(loaded.algorithm, split, dataset, settings.layer)
-    ceiling = (features if settings.layer == INPUT_LAYER
-               else extract_features(loaded.algorithm, split, dataset, INPUT_LAYER))
+    ceiling = extract_input_views(split, dataset)
+    features = (ceiling[PIXELS_VIEW] if settings.layer == INPUT_LAYER
+                else extract_features(loaded.algorithm, split, dataset, settings.layer))
     strata = split.labels * dataset.num_bias_classes + split.bias
     result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed, ceiling)
     verdict = gate(result, max_leakage, max_relative_leakage)

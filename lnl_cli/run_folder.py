@@ -40,6 +40,7 @@ RESULTS_FILE = "results.csv"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FILE = "last.pt"   # the latest state: what --resume continues
 BEST_FILE = "best.pt"         # the model train.select chose: what evaluate, probe-bias and export use
+LEGACY_CHECKPOINT_FILE = "checkpoint.pt"  # the one checkpoint of run folders from before best.pt/last.pt
 SUMMARY_FILE = "summary.json"
 PROBE_FILE = "probe.json"
 LOSSES_PLOT = "losses.png"

@@ -180,3 +180,26 @@ def test_the_input_is_pooled_to_at_most_input_max_side_pixels_a_side():
     normalised = (images.float() / 255 - mean) / std
     expected = torch.nn.functional.adaptive_avg_pool2d(normalised, [INPUT_MAX_SIDE, 20]).flatten(1)
     assert torch.allclose(pooled, expected, atol=1e-5)
+
+
+def test_the_ceiling_is_the_input_view_that_leaks_most():
+    """A colour bias is global: a linear probe on pixels misses it, the channel statistics read it. The
+    ceiling takes the better view, so relative leakage is not inflated by a weak ceiling."""
+    bias, _, strata = _planted()
+    noise = torch.randn(SAMPLES, 16, generator=torch.Generator().manual_seed(3))
+    half = _one_hot(bias) * 0.5 + torch.randn(SAMPLES, CLASSES, generator=torch.Generator().manual_seed(4))
+    result = probe_features(half, bias, strata, CLASSES, FAST,
+                            ceiling={"pixels": noise, "channel_stats": _one_hot(bias)})
+    ceiling = result["input_ceiling"]
+    assert ceiling["view"] == "channel_stats" and ceiling["views"]["pixels"] < 0.1 < ceiling["mean"]
+    assert ceiling["mean"] > 0.95 and 0 < result["relative_leakage"]["mean"] < 1
+
+
+def test_input_views_are_the_pooled_pixels_and_four_statistics_per_channel():
+    from lnl_cli.probe import INPUT_MAX_SIDE, input_views
+
+    images = torch.rand(2, 3, 64, 48)
+    views = input_views(images)
+    assert views["pixels"].shape == (2, 3 * INPUT_MAX_SIDE * INPUT_MAX_SIDE)
+    assert views["channel_stats"].shape == (2, 12)
+    assert torch.allclose(views["channel_stats"][:, 3:6], images.flatten(2).amax(2))
