@@ -115,3 +115,8 @@ class TrainingInterrupted(LnlError):
 class NonFiniteWeightsWarning(UserWarning):
     """A checkpoint holds NaN or infinite weights: what it predicts means nothing. A warning, not an
     error, so that such a checkpoint can still be inspected (`lnl evaluate` prints it as one line)."""
+
+
+class LabelBiasDependenceWarning(UserWarning):
+    """The probe data's label and bias are strongly dependent: a probe that reads the label scores as
+    bias leakage there, so the figure overstates what the features keep of the bias itself."""

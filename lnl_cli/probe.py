@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -29,7 +30,7 @@ from torch import nn
 
 from lnl_cli.algorithms import Algorithm
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import ConfigError, LabelBiasDependenceWarning
 from lnl_cli.evaluation import load_identified_for_inference
 from lnl_cli.probe_settings import CONFIDENCE, INPUT_LAYER, ProbeSettings
 from lnl_cli.version import JSON_SCHEMA_VERSION
@@ -42,6 +43,9 @@ INPUT_MAX_SIDE = 32
 PIXELS_VIEW = "pixels"  # the input view --layer input probes
 
 BOOTSTRAP_RESAMPLES = 1000
+# Cramér's V of label and bias in the probe data from which the report warns that leakage is confounded
+# with the label (0: independent, as in Colored-MNIST's test set; 1: the label decides the bias).
+DEPENDENCE_WARN_CRAMERS_V = 0.3
 GATE_BOUND = f"upper_{round(CONFIDENCE * 100)}"  # what `gate.bound` says the gate compared
 # Resampled entries (resamples x probe seeds x held-out samples) handled in one vectorised step; bounds
 # the memory of the bootstrap (several 8-byte tensors of this size) whatever the sample count.
@@ -389,6 +393,27 @@ def gate(result: dict[str, Any], max_leakage: float | None,
             "passed": all(checks) if checks else None}
 
 
+def label_bias_dependence(labels: torch.Tensor, bias: torch.Tensor, num_labels: int,
+                          num_bias: int) -> dict[str, Any]:
+    """How strongly the probe data's label and bias depend on each other: Cramér's V of their table, and
+    the normalised leakage of a predictor that sees only the label (the most common bias of each label).
+    Where they are high (an extreme-bias split: the label decides the bias), a probe that reads the label
+    scores as leakage, so the report warns (DEPENDENCE_WARN_CRAMERS_V)."""
+    table = torch.bincount(labels.cpu() * num_bias + bias.cpu(), minlength=num_labels * num_bias)
+    table = table.view(num_labels, num_bias).double()
+    n = table.sum()
+    expected = table.sum(1, keepdim=True) * table.sum(0, keepdim=True) / n
+    present = expected > 0
+    chi2 = ((table - expected)[present] ** 2 / expected[present]).sum()
+    rows, cols = int((table.sum(1) > 0).sum()), int((table.sum(0) > 0).sum())
+    v = math.sqrt(float(chi2) / (float(n) * (min(rows, cols) - 1))) if min(rows, cols) > 1 else 0.0
+    guess = table.argmax(dim=1)[labels.cpu()]  # the label's most common bias value
+    _, leakage = balanced_leakage((guess == bias.cpu())[None], bias.cpu(), num_bias)
+    strong = v >= DEPENDENCE_WARN_CRAMERS_V
+    return {"cramers_v": v, "label_only_leakage": max(0.0, float(leakage[0])),
+            "threshold": DEPENDENCE_WARN_CRAMERS_V, "warned": strong}
+
+
 def source_split(dataset: BiasedDataset, source: str) -> Split:
     """The split that supplies the probe data; a ConfigError for a validation split the dataset lacks."""
     if source == "val":
@@ -415,6 +440,13 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
     features = (ceiling[PIXELS_VIEW] if settings.layer == INPUT_LAYER
                 else extract_features(loaded.algorithm, split, dataset, settings.layer))
     strata = split.labels * dataset.num_bias_classes + split.bias
+    dependence = label_bias_dependence(split.labels, split.bias, dataset.num_classes, dataset.num_bias_classes)
+    if dependence["warned"]:
+        warnings.warn(f"label and bias are strongly dependent in the probe data (Cramér's V "
+                      f"{dependence['cramers_v']:.2f}; the label alone gives leakage "
+                      f"{dependence['label_only_leakage']:.2f}): a probe that reads the label scores as leakage "
+                      "here; probe a split where they are independent (--source)", LabelBiasDependenceWarning,
+                      stacklevel=2)
     result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed, ceiling)
     verdict = gate(result, max_leakage, max_relative_leakage)
     return {
@@ -431,6 +463,7 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
         "split_seed": settings.split_seed,
         "split_seeds": settings.split_seed_list,
         "settings": asdict(settings),
+        "label_bias_dependence": dependence,
         **result,
         "gate": verdict,
         "max_leakage": max_leakage,

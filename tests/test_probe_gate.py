@@ -203,3 +203,17 @@ def test_input_views_are_the_pooled_pixels_and_four_statistics_per_channel():
     assert views["pixels"].shape == (2, 3 * INPUT_MAX_SIDE * INPUT_MAX_SIDE)
     assert views["channel_stats"].shape == (2, 12)
     assert torch.allclose(views["channel_stats"][:, 3:6], images.flatten(2).amax(2))
+
+
+def test_label_bias_dependence_is_measured_and_flags_an_extreme_bias_split():
+    from lnl_cli.probe import DEPENDENCE_WARN_CRAMERS_V, label_bias_dependence
+
+    bias, labels, _ = _planted()
+    independent = label_bias_dependence(labels, bias, 3, CLASSES)
+    assert independent["cramers_v"] < 0.1 and independent["label_only_leakage"] < 0.1
+    assert independent["warned"] is False
+    decided = label_bias_dependence(bias % 3, bias, 3, CLASSES)  # the label is a function of the bias
+    assert decided["cramers_v"] > DEPENDENCE_WARN_CRAMERS_V and decided["warned"] is True
+    assert decided["label_only_leakage"] > 0.3
+    identical = label_bias_dependence(bias, bias, CLASSES, CLASSES)
+    assert identical["cramers_v"] == pytest.approx(1.0) and identical["label_only_leakage"] == pytest.approx(1.0)
