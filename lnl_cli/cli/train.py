@@ -123,6 +123,10 @@ def _render(summary: dict, json_output: bool) -> None:
         return
     table = Table(title=escape(f"{summary['method']} on {summary['dataset']}"), show_header=False)
     test = summary["test"]
+    selected = summary.get("selected") or {}
+    if selected.get("epoch"):
+        value = "" if selected.get("value") is None else f" = {fmt(selected['value'])}"
+        table.add_row("tested model", escape(f"epoch {selected['epoch']} ({selected.get('metric')}{value})"))
     for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
                        ("bias-conflicting accuracy", "conflicting_accuracy"),
                        ("worst-group accuracy", "worst_group_accuracy"),
