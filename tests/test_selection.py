@@ -15,7 +15,7 @@ from lnl_cli.errors import ConfigError
 from lnl_cli.selection import Selection
 
 from helpers import tiny_dataset
-from test_cli import assert_one_line_error, lnl
+from test_cli import assert_one_line_error, lnl_in_process
 
 TINY = ["train.batch_size=16", "train.num_threads=1", "lnl.step=alternating"]
 
@@ -199,6 +199,6 @@ def test_the_adversarial_phase_starts_with_fresh_momentum_at_its_own_learning_ra
     (["--init-from", "/nonexistent/last.pt"], "train.init_from"),
 ])
 def test_bad_values_of_the_new_keys_are_one_line_errors_exit_2(tmp_path, args, needle):
-    result = lnl("train", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
+    result = lnl_in_process("train", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
     assert_one_line_error(result, 2, needle)
     assert not (tmp_path / "run").exists()
