@@ -1,0 +1,379 @@
+"""Manifest CSVs for the paper's IMDB-face extreme-bias experiment, on UTKFace's real photographs.
+
+Classify gender; age is the bias, in the age groups of the imdb-face-* presets: young = 0-29,
+old = 40+ (ages 30-39 are not used). UTKFace (Zhang, Song and Qi, CVPR 2017; non-commercial research
+use only) carries its labels in each file name, AGE_GENDER_RACE_DATETIME.jpg.chip.jpg (gender 0 male,
+1 female; race 0 white, 1 black, 2 asian, 3 indian, 4 other):
+
+    python -m lnl_cli.tools.utkface --images ../shared/data/utkface/crop_part1 --out ~/lnl-data/utkface
+
+1. balanced_test.csv is held out first: --balanced-per-cell images of each (gender, age group) cell,
+   drawn at random with --seed.
+2. Of the rest, EB1 = young women + old men and EB2 = old women + young men (eb1.csv, eb2.csv). A
+   model trained on one is tested on the other (its bias-conflicting images) and on balanced_test.csv.
+3. --val-fraction of each cell of EB1 and EB2 is held out for validation (eb1_val.csv, eb2_val.csv);
+   the rest is eb1_train.csv and eb2_train.csv. eb1.csv = eb1_train.csv + eb1_val.csv (likewise eb2).
+
+Columns: path, gender (female/male), age_group (young/old), age, race. Paths are relative to --out
+when the images folder lies inside it (so data.root: the --out folder, and the two move together),
+else absolute (any data.root reads them). counts.json beside the CSVs records the source folder, the
+seed, the rules and the count of every split per cell; the same counts are printed.
+
+Only the file names are read: a name that is not AGE_GENDER_RACE_DATETIME.jpg... (UTKFace has two) is
+reported and skipped, and an unreadable photo is reported when training loads it (a one-line error
+naming the CSV row), unless --check-images opens every photo now and skips the unreadable ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lnl_cli.errors import ConfigError, DataError
+from lnl_cli.fileio import atomic_write_text, expand_path, output_errors
+from lnl_cli.tools import one_line_errors
+from lnl_cli.tools.paper_manifests import OLD_MIN_AGE, YOUNG_MAX_AGE
+from lnl_cli.version import __version__
+
+DEFAULT_SEED = 0
+DEFAULT_BALANCED_PER_CELL = 300   # balanced test images per (gender, age group) cell: 1,200 in all
+DEFAULT_VAL_FRACTION = 0.1
+MAX_NAMES_SHOWN = 5               # skipped names quoted in a report, so that it stays one short line
+
+GENDERS = {0: "male", 1: "female"}  # UTKFace's coding (IMDB-WIKI's is the other way round)
+RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: "other"}
+CELLS = (("female", "young"), ("female", "old"), ("male", "young"), ("male", "old"))
+EB1 = (("female", "young"), ("male", "old"))
+EB2 = (("female", "old"), ("male", "young"))
+HEADER = ["path", "gender", "age_group", "age", "race"]
+SPLITS = ("balanced_test", "eb1_train", "eb1_val", "eb1", "eb2_train", "eb2_val", "eb2")
+# AGE_GENDER_RACE_DATETIME then .jpg (the aligned set) or .jpg.chip.jpg (the crops); nothing else.
+NAME = re.compile(r"(\d{1,3})_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?", re.IGNORECASE)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+RULES = {
+    "label": "gender from the file name's second field (UTKFace: 0 male, 1 female)",
+    "bias": f"age_group: young = ages 0-{YOUNG_MAX_AGE}, old = {OLD_MIN_AGE}+; "
+            f"ages {YOUNG_MAX_AGE + 1}-{OLD_MIN_AGE - 1} are not used",
+    "balanced_test": "held out first: balanced_per_cell images of each (gender, age_group) cell, drawn with "
+                     "random.Random(seed) from each cell's names in sorted order, cells in the order "
+                     "female/young, female/old, male/young, male/old",
+    "eb1": "the rest of female/young and male/old (eb1_train + eb1_val)",
+    "eb2": "the rest of female/old and male/young (eb2_train + eb2_val)",
+    "val": "of each cell of eb1 and eb2, floor(val_fraction x cell + 0.5) images (at least 1, leaving at least "
+           "1 for training) drawn with the same generator go to *_val, the others to *_train",
+    "paths": "relative to this folder when the images folder lies inside it, else absolute",
+}
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    age: int
+    gender: str
+    race: str
+
+    @property
+    def age_group(self) -> str | None:
+        if self.age <= YOUNG_MAX_AGE:
+            return "young"
+        return "old" if self.age >= OLD_MIN_AGE else None
+
+    @property
+    def cell(self) -> tuple[str, str | None]:
+        return self.gender, self.age_group
+
+
+def parse_name(name: str) -> Photo | None:
+    """The labels in a UTKFace file name; None when it is not AGE_GENDER_RACE_DATETIME.jpg[.chip.jpg]
+    with a known gender (0, 1) and race (0-4)."""
+    match = NAME.fullmatch(name)
+    if match is None:
+        return None
+    age, gender, race = (int(match.group(i)) for i in (1, 2, 3))
+    if gender not in GENDERS or race not in RACES:
+        return None
+    return Photo(name, age, GENDERS[gender], RACES[race])
+
+
+def cell_name(cell: tuple[str, str]) -> str:
+    return "/".join(cell)
+
+
+def _quoted(names: list[str]) -> str:
+    shown = ", ".join(name if name.isprintable() else repr(name) for name in names[:MAX_NAMES_SHOWN])
+    return shown + (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Listing:
+    """What the images folder holds, by name."""
+
+    photos: list[Photo]
+    malformed: list[str]      # JPEG names that are not AGE_GENDER_RACE_DATETIME.jpg...
+    other_files: list[str]    # entries that are no JPEG by name (ignored)
+    middle_aged: dict[str, int]  # ages 30-39 per gender: not used, by design
+
+
+def list_folder(images: Path) -> Listing:
+    if not images.exists():
+        raise DataError(f"images folder not found: {images}")
+    if not images.is_dir():
+        raise DataError(f"not a folder: {images} (--images is the folder of UTKFace photos)")
+    try:
+        names = sorted(entry.name for entry in os.scandir(images) if not entry.is_dir())
+    except OSError as exc:
+        raise DataError(f"cannot list {images}: {exc.strerror or exc}") from None
+    jpegs = [name for name in names if name.lower().endswith(JPEG_SUFFIXES)]
+    if not jpegs:
+        raise DataError(f"no JPEG files in {images}" + (f" ({len(names)} other files)" if names else " (empty)"))
+    listing = Listing([], [], [name for name in names if not name.lower().endswith(JPEG_SUFFIXES)],
+                      {gender: 0 for gender in GENDERS.values()})
+    for name in jpegs:
+        photo = parse_name(name)
+        if photo is None:
+            listing.malformed.append(name)
+        elif photo.age_group is None:
+            listing.middle_aged[photo.gender] += 1
+        else:
+            listing.photos.append(photo)
+    if not listing.photos and not any(listing.middle_aged.values()):
+        raise DataError(f"none of the {len(jpegs)} JPEG names in {images} is UTKFace's "
+                        f"AGE_GENDER_RACE_DATETIME.jpg.chip.jpg (e.g. {_quoted(listing.malformed)})")
+    return listing
+
+
+def unreadable_photos(images: Path, photos: list[Photo]) -> list[str]:
+    """Names of the photos Pillow cannot decode (opened and fully loaded, one at a time)."""
+    from PIL import Image
+
+    bad = []
+    for photo in photos:
+        try:
+            with Image.open(images / photo.name) as image:
+                image.load()
+        except Exception:  # any decoder failure means the file is unusable
+            bad.append(photo.name)
+    return bad
+
+
+def val_count(size: int, fraction: float) -> int:
+    """Validation images of a cell of `size`: the nearest to fraction x size, at least 1 when the cell has
+    2 or more images, and never the whole cell."""
+    return min(max(1, math.floor(fraction * size + 0.5)), size - 1) if size else 0
+
+
+def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int) -> dict[str, list[Photo]]:
+    """Every split's photos. Deterministic for a seed: cells are visited in CELLS order, each cell's names
+    sorted, one random.Random(seed) draws every choice."""
+    by_cell = {cell: sorted((p for p in photos if p.cell == cell), key=lambda p: p.name) for cell in CELLS}
+    available = ", ".join(f"{cell_name(c)} {len(by_cell[c])}" for c in CELLS)
+    for cell in CELLS:
+        if len(by_cell[cell]) < per_cell:
+            raise DataError(f"cell {cell_name(cell)} has {len(by_cell[cell])} images, fewer than "
+                            f"--balanced-per-cell {per_cell} (images per cell: {available})")
+    rng = random.Random(seed)
+    splits: dict[str, list[Photo]] = {name: [] for name in SPLITS}
+    rest = {}
+    for cell in CELLS:
+        chosen = set(rng.sample(range(len(by_cell[cell])), per_cell))
+        splits["balanced_test"] += [p for i, p in enumerate(by_cell[cell]) if i in chosen]
+        rest[cell] = [p for i, p in enumerate(by_cell[cell]) if i not in chosen]
+    for eb, cells in (("eb1", EB1), ("eb2", EB2)):
+        for cell in cells:
+            remaining = rest[cell]
+            val = set(rng.sample(range(len(remaining)), val_count(len(remaining), val_fraction)))
+            splits[f"{eb}_val"] += [p for i, p in enumerate(remaining) if i in val]
+            splits[f"{eb}_train"] += [p for i, p in enumerate(remaining) if i not in val]
+            splits[eb] += remaining
+    for name in SPLITS:
+        splits[name].sort(key=lambda p: p.name)
+    _check_classes(splits, rest, per_cell)
+    return splits
+
+
+def _check_classes(splits: dict[str, list[Photo]], rest: dict, per_cell: int) -> None:
+    """Every training and validation split must hold both genders (balanced_test holds every cell, and
+    eb1 and eb2 hold their train and val): a split without one is no experiment."""
+    for eb, cells in (("eb1", EB1), ("eb2", EB2)):
+        for name in (f"{eb}_train", f"{eb}_val"):
+            present = {p.gender for p in splits[name]}
+            missing = [cell for cell in cells if cell[0] not in present]
+            if not missing:
+                continue
+            cell = missing[0]
+            gender = cell[0]
+            left = len(rest[cell])
+            raise DataError(f"{name} has no {gender} images: cell {cell_name(cell)} has {left} left after the "
+                            f"{per_cell} of balanced_test" + (" (training and validation need 2)" if left == 1 else "")
+                            + "; lower --balanced-per-cell or add images")
+
+
+def relative_root(images: Path, out: Path) -> Path | None:
+    """The images folder relative to `out` when it lies inside it, else None (paths are then absolute)."""
+    try:
+        return Path(os.path.abspath(images)).relative_to(os.path.abspath(out))
+    except ValueError:
+        return None
+
+
+def csv_text(photos: list[Photo], folder: Path) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HEADER)
+    for photo in photos:
+        writer.writerow([(folder / photo.name).as_posix(), photo.gender, photo.age_group, photo.age, photo.race])
+    return buffer.getvalue()
+
+
+def counts_per_cell(photos: list[Photo]) -> dict[str, int]:
+    counts = {cell_name(cell): sum(p.cell == cell for p in photos) for cell in CELLS}
+    return {**counts, "total": len(photos)}
+
+
+def table(rows: dict[str, dict[str, int]]) -> str:
+    columns = [cell_name(cell) for cell in CELLS] + ["total"]
+    width = max(len(name) for name in rows) + 2
+    lines = ["split".ljust(width) + "".join(c.rjust(14) for c in columns)]
+    lines += [name.ljust(width) + "".join(f"{counts[c]:,}".rjust(14) for c in columns)
+              for name, counts in rows.items()]
+    return "\n".join(lines)
+
+
+def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: int = DEFAULT_BALANCED_PER_CELL,
+          val_fraction: float = DEFAULT_VAL_FRACTION, check_images: bool = False) -> dict:
+    """Write the CSVs and counts.json into `out` (counts.json last: a folder without it is an unfinished
+    build); return what counts.json holds. Nothing is written when the folder cannot make every split."""
+    images = expand_path(images)
+    out = expand_path(out)
+    listing = list_folder(images)
+    if listing.malformed:
+        warn(f"{plural(len(listing.malformed), 'malformed file name')} skipped (not UTKFace's "
+             f"AGE_GENDER_RACE_DATETIME.jpg.chip.jpg with gender 0/1 and race 0-4): {_quoted(listing.malformed)}")
+    unreadable: list[str] | None = None
+    photos = listing.photos
+    if check_images:
+        unreadable = unreadable_photos(images, photos)
+        if unreadable:
+            warn(f"{plural(len(unreadable), 'unreadable photo')} skipped (Pillow cannot decode them): "
+                 f"{_quoted(unreadable)}")
+            skipped = set(unreadable)
+            photos = [p for p in photos if p.name not in skipped]
+    splits = assign(photos, balanced_per_cell, val_fraction, seed)
+
+    inside = relative_root(images, out)
+    folder = inside if inside is not None else Path(os.path.abspath(images))
+    counts = {"available": counts_per_cell(photos), **{name: counts_per_cell(splits[name]) for name in SPLITS}}
+    record = {
+        "tool": "lnl_cli.tools.utkface", "lnl_version": __version__,
+        "source": os.path.abspath(images), "paths": "relative" if inside is not None else "absolute",
+        "seed": seed, "balanced_per_cell": balanced_per_cell, "val_fraction": val_fraction,
+        "check_images": check_images, "rules": RULES,
+        "files": {
+            "jpeg_names": len(listing.photos) + len(listing.malformed) + sum(listing.middle_aged.values()),
+            "malformed_names": len(listing.malformed), "malformed_examples": listing.malformed[:MAX_NAMES_SHOWN],
+            "other_files": len(listing.other_files),
+            "aged_30_39_not_used": dict(listing.middle_aged),
+            "unreadable": None if unreadable is None else len(unreadable),
+            "unreadable_examples": None if unreadable is None else unreadable[:MAX_NAMES_SHOWN],
+        },
+        "splits": counts,
+    }
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        target = out / f"{name}.csv"
+        with output_errors(target):
+            atomic_write_text(target, csv_text(splits[name], folder))
+    with output_errors(out / "counts.json"):
+        atomic_write_text(out / "counts.json", json.dumps(record, indent=2) + "\n")
+
+    files = record["files"]
+    middle = files["aged_30_39_not_used"]
+    print(f"source: {record['source']}: {files['jpeg_names']:,} JPEG names, {files['malformed_names']} malformed "
+          f"(skipped), {middle['female'] + middle['male']:,} aged 30-39 (not used by design: "
+          f"{middle['female']:,} female, {middle['male']:,} male)"
+          + ("" if unreadable is None else f", {len(unreadable)} unreadable (skipped)"))
+    print(f"seed {seed}, --balanced-per-cell {balanced_per_cell}, --val-fraction {val_fraction}")
+    print(table(counts))
+    print(f"wrote {', '.join(f'{name}.csv' for name in SPLITS)} and counts.json to {out} "
+          f"(image paths {record['paths']})")
+    return record
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are the project's one-line ConfigError (exit 2), not usage text."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see --help)")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
+    parser = _Parser(prog="python -m lnl_cli.tools.utkface", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, required=True, help="folder of UTKFace photos (e.g. crop_part1)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the CSVs and counts.json")
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
+                        help=f"seed of every random choice (default {DEFAULT_SEED})")
+    parser.add_argument("--balanced-per-cell", type=_positive, default=DEFAULT_BALANCED_PER_CELL,
+                        help=f"balanced test images per (gender, age group) cell (default {DEFAULT_BALANCED_PER_CELL})")
+    parser.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION,
+                        help=f"share of each training cell held out for validation (default {DEFAULT_VAL_FRACTION})")
+    parser.add_argument("--check-images", action="store_true",
+                        help="open every photo now and skip those that cannot be decoded (default: only the names "
+                             "are read; an unreadable photo is then an error naming its CSV row when training "
+                             "loads it)")
+    args = parser.parse_args(argv)
+    build(args.images, args.out, args.seed, args.balanced_per_cell, args.val_fraction, args.check_images)
+
+
+if __name__ == "__main__":
+    main()
