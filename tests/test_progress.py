@@ -12,7 +12,7 @@ from lnl_cli.progress import PlainProgress, RichProgress
 
 INFO = {"method": "lnl", "dataset": "toy [x]", "train_size": 1000, "test_size": 100, "device": "cpu",
         "run_dir": "runs/a[b]", "epochs": 3, "start_epoch": 0}
-RECORD = {"epoch": 1, "phase": "warm-up", "label_loss": 0.5, "test_accuracy": 0.75, "test_bias_head_accuracy": None,
+RECORD = {"epoch": 1, "phase": "warm-up", "label_loss": 0.5, "val_accuracy": 0.75, "val_bias_head_accuracy": None,
           "train_seconds": 1.0, "seconds": 1.25}
 
 
@@ -32,7 +32,7 @@ def test_plain_progress_prints_a_short_line_per_epoch_with_user_strings_verbatim
     lines = out.getvalue().splitlines()
     assert lines[0] == "loading data…"
     assert "toy [x]" in lines[1] and "runs/a[b]" in lines[1]  # markup-like text printed as it is
-    assert lines[2] == "epoch 1/3 warm-up  loss 0.5000  acc 0.7500  (1.2s)"
+    assert lines[2] == "epoch 1/3 warm-up  loss 0.5000  val_acc 0.7500  (1.2s)"
     assert len(lines) == 3  # no heartbeat when it is off
 
 
