@@ -11,7 +11,8 @@ from lnl_cli.data.base import Batch, BiasedDataset, BiasedSplit
 from lnl_cli.data.colored_mnist import NORMALISE_MEAN, NORMALISE_STD, color_bin_targets
 
 
-def tiny_dataset(n: int = 64, classes: int = 10, seed: int = 0) -> BiasedDataset:
+def tiny_dataset(n: int = 64, classes: int = 10, seed: int = 0, with_val: bool = True) -> BiasedDataset:
+    """Train (colour = class), test and validation (colour independent of the class) splits of n images."""
     generator = torch.Generator().manual_seed(seed)
 
     def split(biased: bool) -> BiasedSplit:
@@ -22,7 +23,9 @@ def tiny_dataset(n: int = 64, classes: int = 10, seed: int = 0) -> BiasedDataset
         images = stroke * colors[:, :, None, None]
         return BiasedSplit(images, labels, bias, color_bin_targets(images, 8))
 
-    return BiasedDataset(split(True), split(False), classes, classes, 8, NORMALISE_MEAN, NORMALISE_STD, "tiny")
+    train, test = split(True), split(False)
+    return BiasedDataset(train, test, classes, classes, 8, NORMALISE_MEAN, NORMALISE_STD, "tiny",
+                         val=split(False) if with_val else None)
 
 
 def image_batch(classes=2, bias_classes=3, size=64, n=8):

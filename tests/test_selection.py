@@ -116,7 +116,7 @@ def test_the_planted_best_epoch_becomes_best_pt_and_only_it_is_tested_once_after
 
 
 def test_selecting_on_validation_without_a_validation_split_is_a_config_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=32))
+    monkeypatch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=32, with_val=False))
     config = load_config("colored-mnist", ["method=baseline", "train.epochs=1", "train.select=val_accuracy", *TINY])
     with pytest.raises(ConfigError, match="needs a validation split"):
         engine.run_training(config, tmp_path / "run")
