@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,24 +20,21 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from lnl_cli import distributed, run_folder, runtime, tensorboard
+from lnl_cli import distributed, resume_state, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
-from lnl_cli.checkpoint import (checkpoint_config, initialise_from, load_checkpoint, make_checkpoint,
-                                restore_algorithm, save_checkpoint)
-from lnl_cli.config import SPECS, Config, dump_yaml, get_value, load_config, overlay
+from lnl_cli.checkpoint import initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
+from lnl_cli.config import Config, dump_yaml
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.fileio import expand_path
 from lnl_cli.metrics import evaluate_split
+from lnl_cli.resume_state import RESUME_SAFE_KEYS, EpochProgress, StartState
 from lnl_cli.runtime import StopRequest
 from lnl_cli.selection import LAST, VAL_PREFIX, Selection
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
-# Config keys that may change when a run is resumed: they do not change what was already trained.
-RESUME_SAFE_KEYS = frozenset({"device", "train.epochs", "train.num_threads", "train.eval_every", "data.root",
-                              "data.download", "train.compile", "train.tensorboard"})
 # Steps between loss reports; the loss sums are checked for NaN (and agreed between processes) there.
 PROGRESS_EVERY_STEPS = 20
 
@@ -56,30 +52,6 @@ class RunContext:
     stop: StopRequest = field(default_factory=StopRequest)
     val_split: Split | None = None   # this process's part of the validation split (None: there is none)
     test_split: Split | None = None  # this process's part of the test set, read once at the end
-
-
-@dataclass
-class EpochProgress:
-    """Where an interrupted epoch stopped, so a resume replays exactly the batches that are left."""
-
-    order_state: torch.Tensor          # batch-order generator state before this epoch's permutation
-    step: int = 0                      # batches already trained
-    seen: int = 0
-    loss_sums: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"order_state": self.order_state, "step": self.step, "seen": self.seen, "loss_sums": self.loss_sums}
-
-
-@dataclass
-class StartState:
-    """Where the loop starts: a fresh run, or the state a checkpoint saved."""
-
-    epoch: int
-    batch_order: torch.Generator
-    selection: Selection
-    partial_epoch: EpochProgress | None = None
-    train_seconds: float = 0.0
 
 
 class _Stopped(Exception):
@@ -133,19 +105,19 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
     path = run_folder.resume_checkpoint(run_dir)
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
-    config = _resume_config(checkpoint, path, overrides, callbacks)
-    start = _start_state(checkpoint, config)
-    _check_epochs(config, start, run_dir)
+    config = resume_state.resume_config(checkpoint, path, overrides, callbacks)
+    start = resume_state.start_state(checkpoint, config)
+    resume_state.check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
                              "(pass train.epochs=N to extend it)")
         return {**(run_folder.read_summary(run_dir) or {"run_dir": str(run_dir)}), "already_finished": True}
     if distributed.is_main():
-        _trim_metrics(run_dir, start.epoch, callbacks)
+        resume_state.trim_metrics(run_dir, start.epoch, callbacks)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
-        _restore_rng(checkpoint.get("rng"))
+        resume_state.restore_rng(checkpoint.get("rng"))
         with _closing(ctx.callbacks):
             return _run(ctx, start)
 
@@ -401,60 +373,6 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     })
 
 
-def _resume_config(checkpoint: dict[str, Any], path: Path, overrides: Iterable[str] | dict[str, Any],
-                   callbacks: TrainCallbacks) -> Config:
-    """The checkpoint's config < what was edited in the run folder's config.yaml < `overrides`.
-
-    Edits in config.yaml count like overrides, so that none is dropped in silence: only RESUME_SAFE_KEYS
-    may differ from the checkpoint, and the edits that apply are announced."""
-    stored = checkpoint_config(checkpoint, path)
-    config_file = path.parent / run_folder.CONFIG_FILE
-    edited = overlay(stored, run_folder.read_config_edits(path.parent), str(config_file))
-    config = load_config(None, overrides, base=edited)
-    from_file = [key for key in _changed_keys(edited, stored) if get_value(config, key) == get_value(edited, key)]
-    refused = [key for key in _changed_keys(config, stored) if key not in RESUME_SAFE_KEYS]
-    if refused:
-        named = [key + (f" (edited in {config_file})" if key in from_file else "") for key in refused]
-        raise ConfigError(f"cannot resume with changed {', '.join(named)}; only "
-                          f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change on resume")
-    if from_file and distributed.is_main():
-        callbacks.on_message(f"resuming with the edits in {config_file}: "
-                             + ", ".join(f"{key}={get_value(config, key)}" for key in from_file))
-    return config
-
-
-def _changed_keys(config: Config, reference: Config) -> list[str]:
-    return sorted(key for key in SPECS if get_value(config, key) != get_value(reference, key))
-
-
-def _check_epochs(config: Config, start: StartState, run_dir: Path) -> None:
-    """Refuse train.epochs below the epochs already begun: the summary would describe a run that is not
-    the one in the checkpoint (an interrupted epoch counts as begun)."""
-    begun = start.epoch + (start.partial_epoch is not None)
-    if config.train.epochs < begun:
-        raise ConfigError(f"train.epochs={config.train.epochs} is fewer than the {begun} epochs {run_dir} has "
-                          f"already begun; resume with train.epochs={begun} or more")
-
-
-def _trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) -> None:
-    """metrics.jsonl back to the checkpoint's epochs before training appends more."""
-    dropped = run_folder.trim_metrics(run_dir, epochs_done)
-    if dropped:
-        callbacks.on_message(f"dropped {dropped} metrics record(s) after epoch {epochs_done} that the checkpoint "
-                             "does not have (written just before a crash); they are trained again")
-
-
-def _start_state(checkpoint: dict[str, Any], config: Config) -> StartState:
-    generator = torch.Generator()
-    generator.set_state(checkpoint["batch_order_state"])
-    partial = checkpoint.get("partial_epoch")
-    progress = None if partial is None else EpochProgress(
-        partial["order_state"], int(partial["step"]), int(partial["seen"]), dict(partial["loss_sums"]))
-    selection = Selection.from_dict(checkpoint.get("selection"), config.train.select)
-    return StartState(int(checkpoint["epoch"]), generator, selection, progress,
-                      float(checkpoint.get("train_seconds", 0.0)))
-
-
 # ---------------------------------------------------------------------------- saving
 
 
@@ -464,23 +382,9 @@ def _save(ctx: RunContext, epochs_done: int, generator: torch.Generator, train_s
     if not distributed.is_main():
         return
     checkpoint = make_checkpoint(ctx.algorithm, ctx.config, epochs_done, batch_order_state=generator.get_state(),
-                                 rng=_capture_rng(), train_seconds=train_seconds, partial_epoch=partial_epoch,
+                                 rng=resume_state.capture_rng(), train_seconds=train_seconds, partial_epoch=partial_epoch,
                                  selection=selection.to_dict())
     save_checkpoint(run_folder.checkpoint_path(ctx.run_dir), checkpoint)
-
-
-def _capture_rng() -> dict[str, Any]:
-    state = random.getstate()
-    return {"torch": torch.get_rng_state(), "python": list(state[1]), "python_position": state[2]}
-
-
-def _restore_rng(rng: dict[str, Any] | None) -> None:
-    """Global RNGs as they were at the checkpoint (nothing in training draws from them today, but an
-    algorithm that does, e.g. with dropout, resumes exactly too)."""
-    if not rng:
-        return
-    torch.set_rng_state(rng["torch"])
-    random.setstate((3, tuple(rng["python"]), rng["python_position"]))
 
 
 def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_seconds: float,

@@ -161,7 +161,7 @@ def test_a_new_dataset_needs_only_its_module_and_a_registry_line(tmp_path):
 
     out = tmp_path / "run"
     trained = lnl("train", "data.type=toy", "data.toy_images=32", "method=baseline", "train.epochs=1",
-                  "train.batch_size=16", "--out", str(out), "--json")
+                  "train.select=last", "train.batch_size=16", "--out", str(out), "--json")
     assert trained.returncode == 0, trained.stderr
     assert "toy_images: 32" in (out / "config.yaml").read_text()
     assert '"dataset": "toy noise"' in trained.stdout

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lnl_cli import api, engine, load_config
+from lnl_cli import api, engine, load_config, resume_state
 from lnl_cli.checkpoint import load_checkpoint
 from lnl_cli.errors import ConfigError, TrainingInterrupted
 
@@ -105,7 +105,7 @@ def test_checkpoints_carry_the_global_rng_states(tmp_path):
     torch.set_rng_state(rng["torch"])
     expected = torch.rand(3)
     random.seed(123)
-    engine._restore_rng(rng)
+    resume_state.restore_rng(rng)
     assert torch.equal(torch.rand(3), expected)
     assert random.getstate()[1] == tuple(rng["python"])
 
