@@ -107,6 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="extra config overrides for every run (e.g. train.precision=fp32 data.root=PATH)")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"),
                         help="folder of the run folders, report.md and report.json")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the finished runs among those asked for (e.g. 3 seeds at "
+                             "some sigma^2 and 1 at others, trained by separate invocations) and name the rest")
     args = parser.parse_args(argv)
     args.color_vars = list(dict.fromkeys(args.color_vars))  # a repeated seed would count one run twice
     args.seeds = list(dict.fromkeys(args.seeds))
@@ -328,6 +331,9 @@ def execute(spec: RunSpec, args: argparse.Namespace) -> tuple[dict[str, Any], st
 def run_all(args: argparse.Namespace, specs: list[RunSpec]) -> list[dict[str, Any]]:
     records = []
     for spec in specs:
+        if args.report_only and not (spec.out / "summary.json").is_file():
+            print(f"not in the report (--report-only, not finished): {spec.tag}", file=sys.stderr, flush=True)
+            continue
         summary, status = execute(spec, args)
         records.append(record_of(spec, summary, status))
     return records

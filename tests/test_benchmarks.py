@@ -291,3 +291,17 @@ def test_background_mnist_benchmark_reports_accuracy_and_leakage(mnist_root, tmp
     assert [r["method"] for r in results] == ["baseline", "lnl"]
     assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and -1.0 <= r["leakage"]["mean"] <= 1.0 for r in results)
     assert (tmp_path / "report.md").read_text().count("\n| ") == 3  # header rule + two rows
+
+
+def test_report_only_trains_nothing_and_reports_the_finished_runs(reproduce, tmp_path, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr(reproduce, "train_run", lambda *a, **k: trained.append(a) or {})
+    finished = tmp_path / "var0.020-seed0" / "baseline"
+    finished.mkdir(parents=True)
+    (finished / "summary.json").write_text(json.dumps({"test": {"accuracy": 0.4}, "selected": {"epoch": 1}}))
+    code = reproduce.main(["--preset", "colored-mnist-paper", "--methods", "baseline", "--color-vars", "0.020",
+                           "--seeds", "0", "1", "--warmup-epochs", "1", "--out", str(tmp_path), "--report-only"])
+    assert code == 0 and trained == []
+    assert "not in the report (--report-only, not finished): baseline σ²=0.020 seed=1" in capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["seed"] for r in report["runs"]] == [0]
