@@ -224,7 +224,7 @@ def evaluate(checkpoint: str | Path, preset: str | Path | None = None, overrides
     confusion matrix. The checkpoint's own config is the default; preset and overrides change it."""
     from lnl_cli.evaluation import evaluate_checkpoint
 
-    return evaluate_checkpoint(Path(checkpoint), preset, overrides)
+    return evaluate_checkpoint(run_folder.model_checkpoint(Path(checkpoint)), preset, overrides)
 
 
 def write_evaluation_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
