@@ -14,9 +14,9 @@ PNG_MAGIC = b"\x89PNG"
 
 
 def _records():
-    return [{"epoch": 1, "phase": "warm-up", "label_loss": 2.0, "test_accuracy": 0.3, "test_bias_head_accuracy": 0.9},
+    return [{"epoch": 1, "phase": "warm-up", "label_loss": 2.0, "val_accuracy": 0.3, "val_bias_head_accuracy": 0.9},
             {"epoch": 2, "phase": "adversarial", "label_loss": 1.5, "bias_loss": 1.0, "neg_entropy": -2.0,
-             "test_accuracy": 0.5, "test_bias_head_accuracy": 0.4}]
+             "val_accuracy": 0.5, "val_bias_head_accuracy": 0.4}]
 
 
 def test_training_plots_are_written_as_png(tmp_path):

@@ -28,8 +28,8 @@ def test_results_csv_has_one_row_per_epoch_with_the_metrics_of_metrics_jsonl(mni
 
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
-    accuracy = [(e.step, e.value) for e in events.Scalars("test_accuracy")]
-    assert accuracy == [(r["epoch"], pytest.approx(r["test_accuracy"])) for r in records]
+    accuracy = [(e.step, e.value) for e in events.Scalars("val_accuracy")]
+    assert accuracy == [(r["epoch"], pytest.approx(r["val_accuracy"])) for r in records]
     assert "label_loss" in events.Tags()["scalars"]
 
 
