@@ -135,12 +135,17 @@ def test_only_the_asked_methods_are_trained_and_the_warmup_only_when_needed(repr
     assert [c["method"] for c in report["cells"]] == ["lnl"]  # the warm-up ran, but no baseline row was asked for
 
 
-def test_the_adversarial_lr_defaults_to_the_official_one_and_epochs_to_the_preset(reproduce, fake, tmp_path):
+def test_the_adversarial_lr_is_the_presets_else_the_official_one_and_epochs_the_presets(reproduce, fake, tmp_path):
     reproduce.main(["--preset", "colored-mnist-fast", "--methods", "baseline", "lnl", "--seeds", "0",
-                    "--out", str(tmp_path)])
+                    "--out", str(tmp_path / "fast")])
     warmup, lnl = fake.calls
     assert warmup["overrides"]["train.epochs"] == "40" and lnl["overrides"]["train.epochs"] == "6"
-    assert lnl["overrides"]["train.adversarial_lr"] == str(reproduce.OFFICIAL_ADVERSARIAL_LR)
+    assert lnl["overrides"]["train.adversarial_lr"] == "0.01"  # colored-mnist-fast sets it
+    fake.calls.clear()
+    unset = tmp_path / "unset.yaml"
+    unset.write_text("extends: colored-mnist\ntrain: {adversarial_lr: null, epochs: 3, pretrain_epochs: 2}\n")
+    reproduce.main(["--preset", str(unset), "--methods", "lnl", "--seeds", "0", "--out", str(tmp_path / "unset")])
+    assert fake.calls[1]["overrides"]["train.adversarial_lr"] == str(reproduce.OFFICIAL_ADVERSARIAL_LR)
 
 
 def test_finished_runs_are_reused_and_an_interrupted_one_resumed(reproduce, fake, tmp_path, capsys):
