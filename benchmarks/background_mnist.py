@@ -28,6 +28,9 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=["baseline", "lnl"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="overrides for every run")
+    parser.add_argument("--probe-steps", type=int, default=ProbeSettings.steps,
+                        help="optimizer steps of each leakage probe (default: probe-bias's)")
+    parser.add_argument("--probe-seeds", type=int, default=ProbeSettings.seeds, help="probe seeds")
     args = parser.parse_args(argv)
 
     preset = args.out / "data" / "background-mnist.yaml"
@@ -42,7 +45,8 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             summary = train(load_config(preset, [f"method={method}", f"seed={seed}", *args.overrides]), run)
             seconds = time.perf_counter() - started
-            probe = probe_checkpoint(run / "best.pt", settings=ProbeSettings())
+            probe = probe_checkpoint(run / "best.pt", settings=ProbeSettings(steps=args.probe_steps,
+                                                                                seeds=args.probe_seeds))
             test = summary["test"]
             results.append({"method": method, "seed": seed, "test": test, "seconds": seconds,
                             "leakage": probe["leakage"], "mi_bits": probe["mi_lower_bound_bits"]})

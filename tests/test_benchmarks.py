@@ -291,7 +291,7 @@ def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path
 def test_background_mnist_benchmark_reports_accuracy_and_leakage(mnist_root, tmp_path):
     bench = _script("background_mnist")
     bench.main(["--data-root", str(mnist_root), "--out", str(tmp_path), "--train-size", "300", "--test-size", "200",
-                "--set", "train.epochs=1", "train.num_threads=2"])
+                "--set", "train.epochs=1", "train.num_threads=2", "--probe-steps", "100", "--probe-seeds", "1"])
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["method"] for r in results] == ["baseline", "lnl"]
     assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and -1.0 <= r["leakage"]["mean"] <= 1.0 for r in results)

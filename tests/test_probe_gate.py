@@ -147,7 +147,7 @@ def test_the_val_source_needs_a_validation_split():
 
     from helpers import tiny_dataset
 
-    dataset = tiny_dataset(n=16)
+    dataset = tiny_dataset(n=16, with_val=False)
     assert dataset.val is None
     with pytest.raises(ConfigError, match="this dataset has no validation split"):
         source_split(dataset, "val")
