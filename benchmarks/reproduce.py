@@ -65,7 +65,6 @@ CONTROLLED = {"method": "--methods", "seed": "--seeds", "data.color_var": "--col
 # or, for init_from, the folder layout already ties a branch to its warm-up).
 FREE_ON_REUSE = {"train.num_threads", "data.root", "device", "train.init_from"}
 # Config keys the two-stage procedure needs from the core.
-NEEDED_KEYS = ("train.init_from", "train.select", "train.adversarial_lr")
 # A run folder holding one of these (and no summary.json) stopped before the end: it is resumed.
 RESUMABLE = ("last.pt", "checkpoint.pt")  # checkpoint.pt: run folders of lnl before last.pt/best.pt
 TEST_KEYS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "bias_head_accuracy")
@@ -249,16 +248,7 @@ def train_run(preset: str, overrides: list[str], out: Path, tag: str, resume: bo
     callbacks = EpochLog(tag)
     if resume:
         return api.resume(out, resume_overrides or [], callbacks)
-    try:
-        config = api.load_config(preset, overrides)
-    except api.ConfigError as exc:
-        from lnl_cli.config import SPECS
-
-        missing = [key for key in NEEDED_KEYS if key not in SPECS]
-        if missing:
-            raise ReproduceError(f"this lnl has no {', '.join(missing)}: the two-stage benchmark needs them "
-                                 f"({exc})") from None
-        raise
+    config = api.load_config(preset, overrides)
     return api.train(config, out, callbacks)
 
 

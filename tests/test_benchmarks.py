@@ -185,16 +185,6 @@ def test_repeated_seeds_count_once_and_other_variances_have_no_paper_figure(repr
     assert "σ² 0.0225" in (out / "report.md").read_text()
 
 
-def test_an_lnl_without_the_two_stage_keys_says_so_before_training(reproduce, tmp_path, capsys):
-    from lnl_cli.config import SPECS
-
-    if all(key in SPECS for key in reproduce.NEEDED_KEYS):
-        pytest.skip("this lnl has the two-stage keys (the end-to-end test covers it)")
-    assert reproduce.main(["--methods", "baseline", "--seeds", "0", "--out", str(tmp_path / "b"), *SCHEDULE]) == 1
-    assert "the two-stage benchmark needs them" in capsys.readouterr().err
-    assert not (tmp_path / "b" / "var0.020-seed0" / "baseline").exists()
-
-
 def test_keys_the_script_sets_cannot_be_overridden(reproduce, capsys):
     with pytest.raises(SystemExit) as exc:
         reproduce.parse_args(["--set", "train.epochs=5"])
@@ -268,12 +258,7 @@ def test_reproduce_help_works():
 
 @pytest.mark.mnist
 def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path):
-    """Real training through the public API, once the core has the two-stage keys."""
-    from lnl_cli.config import SPECS
-
-    missing = [key for key in (*reproduce.NEEDED_KEYS, "data.val_size") if key not in SPECS]
-    if missing:
-        pytest.skip(f"this lnl has no {', '.join(missing)} yet")
+    """Real training through the public API: the warm-up, then LNL branched from it."""
     out = tmp_path / "bench"
     args = ["--preset", "colored-mnist", "--methods", "baseline", "lnl", "--seeds", "0", "--out", str(out),
             "--warmup-epochs", "1", "--adversarial-epochs", "1", "--threads", "2", "--set",
