@@ -191,7 +191,7 @@ FEW = {("female", "young"): 5, ("female", "old"): 3, ("male", "young"): 5, ("mal
     ("few", ["--val-fraction", "tenth"], 2, ["--val-fraction", "not a number"]),
     ("few", ["--balanced-per-cell", "0"], 2, ["--balanced-per-cell", "at least 1"]),
     ("few", ["--balanced-per-cell", "2.5"], 2, ["--balanced-per-cell", "not an integer"]),
-    ("few", ["--seed", "-1"], 2, ["--seed", "0 or more"]),
+    ("few", ["--seed", "-1"], 2, ["--seed", "at least 0"]),
     ("few", ["--colour"], 2, ["unrecognized arguments: --colour"]),
     ("no-images-flag", [], 2, ["--images"]),
     ("out-is-a-file", [], 74, ["cannot write"]),
