@@ -96,7 +96,7 @@ class ModelConfig:
               + "; ".join(f"{', '.join(spec.feature_layers)} for {name} (default {spec.default_feature_layer})"
                           for name, spec in models.BACKBONES.items()))
     pretrained: Union[str, None] = option(
-        None, "local weights file (a torchvision ResNet state_dict) loaded before training; never downloaded",
+        None, "local weights file (a torchvision state_dict of model.backbone) loaded before training; never downloaded",
         path=True)
     bias_head: BiasHeadKind = option(
         "auto", "h: color_pixels (per-pixel colour bins, the paper's Colored-MNIST head) or a categorical head "

@@ -1,4 +1,4 @@
-"""Backbones and heads: ResNet splits, training steps, pretrained weights."""
+"""Backbones and heads: ResNet and ShuffleNet splits, training steps, pretrained weights."""
 
 from __future__ import annotations
 
@@ -46,6 +46,28 @@ def test_resnet18_lnl_trains_a_few_steps_on_64px_images_and_round_trips(tmp_path
     clone.load_state_dict(algorithm.state_dict())
     algorithm.eval(), clone.eval()
     assert torch.equal(clone.predict(batch.images), algorithm.predict(batch.images))
+
+
+@pytest.mark.parametrize("backbone, widths", [("shufflenet_v2_x0_5", (48, 96, 192)),
+                                              ("shufflenet_v2_x1_0", (116, 232, 464))])
+def test_shufflenet_backbones_split_at_each_stage_and_take_their_torchvision_weights(tmp_path, backbone, widths):
+    """A stage concatenates two branches, so f's width is measured, not read off a layer: each split's
+    features must have the width the bias head was built for, and a torchvision state_dict must load."""
+    import torchvision
+
+    source = getattr(torchvision.models, backbone)(weights=None)
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    images = torch.randn(2, 3, 64, 64)
+    for layer, channels, side in zip(FEATURE_LAYERS[backbone], widths, (8, 4, 2)):
+        config = load_config(None, [f"model.backbone={backbone}", f"model.feature_layer={layer}",
+                                    "data.type=manifest", "data.train=a", "data.test=b", "method=lnl",
+                                    f"model.pretrained={tmp_path / 'weights.pth'}"])
+        algorithm = build_algorithm(config, TaskSpec(5, 2, 0)).eval()
+        features = algorithm.features(images)
+        assert features.shape == (2, channels, side, side)
+        assert algorithm.classifier(features).shape == (2, 5)
+        assert algorithm.bias_head(features).shape == (2, 2)
+        assert torch.equal(algorithm.featurizer.layers[0][0].weight, source.conv1[0].weight)
 
 
 def test_pretrained_weights_load_from_a_local_file_without_the_imagenet_head(tmp_path):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from lnl_cli.data import DATASETS
-from lnl_cli.models.backbones import PAPER_CONVNET, BackboneSpec, resnet
+from lnl_cli.models.backbones import PAPER_CONVNET, BackboneSpec, resnet, shufflenet
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
 from lnl_cli.models.heads import (BIAS_HEADS, DEFAULT_CATEGORICAL_HEAD, PIXEL_HEAD, CategoricalBiasHead,
                                   ColorBiasHead)
@@ -24,6 +24,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": resnet("resnet18"),
     "resnet34": resnet("resnet34"),
     "resnet50": resnet("resnet50"),
+    "shufflenet_v2_x0_5": shufflenet("shufflenet_v2_x0_5"),
+    "shufflenet_v2_x1_0": shufflenet("shufflenet_v2_x1_0"),
 }
 
 
@@ -64,7 +66,7 @@ def check_config(config: "Config") -> list[str]:
         problems.append(f"model.bias_head: {PIXEL_HEAD} needs data.type={'|'.join(fitting)} and "
                         f"model.backbone={'|'.join(grids)} (use conv or mlp)")
     if model.pretrained is not None and not spec.takes_weights_file:
-        problems.append("model.pretrained: weights files are for ResNet backbones")
+        problems.append("model.pretrained: weights files are for the torchvision backbones")
     return problems
 
 

@@ -12,12 +12,28 @@ from typing import Callable
 import torch
 from torch import nn
 
+from lnl_cli.data.images import RGB_CHANNELS
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import expand_path
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
 
 RESNET_HEAD = "fc."  # the ImageNet classifier of a pretrained state_dict; replaced by our own g's
-RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass(frozen=True)
+class StagedLayout:
+    """Where a torchvision classifier's modules sit: a stem, named stages (the places it can be split),
+    modules after the last stage and before global pooling (`tail`), then its classifier `fc`."""
+
+    stem: tuple[str, ...]
+    stages: tuple[str, ...]
+    tail: tuple[str, ...] = ()
+
+
+RESNET_LAYOUT = StagedLayout(stem=("conv1", "bn1", "relu", "maxpool"), stages=("layer1", "layer2", "layer3", "layer4"))
+# ShuffleNet V2 (Ma et al., ECCV 2018): a tenth of ResNet-18's arithmetic at x0.5, for photos on small CPUs.
+SHUFFLENET_LAYOUT = StagedLayout(stem=("conv1", "maxpool"), stages=("stage2", "stage3", "stage4"), tail=("conv5",))
+CHANNEL_PROBE_SIZE = 64  # side of the dummy image that measures a stage's output channels
 
 
 @dataclass(frozen=True)
@@ -36,36 +52,39 @@ class BackboneSpec:
     keeps_image_grid: bool = False
 
 
-def _stage_channels(stage: nn.Sequential) -> int:
-    """Output channels of a ResNet stage: its last block's last batch norm."""
-    last = stage[-1]
-    norm = getattr(last, "bn3", None) or last.bn2
-    return norm.num_features
+def _output_channels(layers: nn.Sequential, in_channels: int) -> int:
+    """Channels `layers` put out, measured on a dummy image (a ShuffleNet stage concatenates two branches,
+    so no single layer's width says it); BatchNorm statistics are left untouched."""
+    was_training = layers.training
+    layers.eval()
+    with torch.no_grad():
+        channels = layers(torch.zeros(1, in_channels, CHANNEL_PROBE_SIZE, CHANNEL_PROBE_SIZE)).shape[1]
+    layers.train(was_training)
+    return int(channels)
 
 
-class ResNetFeatures(nn.Module):
-    """f: the ResNet stem and stages up to and including `last_stage`."""
+class StagedFeatures(nn.Module):
+    """f: the stem and stages up to and including `last_stage`."""
 
-    def __init__(self, resnet: nn.Module, last_stage: str):
+    def __init__(self, network: nn.Module, layout: StagedLayout, last_stage: str, in_channels: int):
         super().__init__()
-        stages = RESNET_STAGES[:RESNET_STAGES.index(last_stage) + 1]
-        self.layers = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                                    *(getattr(resnet, name) for name in stages))
-        self.out_channels = _stage_channels(getattr(resnet, last_stage))
+        stages = layout.stages[:layout.stages.index(last_stage) + 1]
+        self.layers = nn.Sequential(*(getattr(network, name) for name in (*layout.stem, *stages)))
+        self.out_channels = _output_channels(self.layers, in_channels)
 
     def forward(self, x):
         return self.layers(x)
 
 
-class ResNetClassifier(nn.Module):
-    """g: the remaining stages, global average pooling and a new fc; `layers[:-1]` is the embedding."""
+class StagedClassifier(nn.Module):
+    """g: the remaining stages and tail, global average pooling and a new fc; `layers[:-1]` is the embedding."""
 
-    def __init__(self, resnet: nn.Module, last_stage: str, num_classes: int):
+    def __init__(self, network: nn.Module, layout: StagedLayout, last_stage: str, num_classes: int):
         super().__init__()
-        stages = RESNET_STAGES[RESNET_STAGES.index(last_stage) + 1:]
-        width = resnet.fc.in_features
-        self.layers = nn.Sequential(*(getattr(resnet, name) for name in stages), nn.AdaptiveAvgPool2d(1),
-                                    nn.Flatten(), nn.Linear(width, num_classes))
+        stages = layout.stages[layout.stages.index(last_stage) + 1:]
+        width = network.fc.in_features
+        self.layers = nn.Sequential(*(getattr(network, name) for name in (*stages, *layout.tail)),
+                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
 
     def forward(self, features):
         return self.layers(features)
@@ -105,17 +124,18 @@ def _paper_convnet(num_classes: int, in_channels: int, feature_layer: str,
     return featurizer, classifier
 
 
-def _torchvision_resnet(name: str):
+def _torchvision_network(name: str, layout: StagedLayout):
     def build(num_classes: int, in_channels: int, feature_layer: str,
               weights_file: str | None) -> tuple[nn.Module, nn.Module]:
         import torchvision.models
 
-        resnet = getattr(torchvision.models, name)(weights=None)
-        if in_channels != resnet.conv1.in_channels:
+        network = getattr(torchvision.models, name)(weights=None)
+        if in_channels != RGB_CHANNELS:
             raise ConfigError(f"model.backbone: {name} takes RGB images, the data has {in_channels} channels")
         if weights_file:
-            load_pretrained(resnet, weights_file)
-        return ResNetFeatures(resnet, feature_layer), ResNetClassifier(resnet, feature_layer, num_classes)
+            load_pretrained(network, weights_file)
+        return (StagedFeatures(network, layout, feature_layer, in_channels),
+                StagedClassifier(network, layout, feature_layer, num_classes))
 
     return build
 
@@ -126,5 +146,13 @@ PAPER_CONVNET = BackboneSpec("the paper's Colored-MNIST convnet", _paper_convnet
 
 def resnet(name: str) -> BackboneSpec:
     """A torchvision ResNet, split after a stage (layer3 by default), optionally from a local weights file."""
-    return BackboneSpec(f"torchvision {name}", _torchvision_resnet(name), feature_layers=RESNET_STAGES,
-                        default_feature_layer="layer3", takes_weights_file=True)
+    return BackboneSpec(f"torchvision {name}", _torchvision_network(name, RESNET_LAYOUT),
+                        feature_layers=RESNET_LAYOUT.stages, default_feature_layer="layer3", takes_weights_file=True)
+
+
+def shufflenet(name: str) -> BackboneSpec:
+    """A torchvision ShuffleNet V2, split after a stage (stage3 by default, ResNet's layer3), optionally from
+    a local weights file."""
+    return BackboneSpec(f"torchvision {name}", _torchvision_network(name, SHUFFLENET_LAYOUT),
+                        feature_layers=SHUFFLENET_LAYOUT.stages, default_feature_layer="stage3",
+                        takes_weights_file=True)
