@@ -22,6 +22,7 @@ import yaml
 from lnl_cli import models, tensorboard
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
+from lnl_cli.data import augment as augmentation
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
 from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
@@ -72,6 +73,7 @@ class CommonDataConfig:
         factory=list, help="per-channel input mean on the [0,1] scale; default: the dataset's (ImageNet's for "
                            "manifest and celeba)")
     std: list[float] = option(factory=list, help="per-channel input std; default: the dataset's")
+    augment: augmentation.AugmentConfig = option(factory=augmentation.AugmentConfig)
 
 
 def _data_section() -> type:
@@ -314,6 +316,10 @@ def _common_data_checks(config: Config) -> list[str]:
             problems.append(f"data.{key}: needs {RGB} values (R, G, B), got {len(values)}")
     if any(v <= 0 for v in data.std):
         problems.append("data.std: every value must be > 0")
+    problems += augmentation.check_config(data.augment)
+    if augmentation.enabled(data.augment) and models.bias_head_kind(config) == models.PIXEL_HEAD:
+        problems.append(f"data.augment: the per-pixel colour head ({models.PIXEL_HEAD}) reads targets aligned with "
+                        f"the unaugmented pixels; use model.bias_head=conv or mlp, or no augmentation")
     return problems
 
 

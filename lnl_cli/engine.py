@@ -25,6 +25,7 @@ from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
 from lnl_cli.config import Config, dump_yaml
+from lnl_cli.data import augment as augmentation
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
@@ -218,7 +219,11 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     tally = _LossTally.resumed(progress, split.labels.device)
     batches = iterate_batches(split, config.train.batch_size, ctx.dataset.mean, ctx.dataset.std, generator,
                               start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()))
+    augment = augmentation.enabled(config.data.augment)
     for step, batch in enumerate(batches, start=progress.step + 1):
+        if augment:
+            seed = augmentation.batch_seed(config.seed, epoch, step, distributed.rank())
+            batch = augmentation.augment_batch(batch, config.data.augment, seed)
         tally.add(algorithm.update(batch), len(batch.labels))
         ctx.callbacks.on_steps(step, steps)
         report = step % PROGRESS_EVERY_STEPS == 0 or step == steps

@@ -295,3 +295,31 @@ def test_report_only_trains_nothing_and_reports_the_finished_runs(reproduce, tmp
     assert "not in the report (--report-only, not finished): baseline σ²=0.020 seed=1" in capsys.readouterr().err
     report = json.loads((tmp_path / "report.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [0]
+
+
+def _fake_utkface_run(folder: Path, opposite: float, balanced: float, leakage: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "test": {"accuracy": opposite}, "train_seconds": 120.0, "selected": {"epoch": 7},
+        "train_images_per_second": 500.0}))
+    (folder / "balanced.json").write_text(json.dumps({"accuracy": balanced, "worst_group_accuracy": balanced - 0.1}))
+    (folder / "probe_balanced.json").write_text(json.dumps({
+        "leakage": {"mean": leakage}, "input_ceiling": {"mean": 0.5}, "relative_leakage": {"mean": leakage / 0.5}}))
+
+
+def test_utkface_report_joins_finished_runs_with_intervals_and_skips_unfinished_ones(tmp_path, capsys):
+    """Only runs with all three JSON files count; each cell is the mean and Student-t interval over seeds."""
+    utkface = _script("utkface")
+    for seed, opposite in enumerate((0.6, 0.7, 0.8)):
+        _fake_utkface_run(tmp_path / f"eb1-lnl-seed{seed}", opposite, 0.8, 0.2)
+    (tmp_path / "eb1-baseline-seed0").mkdir()  # trained nowhere: left out, not a zero
+    utkface.main(["--out", str(tmp_path), "--directions", "eb1", "--methods", "baseline", "lnl", "--report-only"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["summaries"]) == ["eb1/lnl"]
+    cell = report["summaries"]["eb1/lnl"]
+    assert cell["opposite"]["n"] == 3 and cell["opposite"]["mean"] == pytest.approx(0.7)
+    assert cell["opposite"]["half_width"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
+    assert cell["relative_leakage"]["mean"] == pytest.approx(0.4) and cell["train_minutes"]["mean"] == 2.0
+    table = (tmp_path / "report.md").read_text()
+    assert "| EB1 -> EB2 | lnl | 0.700 ± 0.248 (n=3) | 0.800 ± 0.000 (n=3)" in table
+    assert "eb1-baseline" not in table

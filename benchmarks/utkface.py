@@ -1,0 +1,187 @@
+"""The paper's face experiment on UTKFace's real photographs: EB1 -> EB2 and EB2 -> EB1.
+
+For every direction, method and seed: `lnl train` on one extreme-bias split (the model is selected on
+its validation split), its test set the opposite split (every image conflicts with the shortcut); then
+`lnl evaluate` and `lnl probe-bias` on the balanced split, where age and gender are independent. Each
+step writes its JSON into the run folder, so an interrupted benchmark picks up where it stopped (an
+unfinished training run is resumed). The report gives mean +- 95% CI over seeds and a plot.
+
+    python -m lnl_cli.tools.utkface --images ../shared/data/utkface/crop_part1 --out ~/lnl-data/utkface
+    python benchmarks/utkface.py --out runs/utkface --jobs 2 --threads 1     # 18 runs, ~1 h on 2 cores
+    python benchmarks/utkface.py --out runs/utkface --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stats  # noqa: E402
+from reproduce import cpu_model, native_bf16  # noqa: E402
+
+DIRECTIONS = {"eb1": "EB1 -> EB2", "eb2": "EB2 -> EB1"}
+BALANCED_SPLIT = "balanced_test.csv"
+SUMMARY, BALANCED, PROBE = "summary.json", "balanced.json", "probe_balanced.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    direction: str
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.direction}-{self.method}-seed{self.seed}"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/utkface"))
+    parser.add_argument("--directions", nargs="+", choices=list(DIRECTIONS), default=list(DIRECTIONS))
+    parser.add_argument("--methods", nargs="+", default=["baseline", "lnl", "blind_eye"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (give each --threads)")
+    parser.add_argument("--threads", type=int, default=None, help="train.num_threads of every run")
+    parser.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run, key=value")
+    parser.add_argument("--report-only", action="store_true", help="only join the finished runs into the report")
+    return parser.parse_args(argv)
+
+
+def lnl(arguments: list[str], threads: int | None) -> dict[str, Any]:
+    """One `lnl` command with --json; its JSON result (a failed command stops the benchmark with its error)."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    done = subprocess.run([sys.executable, "-m", "lnl_cli", *arguments, "--json"], capture_output=True, text=True,
+                          env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"lnl {' '.join(arguments)} failed (exit {done.returncode}): "
+                         f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+    return json.loads(done.stdout)
+
+
+def execute(spec: RunSpec, args: argparse.Namespace) -> None:
+    """Train (or resume), then evaluate and probe on the balanced split; each step skipped when done."""
+    run = args.out / spec.name
+    threads = [f"train.num_threads={args.threads}"] if args.threads else []
+    if not (run / SUMMARY).is_file():
+        if (run / "last.pt").is_file():
+            lnl(["train", "--resume", str(run)], args.threads)
+        else:
+            lnl(["train", "--preset", f"utkface-{spec.direction}", "--out", str(run), f"method={spec.method}",
+                 f"seed={spec.seed}", *threads, *args.set], args.threads)
+    overrides = [f"data.test={BALANCED_SPLIT}", *threads]
+    for name, command in ((BALANCED, "evaluate"), (PROBE, "probe-bias")):
+        if not (run / name).is_file():
+            result = lnl([command, "--checkpoint", str(run), *overrides], args.threads)
+            (run / name).write_text(json.dumps(result, indent=1))
+    print(f"done {spec.name}", file=sys.stderr, flush=True)
+
+
+def read(run: Path) -> dict[str, Any] | None:
+    if not all((run / name).is_file() for name in (SUMMARY, BALANCED, PROBE)):
+        return None
+    summary, balanced, probe = (json.loads((run / name).read_text()) for name in (SUMMARY, BALANCED, PROBE))
+    relative = probe.get("relative_leakage") or {}
+    return {"opposite": summary["test"]["accuracy"], "balanced": balanced["accuracy"],
+            "balanced_worst_group": balanced["worst_group_accuracy"],
+            "leakage": probe["leakage"]["mean"], "relative_leakage": relative.get("mean"),
+            "ceiling": probe["input_ceiling"]["mean"], "train_minutes": summary["train_seconds"] / 60,
+            "selected_epoch": summary["selected"]["epoch"], "images_per_second": summary["train_images_per_second"]}
+
+
+COLUMNS = ("opposite", "balanced", "balanced_worst_group", "leakage", "relative_leakage", "train_minutes")
+
+
+def report(args: argparse.Namespace, specs: list[RunSpec]) -> dict[str, Any]:
+    rows: dict[str, dict[str, list[float]]] = {}
+    per_run = {}
+    for spec in specs:
+        record = read(args.out / spec.name)
+        if record is None:
+            continue
+        per_run[spec.name] = record
+        cell = rows.setdefault(f"{spec.direction}/{spec.method}", {c: [] for c in COLUMNS})
+        for column in COLUMNS:
+            if record[column] is not None:
+                cell[column].append(record[column])
+    summaries = {key: {c: stats.summarize(v).to_dict() for c, v in cell.items() if v} for key, cell in rows.items()}
+    result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16("cpu"),
+                          "threads_per_run": args.threads, "runs_at_once": args.jobs},
+              "overrides": args.set, "summaries": summaries, "runs": per_run}
+    (args.out / "report.json").write_text(json.dumps(result, indent=1))
+    (args.out / "report.md").write_text(markdown(result))
+    plot(result, args.out / "utkface.png")
+    print(markdown(result))
+    return result
+
+
+def _cell(summary: dict[str, Any] | None, digits: int = 3) -> str:
+    if not summary:
+        return "-"
+    text = f"{summary['mean']:.{digits}f}"
+    return text + (f" ± {summary['half_width']:.{digits}f}" if summary["half_width"] is not None else "") \
+        + f" (n={summary['n']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["| train -> test | method | opposite split | balanced split | balanced worst group | leakage "
+             "(balanced) | relative leakage | training minutes |", "|---|---|---|---|---|---|---|---|"]
+    for key, cell in result["summaries"].items():
+        direction, method = key.split("/")
+        lines.append(f"| {DIRECTIONS[direction]} | {method} | " + " | ".join(
+            _cell(cell.get(c), 1 if c == "train_minutes" else 3) for c in COLUMNS) + " |")
+    lines += ["", "| run | opposite | balanced | leakage | relative | selected epoch | minutes | images/s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, r in result["runs"].items():
+        relative = "-" if r["relative_leakage"] is None else f"{r['relative_leakage']:.3f}"
+        lines.append(f"| {name} | {r['opposite']:.4f} | {r['balanced']:.4f} | {r['leakage']:.3f} | {relative} | "
+                     f"{r['selected_epoch']} | {r['train_minutes']:.1f} | {r['images_per_second']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Accuracy on the opposite and balanced splits per direction and method, with 95% intervals."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(result["summaries"])
+    figure, axis = plt.subplots(figsize=(1.2 * len(keys) + 2, 4))
+    for offset, (column, label) in enumerate((("opposite", "opposite split"), ("balanced", "balanced split"))):
+        cells = [result["summaries"][key].get(column) for key in keys]
+        axis.bar([i + 0.4 * offset for i in range(len(keys))], [c["mean"] if c else 0 for c in cells], width=0.4,
+                 yerr=[(c["half_width"] or 0) if c else 0 for c in cells], capsize=3, label=label)
+    axis.set_xticks([i + 0.2 for i in range(len(keys))], [k.replace("/", "\n") for k in keys], fontsize=8)
+    axis.set_ylabel("gender accuracy")
+    axis.set_ylim(0.4, 1.0)
+    axis.axhline(0.5, color="grey", linewidth=0.5)
+    axis.legend()
+    axis.set_title("UTKFace, age-biased gender: mean and 95% CI over seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    specs = [RunSpec(d, m, s) for s in args.seeds for d in args.directions for m in args.methods]  # seed 0 first
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(lambda spec: execute(spec, args), specs))
+    report(args, specs)
+
+
+if __name__ == "__main__":
+    main()
