@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from lnl_cli import run_folder
-from lnl_cli.callbacks import CallbackList, TrainCallbacks
+from lnl_cli.callbacks import CallbackList, SweepCallbacks, TrainCallbacks
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.compare import shown_columns as compare_table_columns
@@ -37,6 +37,7 @@ from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
     from lnl_cli.config import Config
+    from lnl_cli.sweep import SweepPlan
 
 Overrides = Iterable[str] | dict[str, Any]
 
@@ -45,7 +46,7 @@ __all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "com
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
            "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
-           "StopRequest", "to_json", "train", "TrainCallbacks", "write_csv", "write_evaluation_plots",
+           "StopRequest", "sweep", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train", "TrainCallbacks", "write_csv", "write_evaluation_plots",
            "write_training_plots", "__version__"]
 
 
@@ -216,6 +217,50 @@ def write_training_plots(run_dir: str | Path, num_classes: int | None = None) ->
     return plot_training(Path(run_dir), num_classes)
 
 
+# ---------------------------------------------------------------------------- sweeps
+
+
+SWEEP_FILE = run_folder.SWEEP_FILE
+
+
+def sweep_plan(preset: str | Path, grid: Iterable[str], overrides: Iterable[str] = (),
+               out_dir: str | Path | None = None) -> "SweepPlan":
+    """The points of a sweep: the Cartesian product of ``KEY=V1,V2,...`` axes over `preset` and the fixed
+    `overrides`, each validated, with its run folder under `out_dir` (default: runs/) and what a sweep
+    would do with it (train, resume, or skip as finished). One ConfigError lists every problem of every
+    point. Writes nothing; ``sweep_document(plan)`` is what `lnl sweep --dry-run --json` prints."""
+    from lnl_cli import sweep as sweeps
+
+    return sweeps.plan_sweep(str(preset), grid, list(overrides), _folder(out_dir, "the sweep folder (--out)"))
+
+
+def sweep_document(plan: "SweepPlan", status: str = "planned") -> dict[str, Any]:
+    """What sweep.json holds for `plan` now."""
+    from lnl_cli import sweep as sweeps
+
+    return sweeps.document(plan, status)
+
+
+def sweep(plan: "SweepPlan", jobs: int = 1, callbacks: SweepCallbacks | None = None, stop: StopRequest | None = None,
+          train_callbacks: Callable[[], TrainCallbacks | None] | None = None, *, plots: bool = True) -> dict[str, Any]:
+    """Train every point of `plan` that is not finished: one after another in this process with `train`
+    and `resume` (`jobs` 1; `train_callbacks()` makes each run's progress receiver), or `jobs` at once as
+    `lnl train` subprocesses. Returns sweep.json's content (also written to the sweep folder).
+
+    A failed point does not stop the others; PointsFailed at the end says which failed. A stop request
+    (Ctrl-C) lets the running points save their checkpoints and raises TrainingInterrupted; the same
+    sweep run again resumes them and skips the finished ones."""
+    from lnl_cli import sweep as sweeps
+
+    def run_here(point: "sweeps.Point", stop: StopRequest) -> dict[str, Any]:
+        receiver = train_callbacks() if train_callbacks is not None else None
+        if point.action == sweeps.RESUME:
+            return resume(point.run_dir, point.resume_overrides, receiver, stop, plots=plots)
+        return train(point.config, point.run_dir, receiver, stop, plots=plots)
+
+    return sweeps.run_sweep(plan, run_here, jobs, callbacks, stop)
+
+
 # ---------------------------------------------------------------------------- using a trained model
 
 
@@ -256,7 +301,8 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
 
 
 def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descending: bool = True) -> list[dict[str, Any]]:
-    """One row per run folder: key config values, final metrics and leakage (when probed)."""
+    """One row per run folder: key config values, final metrics and leakage (when probed). A folder of
+    `lnl sweep` (sweep.json) stands for its finished points."""
     return compare_runs([Path(run) for run in runs], sort_by, descending)
 
 

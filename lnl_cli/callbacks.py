@@ -3,7 +3,11 @@ TensorBoard records it, a notebook shows it. The loop itself never prints."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lnl_cli.sweep import Point
 
 
 class TrainCallbacks:
@@ -64,3 +68,15 @@ class CallbackList(TrainCallbacks):
     def close(self) -> None:
         for callback in self.callbacks:
             callback.close()
+
+
+class SweepCallbacks:
+    """Receives an `lnl sweep`'s progress, one call per point; every method is optional."""
+
+    def on_point_start(self, point: "Point", total: int, log: Path | None) -> None:
+        """A point starts training or resuming (point.action); `log`: where its process's stderr goes
+        when it runs in a process of its own."""
+
+    def on_point_end(self, point: "Point", total: int) -> None:
+        """A point finished, failed, was interrupted or was skipped as finished before (point.status,
+        point.exit_code, point.error, point.result)."""

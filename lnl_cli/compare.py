@@ -87,9 +87,23 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: bool = True) -> list[dict[str, Any]]:
     if sort_by is not None and sort_by not in COLUMNS:
         raise ConfigError(f"cannot sort by '{sort_by}'; columns: {', '.join(COLUMNS)}")
-    rows = [run_row(Path(d)) for d in run_dirs]
+    rows = [run_row(run) for run in _expand_sweeps([Path(d) for d in run_dirs])]
     if sort_by is not None:
         present = [r for r in rows if r[sort_by] is not None]
         missing = [r for r in rows if r[sort_by] is None]
         rows = sorted(present, key=lambda r: _sort_key(r[sort_by]), reverse=descending) + missing
     return rows
+
+
+def _expand_sweeps(paths: list[Path]) -> list[Path]:
+    """Each path as given, except an `lnl sweep` folder (sweep.json, no summary.json): its finished points."""
+    runs: list[Path] = []
+    for path in paths:
+        points = None if (path / run_folder.SUMMARY_FILE).exists() else run_folder.sweep_points(path)
+        if points is None:
+            runs.append(path)
+        elif not points:
+            raise ConfigError(f"{path} is a sweep without a finished point yet")
+        else:
+            runs.extend(points)
+    return runs

@@ -112,6 +112,15 @@ class TrainingInterrupted(LnlError):
         self.exit_code = exit_code
 
 
+class PointsFailed(LnlError):
+    """Some points of an `lnl sweep` failed (the others were trained); the exit code is the first failed
+    point's, in grid order."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class NonFiniteWeightsWarning(UserWarning):
     """A checkpoint holds NaN or infinite weights: what it predicts means nothing. A warning, not an
     error, so that such a checkpoint can still be inspected (`lnl evaluate` prints it as one line)."""

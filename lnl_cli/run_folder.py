@@ -11,6 +11,7 @@
       probe.json       the last `lnl probe-bias` report of this run's checkpoint (with its hash: stale once it changes)
       losses.png, accuracy.png   training plots
       tensorboard/     TensorBoard event files (train.tensorboard=true)
+      train.log        stderr of a run that `lnl sweep --jobs N` started in a process of its own
 
 Every file name lives here; the engine, compare, plots and probe ask this module. A write that fails
 (disk full, read-only folder) is an OutputError.
@@ -42,6 +43,8 @@ CHECKPOINT_FILE = "last.pt"   # the latest state: what --resume continues
 BEST_FILE = "best.pt"         # the model train.select chose: what evaluate, probe-bias and export use
 LEGACY_CHECKPOINT_FILE = "checkpoint.pt"  # the one checkpoint of run folders from before best.pt/last.pt
 SUMMARY_FILE = "summary.json"
+LOG_FILE = "train.log"        # what a sweep's `lnl train` subprocess wrote to stderr (appended on resume)
+SWEEP_FILE = "sweep.json"     # in an `lnl sweep` folder, beside its points' run folders
 PROBE_FILE = "probe.json"
 LOSSES_PLOT = "losses.png"
 ACCURACY_PLOT = "accuracy.png"
@@ -386,6 +389,18 @@ def read_config_edits(run_dir: Path) -> dict[str, Any]:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     return tree
+
+
+def sweep_points(folder: Path) -> list[Path] | None:
+    """The run folders of the finished points of the sweep in `folder` (in grid order), or None when
+    `folder` holds no readable sweep.json."""
+    data = _read_json_object(Path(folder) / SWEEP_FILE)
+    points = data.get("points") if data is not None else None
+    if not isinstance(points, list):
+        return None
+    names = [point.get("name") for point in points if isinstance(point, dict)]
+    runs = [Path(folder) / name for name in names if isinstance(name, str) and name and "/" not in name]
+    return [run for run in runs if (run / SUMMARY_FILE).is_file()]
 
 
 def metrics_path(run_dir: Path) -> Path:

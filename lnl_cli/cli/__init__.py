@@ -14,6 +14,7 @@ from lnl_cli.cli.export import export
 from lnl_cli.cli.predict import predict
 from lnl_cli.cli import config_keys, presets
 from lnl_cli.cli.probe_bias import probe_bias
+from lnl_cli.cli.sweep import sweep
 from lnl_cli.cli.train import train
 
 EXIT_CODES_HELP = (
@@ -39,6 +40,7 @@ app.add_typer(config_keys.app, name="config")
 app.command("compare")(compare)
 app.command("export")(export)
 app.command("predict")(predict)
+app.command("sweep", context_settings={"allow_interspersed_args": True})(sweep)
 
 
 def _version(value: bool) -> None:

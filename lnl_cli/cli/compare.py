@@ -20,7 +20,7 @@ GENERAL_NUMBERS = ("data.color_var", "train.lr", "lnl.lambda", "lnl.grl_scale")
 
 
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run folders written by `lnl train`."),
+    runs: list[Path] = typer.Argument(..., help="Run folders written by `lnl train`, or `lnl sweep` folders (their finished points)."),
     sort: Optional[str] = typer.Option("accuracy", "--sort", help=f"Column to sort by: {', '.join(COLUMNS)}."),
     ascending: bool = typer.Option(False, "--ascending", help="Sort smallest first."),
     json_output: JsonOutput = False,
