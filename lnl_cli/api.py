@@ -46,8 +46,8 @@ __all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "com
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
            "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
-           "StopRequest", "sweep", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train", "TrainCallbacks", "write_csv", "write_evaluation_plots",
-           "write_training_plots", "__version__"]
+           "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
+           "TrainCallbacks", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -224,14 +224,15 @@ SWEEP_FILE = run_folder.SWEEP_FILE
 
 
 def sweep_plan(preset: str | Path, grid: Iterable[str], overrides: Iterable[str] = (),
-               out_dir: str | Path | None = None) -> "SweepPlan":
+               out_dir: str | Path | None = None, jobs: int = 1) -> "SweepPlan":
     """The points of a sweep: the Cartesian product of ``KEY=V1,V2,...`` axes over `preset` and the fixed
     `overrides`, each validated, with its run folder under `out_dir` (default: runs/) and what a sweep
-    would do with it (train, resume, or skip as finished). One ConfigError lists every problem of every
-    point. Writes nothing; ``sweep_document(plan)`` is what `lnl sweep --dry-run --json` prints."""
+    would do with it (train, resume, or skip as finished); `jobs` points will train at once. One
+    ConfigError lists every problem of every point. Writes nothing; ``sweep_document(plan)`` is what
+    `lnl sweep --dry-run --json` prints."""
     from lnl_cli import sweep as sweeps
 
-    return sweeps.plan_sweep(str(preset), grid, list(overrides), _folder(out_dir, "the sweep folder (--out)"))
+    return sweeps.plan_sweep(str(preset), grid, list(overrides), _folder(out_dir, "the sweep folder (--out)"), jobs)
 
 
 def sweep_document(plan: "SweepPlan", status: str = "planned") -> dict[str, Any]:
@@ -241,11 +242,11 @@ def sweep_document(plan: "SweepPlan", status: str = "planned") -> dict[str, Any]
     return sweeps.document(plan, status)
 
 
-def sweep(plan: "SweepPlan", jobs: int = 1, callbacks: SweepCallbacks | None = None, stop: StopRequest | None = None,
+def sweep(plan: "SweepPlan", callbacks: SweepCallbacks | None = None, stop: StopRequest | None = None,
           train_callbacks: Callable[[], TrainCallbacks | None] | None = None, *, plots: bool = True) -> dict[str, Any]:
     """Train every point of `plan` that is not finished: one after another in this process with `train`
-    and `resume` (`jobs` 1; `train_callbacks()` makes each run's progress receiver), or `jobs` at once as
-    `lnl train` subprocesses. Returns sweep.json's content (also written to the sweep folder).
+    and `resume` (plan.jobs 1; `train_callbacks()` makes each run's progress receiver), or plan.jobs at
+    once as `lnl train` subprocesses. Returns sweep.json's content (also written to the sweep folder).
 
     A failed point does not stop the others; PointsFailed at the end says which failed. A stop request
     (Ctrl-C) lets the running points save their checkpoints and raises TrainingInterrupted; the same
@@ -258,7 +259,7 @@ def sweep(plan: "SweepPlan", jobs: int = 1, callbacks: SweepCallbacks | None = N
             return resume(point.run_dir, point.resume_overrides, receiver, stop, plots=plots)
         return train(point.config, point.run_dir, receiver, stop, plots=plots)
 
-    return sweeps.run_sweep(plan, run_here, jobs, callbacks, stop)
+    return sweeps.run_sweep(plan, run_here, callbacks, stop)
 
 
 # ---------------------------------------------------------------------------- using a trained model

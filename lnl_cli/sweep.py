@@ -36,8 +36,8 @@ from lnl_cli import config as config_module
 from lnl_cli import run_folder
 from lnl_cli.callbacks import SweepCallbacks
 from lnl_cli.config import SPECS, Config, get_value
-from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError, OutputError, PointsFailed, TrainingInterrupted,
-                            shown)
+from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError,
+                            OutputError, PointsFailed, TrainingInterrupted, shown)
 from lnl_cli.fileio import atomic_write_json, output_errors
 from lnl_cli.resume_state import RESUME_SAFE_KEYS
 from lnl_cli.runtime import StopRequest
@@ -181,7 +181,7 @@ class SweepPlan:
 
 
 def plan_sweep(preset: str, grid: Iterable[str], set_values: Iterable[str] = (),
-               out_dir: str | Path | None = None) -> SweepPlan:
+               out_dir: str | Path | None = None, jobs: int = 1) -> SweepPlan:
     """Every point of the grid, validated, named and classified (train, resume, skip); one ConfigError
     listing every problem of every point when anything is wrong. Writes nothing."""
     set_values = list(set_values)
@@ -210,7 +210,9 @@ def plan_sweep(preset: str, grid: Iterable[str], set_values: Iterable[str] = (),
     problems = _name_problems(points)
     if problems:
         raise ConfigError(problems)
-    plan = SweepPlan(preset, axes, set_values, out, points)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    plan = SweepPlan(preset, axes, set_values, out, points, jobs)
     classify(plan)
     return plan
 
@@ -432,19 +434,17 @@ def locked(out_dir: Path) -> Iterator[None]:
 PointRunner = Callable[[Point, StopRequest], dict[str, Any]]
 
 
-def run_sweep(plan: SweepPlan, run_here: PointRunner, jobs: int = 1, callbacks: SweepCallbacks | None = None,
+def run_sweep(plan: SweepPlan, run_here: PointRunner, callbacks: SweepCallbacks | None = None,
               stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train every point not finished yet: in this process one after another (`jobs` 1), or `jobs` at
-    once as `lnl train` subprocesses. sweep.json is written before the first point and after each.
+    """Train every point not finished yet: in this process one after another (plan.jobs 1), or plan.jobs
+    at once as `lnl train` subprocesses. sweep.json is written before the first point and after each.
 
     Returns sweep.json's content when every point finished. A failed point does not stop the others:
     PointsFailed (the first failed point's exit code) comes at the end. A stop request (Ctrl-C) stops
     starting points, lets the running ones save their checkpoints, and is a TrainingInterrupted."""
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    jobs = plan.jobs
     callbacks = callbacks or SweepCallbacks()
     stop = stop or StopRequest()
-    plan.jobs = jobs
     with locked(plan.out_dir):
         classify(plan)  # again, now that no other sweep can change the folders
         write_document(plan, "running")
@@ -511,8 +511,9 @@ def _finished(point: Point) -> None:
     """A point whose training returned (or whose process exited 0): its result, from its summary.json."""
     stored = run_folder.read_summary(point.run_dir)
     if stored is None:
-        _end(point, FAILED, EXIT_CHECKPOINT, f"{point.run_dir} has all its epochs but no {run_folder.SUMMARY_FILE} (it stopped "
-                                  f"while testing); run `lnl train --resume {point.run_dir}` or remove it")
+        _end(point, FAILED, EXIT_CHECKPOINT,
+             f"{point.run_dir} has all its epochs but no {run_folder.SUMMARY_FILE} (it stopped while testing); "
+             f"run `lnl train --resume {point.run_dir}` or remove it")
         return
     _end(point, FINISHED, 0, None)
     point.result = point_result(stored)
@@ -640,7 +641,8 @@ def _last_error(child: _Child) -> str | None:
 
 def _interrupted(plan: SweepPlan, stop: StopRequest) -> TrainingInterrupted:
     done = sum(point.status == FINISHED for point in plan.points)
-    cut = [point.name for point in plan.points if point.status == INTERRUPTED]
+    cut = [point.name for point in plan.points
+           if point.status == INTERRUPTED and run_folder.resume_checkpoint(point.run_dir).exists()]
     kept = f"; {', '.join(cut)} kept {'its checkpoint' if len(cut) == 1 else 'their checkpoints'}" if cut else ""
     return TrainingInterrupted(
         f"sweep interrupted by {stop.signal_name}: {done} of {len(plan.points)} points finished{kept}; "

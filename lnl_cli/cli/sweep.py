@@ -43,13 +43,13 @@ def sweep(
     sweep.json listing them. Run again, it skips finished points and resumes interrupted ones."""
     with user_errors():
         plan = api.sweep_plan(preset or DEFAULT_PRESET, grid or [], collect_overrides(set_values, overrides, data_root),
-                              out)
+                              out, jobs)
     if dry_run:
         _render_plan(plan, json_output)
         return
     with user_errors():
         with graceful_stop() as stop:
-            document = api.sweep(plan, jobs, _PointLines(), stop, progress_callbacks if jobs == 1 else None)
+            document = api.sweep(plan, _PointLines(), stop, progress_callbacks if jobs == 1 else None)
     with result_output(f"; the sweep is complete ({plan.out_dir / api.SWEEP_FILE})"):
         if json_output:
             print_json(document)
@@ -106,7 +106,8 @@ def _render_plan(plan: Any, json_output: bool) -> None:
 def _print_points(document: dict, plan: Any) -> None:
     table = Table(title=escape(f"{len(document['points'])} points in {plan.out_dir}"), title_justify="left")
     for column in ("point", "status", "accuracy", "worst group", "epoch", "seconds"):
-        table.add_column(column, no_wrap=column == "point", justify="left" if column in ("point", "status") else "right")
+        table.add_column(column, no_wrap=column == "point",
+                         justify="left" if column in ("point", "status") else "right")
     for point in document["points"]:
         result = point["result"] or {}
         status = "finished before" if point["action"] == "skip" else point["status"]
