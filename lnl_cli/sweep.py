@@ -55,7 +55,7 @@ NAMED_KEYS = ("name", "method")
 MAX_FOLDER_NAME = 255  # bytes, what file systems allow
 POINTS_NAMED = 3       # points named in a problem shared by several
 POLL_SECONDS = 0.1     # how often running subprocesses are checked
-STOP_GRACE_SECONDS = 600  # a subprocess still running this long after a forwarded stop is killed
+STOP_GRACE_SECONDS = 600  # a point told to abandon its step (a second Ctrl-C) is killed if still running after this
 
 TRAIN, RESUME, SKIP = "train", "resume", "skip"
 PENDING, FINISHED, FAILED, INTERRUPTED = "pending", "finished", "failed", "interrupted"
