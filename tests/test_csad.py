@@ -96,7 +96,7 @@ def test_the_adversarial_step_raises_the_estimators_loss_and_the_estimator_lower
     algorithm._step(algorithm.optimizer)
     with torch.no_grad():
         after = float(algorithm.estimator(*algorithm._branch_features(batch.images), same))
-    assert after > float(loss)
+    assert after > float(loss.detach())
 
 
 def test_the_bias_branch_learns_the_colour_bins_on_fixed_features():
@@ -162,7 +162,7 @@ def test_the_estimators_loss_is_the_official_formula_and_stays_finite_without_ne
     everyone = torch.ones_like(same)  # a batch in which every image shares the bias: no negatives
     loss = algorithm.estimator(z_t.detach(), z_b.detach(), everyone)
     loss.backward()
-    assert math.isfinite(float(loss))
+    assert math.isfinite(float(loss.detach()))
     assert all(torch.isfinite(p.grad).all() for p in algorithm.estimator.parameters() if p.grad is not None)
 
 
