@@ -1,14 +1,17 @@
 """Reproduce the paper's Colored-MNIST table with the official two-stage procedure and honest statistics.
 
 For each sigma^2 and seed: one warm-up run (method=baseline, the warm-up schedule), which is also the
-baseline row; then every adversarial method asked for (lnl, blind_eye) starts from the warm-up's last.pt
-(train.init_from, train.pretrain_epochs=0, the adversarial learning rate), as the official code starts
-its LNL phase from a trained baseline. gray is trained on its own with the warm-up schedule. Every run
+baseline row; then every adversarial method asked for (lnl, blind_eye, csad) starts from the warm-up's
+last.pt (train.init_from, train.pretrain_epochs=0, the adversarial learning rate), as the official LNL code
+starts its LNL phase, and the official CSAD README its game, from a trained baseline (csad's bias-branch and
+estimator warm-ups, csad.bias_warmup_epochs at train.lr and csad.mi_warmup_epochs, count in its adversarial
+epochs). gray is trained on its own with the warm-up schedule. Every run
 keeps the model that train.select picks on the validation split; the report reads only the test
 metrics of that model (summary.json "test"), never test metrics of other epochs.
 
 Over seeds: mean, sample standard deviation and a Student-t 95% confidence interval per method and
-sigma^2, beside the paper's Baseline, BlindEye, Gray and LNL rows; a cell is "above the paper" only when
+sigma^2, beside the paper's Baseline, BlindEye, Gray and LNL rows (and CSAD's one figure when csad is
+measured); a cell is "above the paper" only when
 the interval's lower bound is above the paper's figure, "below the paper" only when its upper bound is
 below it, otherwise "consistent with the paper" (a single seed: no claim). Writes --out/report.md,
 --out/report.json and every run folder under --out; a run whose folder already has summary.json is
@@ -16,6 +19,7 @@ reused and an interrupted one resumed, so rerunning the same command continues a
 
     python benchmarks/reproduce.py --color-vars 0.020 --seeds 0 1 2 --out runs/reproduce
     python benchmarks/reproduce.py --preset colored-mnist-fast --adversarial-lr 0.01 --seeds 0 1 2
+    python benchmarks/reproduce.py --preset colored-mnist-csad --methods baseline csad --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -42,17 +46,23 @@ from lnl_cli import api  # noqa: E402
 PAPER_SOURCE = ("official Learning-Not-to-Learn README (feidfoe/learning-not-to-learn, commit fad2ec8, "
                 "\"an alternative of Fig. 4 in the paper\"), as copied in shared/reference/colored-mnist-paper.md")
 PAPER_COLOR_VARS = (0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050)
-PAPER_ROWS = {  # method -> (the paper's row name, one figure per PAPER_COLOR_VARS)
+CSAD_SOURCE = ("official CSAD README (zwvews/csad, commit f2d4e20): \"a debiased digit classifer with accuracy "
+               "around 0.943\" at sigma^2=0.020, trained from its pretrained baseline; it gives no other sigma^2")
+PAPER_ROWS = {  # method -> (the paper's row name, one figure per PAPER_COLOR_VARS; None: no figure)
     "baseline": ("Baseline", (0.4055, 0.4813, 0.5996, 0.6626, 0.7333, 0.7973, 0.8450)),
     "blind_eye": ("BlindEye", (0.6741, 0.7123, 0.7883, 0.8203, 0.8638, 0.8927, 0.9159)),
     "gray": ("Gray", (0.8374, 0.8751, 0.8996, 0.9166, 0.9325, 0.9472, 0.9596)),
     "lnl": ("LNL", (0.8185, 0.8854, 0.9137, 0.9306, 0.9406, 0.9555, 0.9618)),
+    "csad": ("CSAD", (0.943, None, None, None, None, None, None)),
 }
 PAPER = {method: dict(zip(PAPER_COLOR_VARS, figures)) for method, (_, figures) in PAPER_ROWS.items()}
+ALWAYS_SHOWN = ("baseline", "blind_eye", "gray", "lnl")  # the LNL paper's table; CSAD's row when csad is measured
+PAPER_SOURCES = {**{method: PAPER_SOURCE for method in ALWAYS_SHOWN}, "csad": CSAD_SOURCE}
 
-ADVERSARIAL = ("lnl", "blind_eye")  # branched from the warm-up's last.pt
-STANDALONE = ("gray",)              # trained from scratch with the warm-up schedule
+ADVERSARIAL = ("lnl", "blind_eye", "csad")  # branched from the warm-up's last.pt
+STANDALONE = ("gray",)                      # trained from scratch with the warm-up schedule
 METHODS = ("baseline", *ADVERSARIAL, *STANDALONE)
+DEFAULT_METHODS = ("baseline", "lnl", "blind_eye", "gray")  # the LNL paper's four rows
 SELECT_CHOICES = ("last", "val_accuracy", "val_worst_group_accuracy", "val_conflicting_accuracy")
 OFFICIAL_ADVERSARIAL_LR = 0.001  # train.sh: --lr 0.001 for the LNL phase
 WARMUP_CHECKPOINT = "last.pt"
@@ -81,9 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="colored-mnist-paper",
                         help="preset every run starts from (default colored-mnist-paper: 100 + 100 epochs)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
-                        help=f"any of {', '.join(METHODS)} (default all); the warm-up is trained whenever "
-                             "baseline, lnl or blind_eye is asked for")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS, metavar="METHOD",
+                        help=f"any of {', '.join(METHODS)} (default {' '.join(DEFAULT_METHODS)}: the LNL paper's "
+                             "rows); the warm-up is trained whenever baseline, lnl, blind_eye or csad is asked for. "
+                             "csad runs with the preset's train.optimizer and learning rates: use a CSAD preset "
+                             "(colored-mnist-csad) for its official settings")
     parser.add_argument("--color-vars", nargs="+", type=float, default=[0.020], metavar="VAR",
                         help="sigma^2 values (the paper's: " + " ".join(f"{v:.3f}" for v in PAPER_COLOR_VARS) + ")")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
@@ -433,7 +445,7 @@ def cells(records: list[dict[str, Any]], methods: list[str]) -> list[dict[str, A
 
 
 def ordered_methods(methods: list[str]) -> list[str]:
-    """The paper's row order (Baseline, BlindEye, Gray, LNL), then any other method."""
+    """The paper's row order (Baseline, BlindEye, Gray, LNL, CSAD), then any other method."""
     return [m for m in PAPER_ROWS if m in methods] + [m for m in methods if m not in PAPER_ROWS]
 
 
@@ -454,7 +466,8 @@ def _minutes(seconds: float | None) -> str:
 
 
 def table(cell_list: list[dict[str, Any]], methods: list[str]) -> str:
-    """Measured rows (mean ± 95% CI half-width, n) beside the paper's four rows, one column per sigma^2."""
+    """Measured rows (mean ± 95% CI half-width, n) beside the paper's rows (the LNL paper's four, and CSAD's
+    when csad is measured), one column per sigma^2."""
     color_vars = sorted(set(PAPER_COLOR_VARS) | {c["color_var"] for c in cell_list})
     lines = ["| method | " + " | ".join(f"σ² {_var_name(v)}" for v in color_vars) + " |",
              "|---|" + "---|" * len(color_vars)]
@@ -464,7 +477,7 @@ def table(cell_list: list[dict[str, Any]], methods: list[str]) -> str:
         if method in measured:
             lines.append(f"| **{method}, measured** | "
                          + " | ".join(_cell_text(by_key.get((method, v))) for v in color_vars) + " |")
-        if method in PAPER_ROWS:
+        if method in PAPER_ROWS and (method in ALWAYS_SHOWN or method in measured):
             name = PAPER_ROWS[method][0]
             lines.append(f"| {name}, paper | "
                          + " | ".join(_f(paper_figure(method, v)) for v in color_vars) + " |")
@@ -536,7 +549,8 @@ def report_markdown(args: argparse.Namespace, schedule: Schedule, records: list[
         + (" (the final epoch's model)" if args.select == "last" else
            " (chosen on the validation split held out of the training digits)")
         + "; the test set is read once per run, for that model",
-        f"- paper figures: {PAPER_SOURCE}", "",
+        f"- paper figures: {PAPER_SOURCE}",
+        (f"- CSAD figure: {CSAD_SOURCE}" if "csad" in args.methods else None), "",
         "## Machine", "",
         f"- CPU: {machine['cpu']} ({machine['logical_cores']} logical cores), threads per run: {threads}",
         f"- native bf16 on this CPU: {machine['native_bf16_cpu']}; precision of the runs: "
@@ -554,7 +568,8 @@ def report_markdown(args: argparse.Namespace, schedule: Schedule, records: list[
 
 
 def plot(cell_list: list[dict[str, Any]], path: Path) -> Path | None:
-    """Measured means with their 95% intervals against sigma^2, beside the paper's four curves."""
+    """Measured means with their 95% intervals against sigma^2, beside the paper's curves (the LNL paper's
+    four; CSAD's one figure when csad is measured)."""
     try:
         from lnl_cli.plots import _pyplot, _save
 
@@ -564,10 +579,12 @@ def plot(cell_list: list[dict[str, Any]], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, method in enumerate(PAPER_ROWS):
         color = f"C{index}"
-        xs = list(PAPER_COLOR_VARS)
-        ax.plot(xs, [PAPER[method][x] for x in xs], "--", color=color, alpha=0.6,
-                label=f"{PAPER_ROWS[method][0]} (paper)")
         mine = [c for c in cell_list if c["method"] == method]
+        if method not in ALWAYS_SHOWN and not mine:
+            continue
+        xs = [x for x in PAPER_COLOR_VARS if PAPER[method][x] is not None]
+        ax.plot(xs, [PAPER[method][x] for x in xs], "--o" if len(xs) == 1 else "--", color=color, alpha=0.6,
+                label=f"{PAPER_ROWS[method][0]} (paper)")
         if mine:
             ax.errorbar([c["color_var"] for c in mine], [c["mean"] for c in mine],
                         yerr=[c["half_width"] or 0.0 for c in mine], fmt="o-", color=color, capsize=3,
@@ -595,8 +612,8 @@ def write_report(args: argparse.Namespace, schedule: Schedule, records: list[dic
     payload = {
         "preset": args.preset, "methods": args.methods, "color_vars": args.color_vars, "seeds": args.seeds,
         "select": args.select, "overrides": args.overrides, "schedule": schedule.__dict__, "machine": machine,
-        "paper": {"source": PAPER_SOURCE, "rows": {m: {"name": name, "figures": dict(zip(map(str, PAPER_COLOR_VARS),
-                                                                                            figures))}
+        "paper": {"source": PAPER_SOURCE, "rows": {m: {"name": name, "source": PAPER_SOURCES[m],
+                                                       "figures": dict(zip(map(str, PAPER_COLOR_VARS), figures))}
                                                   for m, (name, figures) in PAPER_ROWS.items()}},
         "cells": cell_list, "runs": records,
     }

@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from lnl_cli import models, tensorboard
-from lnl_cli.algorithms import ALGORITHMS
+from lnl_cli.algorithms import ALGORITHMS, csad
 from lnl_cli.data import DATASETS
 from lnl_cli.data import augment as augmentation
 from lnl_cli.errors import ConfigError, shown
@@ -118,9 +118,12 @@ class TrainConfig:
     epochs: int = option(100, "total epochs, warm-up included", min=1)
     pretrain_epochs: int = option(0, "leading epochs of plain cross-entropy before the adversarial game", min=0)
     batch_size: int = option(128, "mini-batch size", min=1, max=MAX_BATCH_SIZE)
-    lr: float = option(0.01, "SGD learning rate", min_exclusive=0.0)
-    momentum: float = option(0.9, "SGD momentum", min=0.0, max=1.0)
-    weight_decay: float = option(5e-4, "SGD weight decay", min=0.0)
+    lr: float = option(0.01, "learning rate of plain cross-entropy training and the warm-ups", min_exclusive=0.0)
+    optimizer: Literal["sgd", "adam"] = option(
+        "sgd", "sgd (with train.momentum; the official LNL code's) or adam (torch's default betas 0.9, 0.999; "
+               "the official CSAD code's); both add train.weight_decay to the gradient")
+    momentum: float = option(0.9, "SGD momentum (train.optimizer=sgd)", min=0.0, max=1.0)
+    weight_decay: float = option(5e-4, "weight decay (L2)", min=0.0)
     lr_decay_rate: float = option(
         0.1, "factor applied to the learning rate every lr_decay_epochs", min_exclusive=0.0, max=1.0)
     lr_decay_epochs: int = option(40, "epochs between learning-rate decays, counted within each phase", min=1)
@@ -173,9 +176,61 @@ class BlindEyeConfig:
         0.1, "weight of the confusion loss (h's prediction vs uniform) in f and g's loss", min=0.0)
 
 
+MAX_POOL_SIDE = 16  # csad.bias_pool: far above the official 4 x 4, far below a linear layer too large to build
+
+
+@dataclass
+class CsadConfig:
+    """CSAD (method=csad, Zhu et al., ICCV 2021); every default is the official code's (zwvews/csad: main.py,
+    trainer.py, models.py and the README's command)."""
+
+    lambda_: float = option(
+        1.0, "weight of the adversarial term: f maximises the cross-sample MI estimator's loss times this "
+             "(official --lambda_ 1)", min=0.0, key="lambda")
+    alpha: float = option(
+        1.0, "initial value of the estimator's learnable weights of positive and negative pairs (official "
+             "--alpha 1)", min_exclusive=0.0)
+    tau: float = option(
+        10.0, "initial value of the estimator's learnable softmax temperatures of the structural similarity "
+              "(official --tau 10)", min_exclusive=0.0)
+    propagation: float = option(
+        0.5, "c of the structural similarity's random walk with restart, (1 - c)(I - cA)^-1 (official 0.5)",
+        min=0.0, max_exclusive=1.0)
+    bias_steps: int = option(
+        10, "updates of the bias branch (encoder and classifier) per batch of the game (official 10)", min=1)
+    mi_steps: int = option(10, "updates of the MI estimator per batch of the game (official 10)", min=1)
+    bias_warmup_epochs: int = option(
+        20, "epochs after train.pretrain_epochs that train only the bias branch on f's features, at train.lr "
+            "(official: 20 epochs at the pretraining rate)", min=0)
+    mi_warmup_epochs: int = option(
+        2, "epochs after the bias warm-up that train only the MI estimator, at train.adversarial_lr (official: "
+           "2 passes over the data before the game)", min=0)
+    feature_width: int = option(
+        128, "width of the bias feature, the bias encoder's output (official 128)", min=1, max=MAX_HEAD_WIDTH)
+    bias_pool: int = option(
+        4, "f's feature map is average-pooled to this many cells a side before the bias encoder's linear layer "
+           "(the official encoder reads its f's 4 x 4 map)", min=1, max=MAX_POOL_SIDE)
+    bias_classifier_width: int = option(
+        64, "hidden width of each bias-classifier head (official 64)", min=1, max=MAX_HEAD_WIDTH)
+    mi_hidden_width: int = option(
+        128, "first hidden width of the estimator's two projections (official 128)", min=1, max=MAX_HEAD_WIDTH)
+    mi_width: int = option(
+        64, "second hidden width and output width of the estimator's projections (official 64)", min=1,
+        max=MAX_HEAD_WIDTH)
+    bias_target: Literal["auto", "color_bins", "class"] = option(
+        "auto", "what the bias branch predicts and which pairs share the bias: color_bins (each image's colour "
+                "bin per RGB channel, three heads: the official Colored-MNIST targets), class (the bias class); "
+                "auto: color_bins where the data has per-pixel colour targets (colored_mnist), else class")
+    same_color_distance: float = option(
+        4.0, "color_bins: two images share the bias when the squared distance of their colour-bin vectors is "
+             "below this (official 4)", min_exclusive=0.0)
+
+
 @dataclass
 class Config:
-    method: MethodName = option("lnl", "training algorithm")
+    method: MethodName = option(
+        "lnl", "training algorithm: baseline (cross-entropy), lnl (Kim et al. 2019), gray (baseline on grayscale "
+               "copies), blind_eye (Alvi et al. 2018), csad (Zhu et al. 2021: cross-sample mutual information)")
     seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
     name: str = option("run", "names run folders (runs/<name>-<method>-N); default: the preset's file name",
@@ -186,6 +241,7 @@ class Config:
     dist: DistConfig = option(factory=DistConfig)
     lnl: LnlConfig = option(factory=LnlConfig)
     blind_eye: BlindEyeConfig = option(factory=BlindEyeConfig)
+    csad: CsadConfig = option(factory=CsadConfig)
 
 
 # ---------------------------------------------------------------------------- schema
@@ -326,7 +382,7 @@ def _common_data_checks(config: Config) -> list[str]:
 def component_checks(config: Config) -> list[str]:
     """Each component's own checks of a well-typed config: the chosen dataset's, the model's."""
     return (DATASETS[config.data.type].check(config) + _common_data_checks(config) + models.check_config(config)
-            + _train_checks(config))
+            + _train_checks(config) + csad.check_config(config))
 
 
 def _train_checks(config: Config) -> list[str]:

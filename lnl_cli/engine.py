@@ -365,9 +365,10 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     config = ctx.config
     if distributed.is_main():
         run_folder.write_config(ctx.run_dir, dump_yaml(config))
-    if config.method == "lnl" and config.train.pretrain_epochs >= config.train.epochs:
+    start = ctx.algorithm.first_adversarial_epoch()
+    if start is not None and start >= config.train.epochs:
         ctx.callbacks.on_message(
-            f"train.pretrain_epochs={config.train.pretrain_epochs} covers all {config.train.epochs} epochs: "
+            f"{' + '.join(ctx.algorithm.warm_up_keys)} = {start} covers all {config.train.epochs} epochs: "
             "this run never reaches the adversarial phase")
     ctx.callbacks.on_start({
         "run_dir": str(ctx.run_dir), "device": str(ctx.device), "dataset": ctx.dataset.description,

@@ -23,7 +23,7 @@ MAX_SEED = 2**63 - 1
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
            **checks: Any) -> Any:
     """A config field: its default (or `factory` for lists), a one-line help text and optional bounds
-    (``min``, ``min_exclusive``, ``max``; for strings ``max_length`` and ``pattern``, a regular expression
+    (``min``, ``min_exclusive``, ``max``, ``max_exclusive``; for strings ``max_length`` and ``pattern``, a regular expression
     the whole value must match, explained to the user by ``pattern_help``) or a public ``key`` name
     different from the attribute."""
     metadata = {"help": help, **checks}
@@ -143,6 +143,8 @@ def check_bounds(value: Any, meta: dict[str, Any]) -> None:
         raise ValueError(f"must be > {meta['min_exclusive']}, got {shown(value)}")
     if "max" in meta and value > meta["max"]:
         raise ValueError(f"must be <= {meta['max']}, got {shown(value)}")
+    if "max_exclusive" in meta and value >= meta["max_exclusive"]:
+        raise ValueError(f"must be < {meta['max_exclusive']}, got {shown(value)}")
 
 
 # Longest part of a refused string value quoted back in an error message.

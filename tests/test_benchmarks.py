@@ -55,7 +55,7 @@ class FakeTrainer:
 
     @staticmethod
     def accuracy(settings: dict) -> float:
-        base = {"baseline": 0.45, "lnl": 0.80, "blind_eye": 0.65, "gray": 0.70}[settings["method"]]
+        base = {"baseline": 0.45, "lnl": 0.80, "blind_eye": 0.65, "gray": 0.70, "csad": 0.90}[settings["method"]]
         return round(base + 0.01 * settings["seed"] + settings["data"]["color_var"], 4)
 
     def __call__(self, preset, overrides, out, tag, resume=False, resume_overrides=None):
@@ -146,6 +146,26 @@ def test_the_adversarial_lr_is_the_presets_else_the_official_one_and_epochs_the_
     unset.write_text("extends: colored-mnist\ntrain: {adversarial_lr: null, epochs: 3, pretrain_epochs: 2}\n")
     reproduce.main(["--preset", str(unset), "--methods", "lnl", "--seeds", "0", "--out", str(tmp_path / "unset")])
     assert fake.calls[1]["overrides"]["train.adversarial_lr"] == str(reproduce.OFFICIAL_ADVERSARIAL_LR)
+
+
+def test_csad_branches_from_the_warmup_and_is_set_beside_its_one_official_figure(reproduce, fake, tmp_path):
+    out = tmp_path / "csad"
+    assert reproduce.main(["--methods", "baseline", "csad", "--seeds", "0", "1", "--color-vars", "0.020", "0.030",
+                           "--out", str(out), *SCHEDULE]) == 0
+    assert sorted(c["overrides"]["method"] for c in fake.calls) == ["baseline"] * 4 + ["csad"] * 4
+    for call in fake.calls:
+        if call["overrides"]["method"] == "csad":
+            warmup = call["out"].parent / "baseline"
+            assert Path(call["overrides"]["train.init_from"]) == (warmup / "last.pt").absolute()
+            assert call["overrides"]["train.pretrain_epochs"] == "0" and call["overrides"]["train.epochs"] == "2"
+    cells = {(c["method"], c["color_var"]): c for c in json.loads((out / "report.json").read_text())["cells"]}
+    assert cells[("csad", 0.02)]["paper"] == 0.943 and cells[("csad", 0.03)]["verdict"] == "no paper figure"
+    report = (out / "report.md").read_text()
+    assert "| CSAD, paper | 0.9430 | — |" in report and "zwvews/csad" in report
+    fake.calls.clear()
+    reproduce.main(["--methods", "lnl", "--seeds", "0", "--out", str(tmp_path / "lnl"), *SCHEDULE])
+    assert "CSAD" not in (tmp_path / "lnl" / "report.md").read_text()  # its row only beside a measured csad
+    assert "csad" not in reproduce.parse_args([]).methods  # not in the default list: it needs its own preset
 
 
 def test_finished_runs_are_reused_and_an_interrupted_one_resumed(reproduce, fake, tmp_path, capsys):

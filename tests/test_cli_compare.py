@@ -37,3 +37,19 @@ def test_json_and_csv_keep_every_column(tmp_path):
     rows = json.loads(lnl("compare", *map(str, runs), "--json").stdout)
     assert "method" in rows[0] and "data.color_var" in rows[0] and rows[0]["seconds"] in (10.0, 20.0)
     assert lnl("compare", *map(str, runs), "--csv").stdout.splitlines()[0].startswith("run,method,data.color_var")
+
+
+def test_same_named_keys_of_two_methods_keep_their_section_and_small_rates_their_digits(tmp_path):
+    runs = []
+    for name, method, lnl_lambda, csad_lambda, rate in (("a", "lnl", 0.01, 1.0, 0.001), ("b", "csad", 0.1, 2.0, 5e-05)):
+        folder = _run(tmp_path / name, method, 0.01, 1.0)
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config.update({"lnl": {"lambda": lnl_lambda}, "csad": {"lambda": csad_lambda}})
+        config["train"]["adversarial_lr"] = rate
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        runs.append(folder)
+    result = lnl("compare", *map(str, runs))
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert "lnl.lambda" in header and "csad.lambda" in header and "method" in header
+    assert "5e-05" in result.stdout  # not rounded to 0.0001

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lnl_cli.algorithms.base import Algorithm, Baseline, Gray, TaskSpec
+from lnl_cli.algorithms.csad import CrossSampleAdversarialDebiasing
 from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "lnl": LearningNotToLearn,
     "gray": Gray,
     "blind_eye": BlindEye,
+    "csad": CrossSampleAdversarialDebiasing,
 }
 
 
@@ -22,5 +24,5 @@ def build_algorithm(config: "Config", task: TaskSpec, load_pretrained: bool = Tr
     return ALGORITHMS[config.method](config, task, load_pretrained)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "Baseline", "BlindEye", "Gray", "LearningNotToLearn", "TaskSpec",
-           "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "Baseline", "BlindEye", "CrossSampleAdversarialDebiasing", "Gray",
+           "LearningNotToLearn", "TaskSpec", "build_algorithm"]

@@ -77,8 +77,13 @@ class TaskSpec:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
-def sgd(params, config: Config) -> torch.optim.SGD:
+def make_optimizer(params, config: Config) -> torch.optim.Optimizer:
+    """train.optimizer over `params` at train.lr (begin_epoch sets each phase's rate): SGD with
+    train.momentum (the official LNL code's), or Adam with torch's default betas (0.9, 0.999), as the
+    official CSAD code; both add train.weight_decay to the gradient (L2, not AdamW's decoupled decay)."""
     train = config.train
+    if train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
     return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
 
 
@@ -108,6 +113,8 @@ class Algorithm(nn.Module):
     """Base: f and g trained with cross-entropy. Subclasses add a bias head and their own update."""
 
     has_bias_head = False
+    # The config keys whose epochs precede the adversarial game (see first_adversarial_epoch).
+    warm_up_keys: tuple[str, ...] = ("train.pretrain_epochs",)
 
     def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
         """`load_pretrained=False` when a checkpoint supplies the weights (model.pretrained is not read)."""
@@ -116,7 +123,7 @@ class Algorithm(nn.Module):
         self.task = task
         self.featurizer, self.classifier = build_backbone(config, task.num_classes, task.in_channels,
                                                           load_pretrained)
-        self.optimizer = sgd(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
+        self.optimizer = make_optimizer(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
         self.label_loss = nn.CrossEntropyLoss()
         self.device_type = "cpu"
         self.autocast_dtype: torch.dtype | None = None
@@ -156,6 +163,10 @@ class Algorithm(nn.Module):
         plain cross-entropy phase, scheduled like LNL's warm-up."""
         set_lr(self.optimizer, phase_lr(self.config, epoch, warm_up=True))
         return "baseline"
+
+    def first_adversarial_epoch(self) -> int | None:
+        """The epoch at which the adversarial game starts (after every warm-up); None: a method without one."""
+        return None
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lnl_cli import distributed
-from lnl_cli.algorithms.base import Algorithm, TaskSpec, phase_lr, set_lr, sgd
+from lnl_cli.algorithms.base import Algorithm, TaskSpec, make_optimizer, phase_lr, set_lr
 from lnl_cli.algorithms.grad_reverse import grad_reverse
 from lnl_cli.data.base import IGNORE_INDEX, Batch
 from lnl_cli.models import PIXEL_HEAD, CategoricalBiasHead, ColorBiasHead, bias_head_kind
@@ -58,7 +58,7 @@ class LearningNotToLearn(Algorithm):
     def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
         super().__init__(config, task, load_pretrained)
         self.bias_head = build_bias_head(config, task, self.featurizer.out_channels)
-        self.bias_optimizer = sgd(self.bias_head.parameters(), config)
+        self.bias_optimizer = make_optimizer(self.bias_head.parameters(), config)
         self.adversarial = False
 
     def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
@@ -73,6 +73,9 @@ class LearningNotToLearn(Algorithm):
         set_lr(self.optimizer, lr)
         set_lr(self.bias_optimizer, lr)
         return "adversarial" if self.adversarial else "warm-up"
+
+    def first_adversarial_epoch(self) -> int:
+        return self.config.train.pretrain_epochs
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer, "bias_optimizer": self.bias_optimizer}

@@ -16,7 +16,7 @@ from lnl_cli.cli.common import (JsonOutput, print_json, result_output, stdout, u
 
 SECONDS_COLUMN = "seconds"
 # Config values printed with %g (learning rates, weights); metrics with four decimals.
-GENERAL_NUMBERS = ("data.color_var", "train.lr", "lnl.lambda", "lnl.grl_scale")
+GENERAL_NUMBERS = ("data.color_var", "train.lr", "train.adversarial_lr", "lnl.lambda", "lnl.grl_scale", "csad.lambda")
 
 
 def compare(
@@ -43,12 +43,19 @@ def _print_table(rows: list[dict[str, Any]], sort: str | None) -> None:
     columns = api.compare_table_columns(rows)
     table = Table(title=escape(f"{len(rows)} runs, sorted by {sort}"), title_justify="left")
     for column in columns:
-        table.add_column(escape(column.split(".")[-1]), no_wrap=column == "run",
-                         justify="left" if column in ("run", "method", "lnl.step") else "right")
+        table.add_column(escape(_header(column, columns)), no_wrap=column == "run",
+                         justify="left" if column in ("run", "method", "lnl.step", "train.optimizer") else "right")
     for row in rows:
         table.add_row(*(escape(format_cell(column, row[column])) for column in columns))
     # Off a terminal the table takes the width it needs, so that run names are never cut.
     (stdout if stdout.is_terminal else unlimited_width_stdout()).print(table)
+
+
+def _header(column: str, columns: list[str]) -> str:
+    """A column's last name part (`lambda`), or its whole key where another shown column ends the same way
+    (`lnl.lambda` beside `csad.lambda`)."""
+    short = column.split(".")[-1]
+    return column if sum(c.split(".")[-1] == short for c in columns) > 1 else short
 
 
 def format_cell(column: str, value: Any) -> str:
