@@ -290,7 +290,7 @@ def test_evaluate_and_probe_bias_exit_74_when_stdout_cannot_be_written(trained_r
 @pytest.mark.mnist
 def test_training_outlives_a_closed_stderr(tmp_path, mnist_root):
     args = [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "data.train_size=512",
-            "data.test_size=256", "train.epochs=3", "train.pretrain_epochs=1", "train.num_threads=1"]
+            "data.test_size=256", "data.val_size=256", "train.epochs=3", "train.pretrain_epochs=1", "train.num_threads=1"]
     env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}
     # stderr's reader goes away after the first lines; stdout still works
     out = tmp_path / "own-stderr"

@@ -24,7 +24,7 @@ def test_a_signal_mid_epoch_saves_a_loadable_checkpoint_and_exits_with_its_code(
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "--out", str(out),
-         "data.train_size=4000", "data.test_size=500", "train.epochs=20", "train.pretrain_epochs=1",
+         "data.train_size=4000", "data.test_size=500", "data.val_size=500", "train.epochs=20", "train.pretrain_epochs=1",
          "train.batch_size=16", "train.num_threads=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
