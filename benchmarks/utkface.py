@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats  # noqa: E402
 from reproduce import cpu_model, native_bf16  # noqa: E402
@@ -90,7 +92,8 @@ def read(run: Path) -> dict[str, Any] | None:
         return None
     summary, balanced, probe = (json.loads((run / name).read_text()) for name in (SUMMARY, BALANCED, PROBE))
     relative = probe.get("relative_leakage") or {}
-    return {"opposite": summary["test"]["accuracy"], "balanced": balanced["accuracy"],
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    return {"threads": ((config or {}).get("train") or {}).get("num_threads"),"opposite": summary["test"]["accuracy"], "balanced": balanced["accuracy"],
             "balanced_worst_group": balanced["worst_group_accuracy"],
             "leakage": probe["leakage"]["mean"], "relative_leakage": relative.get("mean"),
             "ceiling": probe["input_ceiling"]["mean"], "train_minutes": summary["train_seconds"] / 60,
@@ -113,8 +116,10 @@ def report(args: argparse.Namespace, specs: list[RunSpec]) -> dict[str, Any]:
             if record[column] is not None:
                 cell[column].append(record[column])
     summaries = {key: {c: stats.summarize(v).to_dict() for c, v in cell.items() if v} for key, cell in rows.items()}
+    threads = sorted({str(record["threads"]) for record in per_run.values()})
     result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16("cpu"),
-                          "threads_per_run": args.threads, "runs_at_once": args.jobs},
+                          "threads_per_run": threads,
+                          "runs_at_once": None if args.report_only else args.jobs},
               "overrides": args.set, "summaries": summaries, "runs": per_run}
     (args.out / "report.json").write_text(json.dumps(result, indent=1))
     (args.out / "report.md").write_text(markdown(result))
@@ -164,8 +169,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  yerr=[(c["half_width"] or 0) if c else 0 for c in cells], capsize=3, label=label)
     axis.set_xticks([i + 0.2 for i in range(len(keys))], [k.replace("/", "\n") for k in keys], fontsize=8)
     axis.set_ylabel("gender accuracy")
-    axis.set_ylim(0.4, 1.0)
-    axis.axhline(0.5, color="grey", linewidth=0.5)
+    axis.set_ylim(0.0, 1.0)
+    axis.axhline(0.5, color="grey", linewidth=0.5)  # chance: below it, the model follows the age shortcut
     axis.legend()
     axis.set_title("UTKFace, age-biased gender: mean and 95% CI over seeds")
     figure.tight_layout()
