@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,6 +23,9 @@ from lnl_cli import load_config
 from lnl_cli.data import augment as augmentation
 from lnl_cli.data import iterate_batches, load_dataset
 from lnl_cli.data.images import decode_all
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce import cpu_model  # noqa: E402
 
 
 def epoch_images_per_second(split, config, mean, std, augment: bool) -> float:
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads}
+    results: dict = {"machine": cpu_model(), "threads": args.threads}
 
     config = load_config(args.preset, [*args.set, "data.loading=memory", "data.val_size=0"])
     start = time.perf_counter()
