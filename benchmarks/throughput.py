@@ -217,8 +217,11 @@ def official_rate(code: OfficialCode, option, device, warmup: int, steps: int, l
         # Two harmless warnings of current torch on the official code, once per worker and per step.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        (Path(option.save_dir) / option.exp_name).mkdir(parents=True, exist_ok=True)  # as main.backend_setting
+        # What main.backend_setting does before training: the log folder, the seed, cuDNN autotuning.
+        (Path(option.save_dir) / option.exp_name).mkdir(parents=True, exist_ok=True)
         torch.manual_seed(option.random_seed)
+        cudnn_benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = bool(getattr(option, "cudnn_benchmark", False)) and device.type == "cuda"
         trainer = code.modules["trainer"].Trainer(option)
         trainer._initialization()
         trainer._mode_setting(is_train=True)
@@ -226,6 +229,7 @@ def official_rate(code: OfficialCode, option, device, warmup: int, steps: int, l
         loader = DataLoader(data, batch_size=option.batch_size, shuffle=True, num_workers=option.num_workers)
         timed = TimedBatches(loader, warmup, steps, device)
         (trainer._train_step if lnl else trainer._train_step_baseline)(timed, 0)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         for handler in list(trainer.logger.handlers):  # the official logger_setting adds them per Trainer
             trainer.logger.removeHandler(handler)
             handler.close()
@@ -369,7 +373,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="runs of every row, interleaved; medians reported")
     parser.add_argument("--batch-size", type=int, default=128, help="both sides (official default: 128)")
     parser.add_argument("--train-size", type=int, default=12800, help="training images of both sides")
-    parser.add_argument("--official-workers", type=int, default=4,
+    parser.add_argument("--official-workers", "--ref-workers", type=int, default=4,
                         help="DataLoader workers of the official code (its option.py default: 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
