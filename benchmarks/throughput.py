@@ -18,6 +18,10 @@ SGD 0.01 / momentum 0.9 / weight decay 5e-4, 4 workers; ``--official-workers`` c
 ``--threads`` the torch threads of both sides). The loader handed to a step method yields ``--warmup``
 batches and then ``--steps`` timed ones; images/s = images of the timed batches / seconds from the end
 of the last warm-up step to the end of the last timed step (data loading included, as in training).
+Images per CPU-second (``images_per_cpu_s``, ``ratios_cpu``) divides the same images by the CPU time
+spent over that span: this process's threads and, for the official code, its DataLoader workers
+(/proc, Linux). On a machine shared with other jobs it is the steadier figure: wall-clock shares follow
+the scheduler, which gives the official code's five processes more of the cores than the engine's one.
 
 Patches (each applied only where the running library needs it):
   data_loader.py  np.load(..., encoding='latin1')  ->  np.load(..., encoding='latin1', allow_pickle=True)
@@ -74,6 +78,7 @@ OFFICIAL_FILES = ("main.py", "trainer.py", "models.py", "data_loader.py", "optio
 OFFICIAL_MODULES = ("trainer", "models", "data_loader", "option", "utils")
 OFFICIAL_DATA = "mnist_10color_jitter_var_%.03f.npy"  # data_loader.py's file name, % option.color_var
 ROWS = ("baseline", "lnl_alternating", "lnl_single_pass")
+RATES = ("images_per_s", "images_per_cpu_s")
 
 
 @dataclass(frozen=True)
@@ -184,35 +189,55 @@ def official_option(code: OfficialCode, color_var: float, batch_size: int, worke
 class TimedBatches:
     """What the official step methods iterate: `warmup` untimed batches, then `steps` timed ones from one
     pass of `loader` (started again if it runs out). The clock starts when the step on the last warm-up
-    batch has finished (the method asks for the next batch) and stops when the last timed step has."""
+    batch has finished (the method asks for the next batch) and stops when the last timed step has.
+    CPU time is counted over the same span: this process's and its DataLoader workers'."""
 
     def __init__(self, loader, warmup: int, steps: int, device: torch.device):
         self.loader, self.warmup, self.steps, self.device = loader, warmup, steps, device
-        self.images, self.seconds = 0, None
+        self.images, self.seconds, self.cpu_seconds = 0, None, None
 
     def __len__(self):
         return self.warmup + self.steps
 
     def __iter__(self):
-        iterator, start = iter(self.loader), None
+        iterator, start, cpu_start, cpu_done = iter(self.loader), None, None, 0.0
         for index in range(self.warmup + self.steps):
             if index == self.warmup:
                 _sync(self.device)
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), _cpu_seconds(iterator)
             try:
                 batch = next(iterator)
             except StopIteration:
+                if cpu_start is not None:  # the finished pass's workers exit with their CPU time
+                    cpu_done += _cpu_seconds(iterator) - cpu_start
                 iterator = iter(self.loader)
+                cpu_start = None if cpu_start is None else _cpu_seconds(iterator)
                 batch = next(iterator)
             if index >= self.warmup:
                 self.images += len(batch[2])
             yield batch
         _sync(self.device)
         self.seconds = time.perf_counter() - start
+        self.cpu_seconds = cpu_done + _cpu_seconds(iterator) - cpu_start
+
+    @property
+    def rates(self) -> dict:
+        return {"images_per_s": self.images / self.seconds, "images_per_cpu_s": self.images / self.cpu_seconds}
 
 
-def official_rate(code: OfficialCode, option, device, warmup: int, steps: int, lnl: bool) -> float:
-    """Images/s of the official Trainer._train_step (lnl) or _train_step_baseline."""
+def _cpu_seconds(iterator=None) -> float:
+    """CPU seconds of this process (all threads) and of `iterator`'s DataLoader worker processes (Linux)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for worker in getattr(iterator, "_workers", []):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def official_rate(code: OfficialCode, option, device, warmup: int, steps: int, lnl: bool) -> dict:
+    """Images/s and images per CPU-second of the official Trainer._train_step (lnl) or _train_step_baseline."""
     with official_importable(code), warnings.catch_warnings():
         # Two harmless warnings of current torch on the official code, once per worker and per step.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -233,7 +258,7 @@ def official_rate(code: OfficialCode, option, device, warmup: int, steps: int, l
         for handler in list(trainer.logger.handlers):  # the official logger_setting adds them per Trainer
             trainer.logger.removeHandler(handler)
             handler.close()
-    return timed.images / timed.seconds
+    return timed.rates
 
 
 # ------------------------------------------------------------------ a re-creation of the official pipeline
@@ -279,7 +304,7 @@ class RecreatedPredictor(nn.Module):
         return logits, logits.softmax(dim=1)
 
 
-def recreation_rate(loader, device, warmup: int, steps: int, lnl: bool) -> float:
+def recreation_rate(loader, device, warmup: int, steps: int, lnl: bool) -> dict:
     net = RecreatedNet().to(device)
     heads = [RecreatedPredictor().to(device) for _ in range(3)]
     make = lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4)  # noqa: E731
@@ -305,7 +330,7 @@ def recreation_rate(loader, device, warmup: int, steps: int, lnl: bool) -> float
             sum(ce(h(feat)[0], color[:, c]) for c, h in enumerate(heads)).backward()
             for o in [opt, *opt_heads]:
                 o.step()
-    return timed.images / timed.seconds
+    return timed.rates
 
 
 # ------------------------------------------------------------------ the project's engine
@@ -313,17 +338,17 @@ ENGINE_ROWS = {"baseline": ["method=baseline"], "lnl_alternating": ["method=lnl"
                "lnl_single_pass": ["method=lnl", "lnl.step=single_pass"]}
 
 
-def engine_rate(config, dataset, device, warmup: int, steps: int) -> float:
+def engine_rate(config, dataset, device, warmup: int, steps: int) -> dict:
     algorithm = build_algorithm(config, TaskSpec(10, 10, 8)).prepare(device)
     algorithm.begin_epoch(config.train.pretrain_epochs)  # the method's own phase (LNL: adversarial)
     algorithm.train()
     generator = torch.Generator().manual_seed(0)
-    seen, done, start = 0, 0, None
+    seen, done, start, cpu_start = 0, 0, None, None
     while done < warmup + steps:
         for batch in iterate_batches(dataset.train, config.train.batch_size, dataset.mean, dataset.std, generator):
             if done == warmup:
                 _sync(device)
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), _cpu_seconds()
             algorithm.update(batch)
             done += 1
             if done > warmup:
@@ -331,7 +356,7 @@ def engine_rate(config, dataset, device, warmup: int, steps: int) -> float:
             if done == warmup + steps:
                 break
     _sync(device)
-    return seen / (time.perf_counter() - start)
+    return {"images_per_s": seen / (time.perf_counter() - start), "images_per_cpu_s": seen / (_cpu_seconds() - cpu_start)}
 
 
 def _sync(device):
@@ -440,15 +465,17 @@ def main(argv=None):
             print("official code patched:", *results["patches"], sep="\n  ", file=sys.stderr)
         for reason in results["skipped"].items():
             print("skipped %s: %s" % reason, file=sys.stderr)
-        runs: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
         for _ in range(args.repeat):
             for name, _, run in plan:
-                runs[name].append(round(run(), 1))
-                print(f"{name}: {runs[name][-1]} img/s", file=sys.stderr, flush=True)
+                runs[name].append({key: round(value, 1) for key, value in run().items()})
+                print(f"{name}: {runs[name][-1]['images_per_s']} img/s, {runs[name][-1]['images_per_cpu_s']} "
+                      "img per CPU-s", file=sys.stderr, flush=True)
     for name, what, _ in plan:
-        results["rows"][name] = {"images_per_s": round(statistics.median(runs[name]), 1), "runs": runs[name],
-                                 "what": what}
-    results["ratios"] = ratios(results["rows"], precisions)
+        results["rows"][name] = {key: round(statistics.median(run[key] for run in runs[name]), 1) for key in RATES}
+        results["rows"][name].update(runs=runs[name], what=what)
+    results["ratios"] = ratios(results["rows"], precisions, "images_per_s")
+    results["ratios_cpu"] = ratios(results["rows"], precisions, "images_per_cpu_s")
     results["machine"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -457,7 +484,7 @@ def main(argv=None):
     return results
 
 
-def ratios(rows: dict, precisions: list[str]) -> dict:
+def ratios(rows: dict, precisions: list[str], rate: str) -> dict:
     """engine / official (and engine / re-creation) per row and precision, where both were timed."""
     out = {}
     for against in ("official", "recreation"):
@@ -466,7 +493,7 @@ def ratios(rows: dict, precisions: list[str]) -> dict:
                 engine = rows.get(f"engine_{row}_{precision}")
                 other = rows.get(f"{against}_{'baseline' if row == 'baseline' else 'lnl'}")
                 if engine and other:
-                    out[f"engine_{row}_{precision}/{against}"] = round(engine["images_per_s"] / other["images_per_s"], 2)
+                    out[f"engine_{row}_{precision}/{against}"] = round(engine[rate] / other[rate], 2)
     return out
 
 
@@ -477,8 +504,10 @@ def report(results: dict) -> str:
              "settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items())]
     lines += [f"patch: {p}" for p in results["patches"]]
     lines += [f"skipped {k}: {v}" for k, v in results["skipped"].items()]
-    lines += [f"{name:32s} {row['images_per_s']:>9} img/s  ({row['what']})" for name, row in results["rows"].items()]
-    lines += [f"{name:40s} {value}x" for name, value in results["ratios"].items()]
+    lines += [f"{name:32s} {row['images_per_s']:>9} img/s {row['images_per_cpu_s']:>9} img/CPU-s  ({row['what']})"
+              for name, row in results["rows"].items()]
+    lines += [f"{name:40s} {value}x img/s, {results['ratios_cpu'][name]}x img/CPU-s"
+              for name, value in results["ratios"].items()]
     return "\n".join(lines)
 
 

@@ -430,8 +430,9 @@ def test_throughput_patches_and_times_the_official_code_on_the_projects_data(thr
     assert any("allow_pickle=True" in patch for patch in results["patches"])
     assert set(results["rows"]) == {"official_baseline", "official_lnl", "engine_baseline_fp32",
                                     "engine_lnl_alternating_fp32"}
-    assert all(row["images_per_s"] > 0 for row in results["rows"].values())
-    assert set(results["ratios"]) == {"engine_baseline_fp32/official", "engine_lnl_alternating_fp32/official"}
+    assert all(row["images_per_s"] > 0 and row["images_per_cpu_s"] > 0 for row in results["rows"].values())
+    assert set(results["ratios"]) == set(results["ratios_cpu"]) == {"engine_baseline_fp32/official",
+                                                                   "engine_lnl_alternating_fp32/official"}
     machine = results["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1
     assert isinstance(machine["bf16_native"], bool) and results["settings"]["official_workers"] == 0
