@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks for a session with a lent GPU (minutes of device time, at most 10 per command):
-# throughput against the reference pipeline, then the paper's full sigma^2=0.020 protocol
+# throughput against the official code (OFFICIAL=DIR: a checkout of feidfoe/learning-not-to-learn
+# carried to the device; unset: its rows are skipped and the re-creation runs instead), then the paper's full sigma^2=0.020 protocol
 # (colored-mnist-paper: 100 warm-up + 100 LNL epochs, official settings) as ONE run on its own.
 # The run stops itself before the command's time limit (SIGTERM -> checkpoint at a step boundary,
 # exit 143) and the next call continues it exactly, so the protocol finishes across calls:
@@ -24,7 +25,8 @@ export LNL_DATA_ROOT=/tmp/lnl-data LNL_CACHE_DIR=/tmp/lnl-cache PYTHONPATH=$PWD 
 if [ "${1:-}" != "resume" ]; then
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print(torch.__version__)"; nproc; } \
     > "$OUT/machine.txt" 2>&1
-  OMP_NUM_THREADS=4 timeout 150 python3 benchmarks/throughput.py --device cuda --steps 300 --ref-workers 8 --json \
+  OMP_NUM_THREADS=4 timeout 150 python3 benchmarks/throughput.py --device cuda --steps 300 --official-workers 8 \
+    ${OFFICIAL:+--official "$OFFICIAL"} --json \
     > "$OUT/throughput.json" 2> "$OUT/throughput.log"
   rm -rf "$RUN_DIR"
   timeout -s TERM "$RUN_SECONDS" python3 -m lnl_cli train --preset colored-mnist-paper --out "$RUN_DIR" --json ${EXTRA:-} \

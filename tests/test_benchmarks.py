@@ -343,3 +343,132 @@ def test_utkface_report_joins_finished_runs_with_intervals_and_skips_unfinished_
     table = (tmp_path / "report.md").read_text()
     assert "| EB1 -> EB2 | lnl | 0.700 ± 0.248 (n=3) | 0.800 ± 0.000 (n=3)" in table
     assert "eb1-baseline" not in table
+
+
+# ------------------------------------------------------------------ throughput.py against the official code
+FAKE_OFFICIAL = {
+    "main.py": "import trainer\n",
+    "option.py": '''import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument('-e', '--exp_name', required=True)
+parser.add_argument('--batch_size', default=128, type=int)
+parser.add_argument('--lr', default=0.01, type=float)
+parser.add_argument('--color_var', default=0.03, type=float)
+parser.add_argument('--data_dir', default='./')
+parser.add_argument('--save_dir', default='./')
+parser.add_argument('--random_seed', type=int)
+parser.add_argument('--num_workers', default=4, type=int)
+parser.add_argument('--cuda', action='store_true')
+''',
+    "utils.py": '''import logging, os
+def logger_setting(exp_name, save_dir, debug):
+    logger = logging.getLogger(exp_name)
+    logger.addHandler(logging.FileHandler(os.path.join(save_dir, exp_name, 'train.log')))
+    return logger
+''',
+    "models.py": '''import torch.nn as nn
+class convnet(nn.Module):
+    def __init__(self, num_classes=10):
+        super(convnet, self).__init__()
+        self.fc = nn.Linear(3 * 28 * 28, num_classes)
+    def forward(self, x):
+        return x[:, :, ::2, ::2], self.fc(x.flatten(1))
+''',
+    "data_loader.py": '''import os
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+class WholeDataLoader(Dataset):
+    def __init__(self, option):
+        data_dic = np.load(os.path.join(option.data_dir, 'mnist_10color_jitter_var_%.03f.npy' % option.color_var), encoding='latin1').item()
+        assert sorted(data_dic) == ['test_image', 'test_label', 'train_image', 'train_label']
+        self.image, self.label = data_dic['train_image'], data_dic['train_label']
+        assert self.image.dtype == np.uint8 and self.image.shape[1:] == (28, 28, 3), self.image.shape
+        assert data_dic['test_image'].shape[1:] == (28, 28, 3) and len(self.label) == len(self.image)
+    def __getitem__(self, index):
+        image = torch.from_numpy(self.image[index]).permute(2, 0, 1).float() / 255
+        return image, torch.zeros(3, 14, 14, dtype=torch.long), self.label[index].astype(np.long)
+    def __len__(self):
+        return self.image.shape[0]
+''',
+    "trainer.py": '''import os
+import torch
+import models
+from utils import logger_setting
+class Trainer(object):
+    def __init__(self, option):
+        self.option = option
+        self.net = models.convnet()
+        self.optim = torch.optim.SGD(self.net.parameters(), lr=option.lr)
+        self.logger = logger_setting(option.exp_name, option.save_dir, False)
+    def _initialization(self):
+        pass
+    def _mode_setting(self, is_train=True):
+        self.net.train(is_train)
+    def _run(self, data_loader, name, passes):
+        for i, (images, color_labels, labels) in enumerate(data_loader):
+            for _ in range(passes):
+                self.optim.zero_grad()
+                torch.nn.functional.cross_entropy(self.net(images)[1], labels).backward()
+                self.optim.step()
+            with open(os.environ['FAKE_OFFICIAL_LOG'], 'a') as log:
+                log.write('%s %d %d %d\\n' % (name, i, len(data_loader), len(labels)))
+    def _train_step(self, data_loader, step):
+        self._run(data_loader, 'lnl', 2)
+    def _train_step_baseline(self, data_loader, step):
+        self._run(data_loader, 'baseline', 1)
+''',
+}
+
+
+@pytest.fixture
+def throughput(monkeypatch):
+    module = _script("throughput")
+    from lnl_cli import load_config
+
+    from tests.helpers import tiny_dataset
+
+    monkeypatch.setattr(module, "load_benchmark_data",
+                        lambda overrides: (load_config("colored-mnist", overrides), tiny_dataset(48)))
+    return module
+
+
+def test_throughput_patches_and_times_the_official_code_on_the_projects_data(throughput, tmp_path, monkeypatch):
+    official = tmp_path / "official"
+    official.mkdir()
+    for name, text in FAKE_OFFICIAL.items():
+        (official / name).write_text(text)
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("FAKE_OFFICIAL_LOG", str(log))
+    results = throughput.main(["--official", str(official), "--steps", "2", "--warmup", "1", "--batch-size", "16",
+                               "--official-workers", "0", "--threads", str(torch_threads()),
+                               "--rows", "baseline", "lnl_alternating", "--json"])
+    calls = [line.split() for line in log.read_text().splitlines()]
+    # one call per method, warm-up plus timed batches, full batches of the written training split
+    assert calls == [["baseline", str(i), "3", "16"] for i in range(3)] + [["lnl", str(i), "3", "16"] for i in range(3)]
+    assert "allow_pickle=True" not in (official / "data_loader.py").read_text()  # the folder is left alone
+    assert any("allow_pickle=True" in patch for patch in results["patches"])
+    assert set(results["rows"]) == {"official_baseline", "official_lnl", "engine_baseline_fp32",
+                                    "engine_lnl_alternating_fp32"}
+    assert all(row["images_per_s"] > 0 and row["images_per_cpu_s"] > 0 for row in results["rows"].values())
+    assert set(results["ratios"]) == set(results["ratios_cpu"]) == {"engine_baseline_fp32/official",
+                                                                   "engine_lnl_alternating_fp32/official"}
+    machine = results["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1
+    assert isinstance(machine["bf16_native"], bool) and results["settings"]["official_workers"] == 0
+    assert "official_*" not in results["skipped"] and results["settings"]["allocator"]
+
+
+def test_throughput_without_official_skips_its_rows_and_says_why(throughput, capsys):
+    results = throughput.main(["--steps", "1", "--warmup", "1", "--batch-size", "16", "--recreation", "no",
+                               "--rows", "lnl_single_pass"])
+    assert set(results["rows"]) == {"engine_lnl_single_pass_fp32"} and results["ratios"] == {}
+    assert "no --official DIR" in results["skipped"]["official_*"]
+    out = capsys.readouterr()
+    assert "skipped official_*: no --official DIR" in out.err and "skipped official_*" in out.out
+
+
+def torch_threads() -> int:
+    import torch
+
+    return min(2, torch.get_num_threads())
