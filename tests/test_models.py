@@ -147,19 +147,3 @@ def test_paper_featurizer_falls_back_to_autograd_where_its_shortcut_does_not_app
     reference = images.clone().requires_grad_(True)
     _paper_featurizer().layers(reference).sum().backward()
     torch.testing.assert_close(wanted.grad, reference.grad, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_paper_featurizer_input_norm_statistics_follow_batchnorm_for_any_momentum(momentum):
-    import copy
-
-    fast = _paper_featurizer()
-    fast.layers[0].momentum = momentum
-    plain = copy.deepcopy(fast)
-    for step in range(3):
-        images = torch.rand(8, 3, 28, 28, generator=torch.Generator().manual_seed(step)) * 2
-        fast(images).sum().backward()
-        plain.layers(images).sum().backward()
-    for (name, b), (_, c) in zip(fast.layers[0].named_buffers(), plain.layers[0].named_buffers()):
-        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
-    assert int(fast.layers[0].num_batches_tracked) == 3

@@ -12,10 +12,8 @@ weight gradients alone, for the incoming gradient G:
     dW = gamma_c * A + beta_c * B        d gamma_c = sum_{o,k} W[o,c,k] A[o,c,k]
     d beta_c = sum_{o,k} W[o,c,k] B[o,k]  d bias = sum of G
 
-Exact algebra: the same gradients as autograd's, up to float rounding. The batch statistics, the running
-statistics and their counter are those of the module in training mode (``_normalise`` follows
-``BatchNorm2d.forward``); x_hat is kept for the backward pass, and y = gamma * x_hat + beta is formed in
-the forward.
+Exact algebra: the same gradients as autograd's, up to float rounding. The batch norm itself still runs
+as the module does (batch statistics, running statistics and their counter updated in place).
 """
 
 from __future__ import annotations
@@ -25,42 +23,32 @@ from torch import nn
 
 
 class _AffineInputConv(torch.autograd.Function):
-    """conv(gamma * x_hat + beta) for the normalised images x_hat; gradients for gamma, beta, W and the bias."""
+    """conv(y) for y = bn(x) computed outside; gradients for gamma, beta, W and the bias only."""
 
     @staticmethod
-    def forward(ctx, x_hat, gamma, beta, weight, bias, stride, padding, dilation):
-        ctx.save_for_backward(x_hat, gamma, beta, weight)
+    def forward(ctx, x, y, gamma, beta, weight, bias, eps, stride, padding, dilation):
+        ctx.save_for_backward(x, gamma, beta, weight)
         ctx.conv = (stride, padding, dilation, bias is not None)
-        shape = (1, -1, 1, 1)
-        y = torch.addcmul(beta.view(shape), x_hat, gamma.view(shape))  # the batch norm's output
+        ctx.eps = eps
         return torch.nn.functional.conv2d(y, weight, bias, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, grad):
-        x_hat, gamma, beta, weight = ctx.saved_tensors
+        x, gamma, beta, weight = ctx.saved_tensors
         stride, padding, dilation, has_bias = ctx.conv
+        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+        x_hat = (x - mean) * torch.rsqrt(var + ctx.eps)  # what the batch norm scales by gamma and shifts by beta
         conv_backward = torch.ops.aten.convolution_backward
         bias_sizes = [weight.shape[0]] if has_bias else None
-        _, a, grad_bias = conv_backward(grad, x_hat, weight, bias_sizes, stride, padding, dilation,
+        _, a, grad_bias = conv_backward(grad, _like(x_hat, grad), weight, bias_sizes, stride, padding, dilation,
                                         False, [0, 0], 1, [False, True, has_bias])
-        ones = x_hat.new_ones(1, 1, *x_hat.shape[2:])
+        ones = x.new_ones(1, 1, *x.shape[2:])
         _, b, _ = conv_backward(_batch_sum(grad), ones, weight[:, :1], None, stride, padding, dilation,
                                 False, [0, 0], 1, [False, True, False])
         grad_weight = a * gamma.view(1, -1, 1, 1) + b * beta.view(1, -1, 1, 1)
         grad_gamma = (weight * a).sum(dim=(0, 2, 3))
         grad_beta = (weight * b).sum(dim=(0, 2, 3))
-        return None, grad_gamma, grad_beta, grad_weight, grad_bias, None, None, None
-
-
-def _normalise(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """x_hat: `x` normalised by its batch statistics, without the affine part, with the running statistics
-    and their counter updated exactly as ``norm(x)`` in training mode does."""
-    factor = 0.0 if norm.momentum is None else norm.momentum
-    if norm.track_running_stats and norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-    stats = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
-    return torch.nn.functional.batch_norm(x, *stats, None, None, True, factor, norm.eps)
+        return None, None, grad_gamma, grad_beta, grad_weight, grad_bias, None, None, None, None
 
 
 def _channels_last(t: torch.Tensor) -> bool:
@@ -102,6 +90,6 @@ def input_norm_conv(norm: nn.BatchNorm2d, conv: nn.Conv2d, x: torch.Tensor) -> t
     if not fits(norm, conv, x):
         return conv(_like(norm(x), layout))
     with torch.no_grad():
-        x_hat = _like(_normalise(norm, x), layout)
-    return _AffineInputConv.apply(x_hat, norm.weight, norm.bias, conv.weight, conv.bias, conv.stride, conv.padding,
-                                  conv.dilation)
+        y = _like(norm(x), layout)
+    return _AffineInputConv.apply(x, y, norm.weight, norm.bias, conv.weight, conv.bias, norm.eps, conv.stride,
+                                  conv.padding, conv.dilation)
