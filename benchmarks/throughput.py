@@ -28,10 +28,6 @@ Patches (each applied only where the running library needs it):
                   (NumPy >= 1.16.3 refuses pickled object arrays unless asked)
   data_loader.py  np.long  ->  np.int64   (only on NumPy 1.24-1.26, which removed np.long; the same type)
 
-Both sides run in this one process with the allocator setting of ``lnl train``
-(``runtime.retain_freed_memory``: glibc reuses freed tensor memory instead of faulting in fresh pages),
-so the official code gets that benefit too.
-
 Engine rows: ``algorithm.update`` over the engine's in-memory batches (``iterate_batches``), the same
 network sizes and batch size, after the same warm-up: ``method=baseline``, ``method=lnl lnl.step=alternating``
 (the paper's two-pass step) and ``method=lnl lnl.step=single_pass``, each in fp32 (``train.precision=fp32``)
@@ -70,7 +66,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lnl_cli import load_config, runtime
+from lnl_cli import load_config
 from lnl_cli.algorithms import TaskSpec, build_algorithm
 from lnl_cli.algorithms.base import native_bf16
 from lnl_cli.algorithms.grad_reverse import grad_reverse
@@ -413,7 +409,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    allocator = runtime.retain_freed_memory()  # as `lnl train` does; the official rows share the process
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     base = [f"train.batch_size={args.batch_size}", f"data.train_size={args.train_size}", *args.overrides]
@@ -425,8 +420,6 @@ def main(argv=None):
     settings = {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "repeat": args.repeat,
                 "train_size": len(dataset.train), "color_var": color_var, "official_workers": args.official_workers,
                 "official_precision": "fp32", "engine_precisions": precisions, "engine_overrides": args.overrides}
-    settings["allocator"] = ("glibc keeps freed memory for reuse (runtime.retain_freed_memory, as lnl train), "
-                             "for both sides" if allocator else "default")
     results = {"machine": machine(device), "settings": settings, "patches": [], "skipped": {}, "rows": {}}
     if not native_bf16(device):
         results["skipped"]["engine_*_bf16"] = f"bf16 is not native on this {device.type} (it would be emulated)"

@@ -296,7 +296,6 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
            checkpoint: dict[str, Any] | None = None) -> RunContext:
     """Data on the device, the process group, and the algorithm: new, or restored from `checkpoint`."""
     runtime.apply_threads(config.train.num_threads)
-    runtime.retain_freed_memory()
     device = distributed.local_device(runtime.select_device(config.device))
     if callbacks is not None and distributed.is_main():
         callbacks.on_status(f"loading {config.data.type} data")

@@ -34,35 +34,6 @@ def apply_threads(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
-# glibc's mallopt parameters (malloc.h) and the values the training process sets.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES = 64 << 20   # tensors below this come from the heap, not from fresh zeroed pages
-TRIM_THRESHOLD_BYTES = 512 << 20  # freed heap memory kept up to this, for the next step's tensors
-
-
-def retain_freed_memory() -> bool:
-    """Let glibc reuse the memory of freed tensors instead of handing it back to the kernel.
-
-    A training step allocates and frees tens of megabytes of activations and gradients. With glibc's
-    adaptive defaults a varying part of them came back as fresh pages every step (0 to about 18,000 page
-    faults per LNL step on the paper's convnet, batch 128), each one a kernel trap that zeroes a page;
-    with these settings none do, and the step runs about 7% faster on average on a 2-core CPU. Costs
-    memory only up to what the process already peaked at. Process-wide, Linux with glibc only; returns
-    whether it was applied."""
-    import ctypes
-    import platform
-    import sys
-
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-
-
 def synchronize(device: "torch.device") -> None:
     """Wait for queued GPU work, so that a wall-clock time measures it."""
     if device.type == "cuda":
