@@ -184,3 +184,33 @@ def test_every_algorithm_trains_a_categorical_bias_head(method, head):
         assert algorithm.bias_head(algorithm.features(batch.images)).shape == expected
         assert "bias_loss" in losses
         assert any(not torch.equal(v, before[k]) for k, v in algorithm.state_dict().items() if k.startswith("bias_head"))
+
+
+@pytest.mark.parametrize("overrides", [["method=baseline"], ["method=lnl", "lnl.step=alternating"],
+                                       ["method=lnl", "lnl.step=single_pass"]])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_paper_featurizer_shortcut_trains_like_the_plain_layer_stack(overrides, channels_last):
+    """Two updates with the featurizer's fast forward (no images' gradient, pooling before ReLU) leave every
+    parameter and statistic where the plain Sequential (autograd through the official layer order) does."""
+    results = []
+    for plain in (False, True):
+        _, algorithm, batch = _setup(overrides[0].split("=")[1], *overrides[1:],
+                                     f"train.channels_last={str(channels_last).lower()}", "train.precision=fp32")
+        algorithm.prepare(torch.device("cpu"))
+        with torch.no_grad():  # an input norm that is not the identity, so that its gradients matter
+            algorithm.featurizer.layers[0].weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(3))
+            algorithm.featurizer.layers[0].bias.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(4))
+        if plain:
+            algorithm.featurizer.forward = algorithm.featurizer.layers.forward
+        algorithm.begin_epoch(0)
+        algorithm.train()
+        for _ in range(2):
+            algorithm.update(batch)
+        results.append(algorithm.state_dict())
+    fast, plain = results
+    assert fast.keys() == plain.keys()
+    for name, expected in plain.items():
+        if expected.is_floating_point():
+            torch.testing.assert_close(fast[name], expected, rtol=1e-4, atol=1e-5, msg=name)  # float rounding
+        else:
+            assert torch.equal(fast[name], expected), name

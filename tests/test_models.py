@@ -88,3 +88,78 @@ def test_pretrained_weights_load_from_a_local_file_without_the_imagenet_head(tmp
     # A checkpoint carries the weights: restoring does not read the file.
     build_algorithm(load_config(None, [*overrides[:-1], "model.pretrained=/no/such.pth"]), TaskSpec(7, 2, 0),
                     load_pretrained=False)
+
+
+def _paper_featurizer(seed: int = 0):
+    from lnl_cli.models import FeatureExtractor, init_paper_weights
+
+    torch.manual_seed(seed)
+    featurizer = FeatureExtractor()
+    init_paper_weights(featurizer)
+    with torch.no_grad():  # a trained-looking input norm, so that gamma and beta both matter
+        featurizer.layers[0].weight.uniform_(0.5, 1.5)
+        featurizer.layers[0].bias.uniform_(-0.5, 0.5)
+    return featurizer
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_paper_featurizer_matches_its_plain_layer_stack_in_values_gradients_and_statistics(channels_last):
+    """forward() skips the images' gradient through the input batch norm and pools before the ReLU; the
+    plain Sequential (the official order, autograd's gradients) must give the same everything."""
+    import copy
+
+    fast = _paper_featurizer()
+    plain = copy.deepcopy(fast)
+    images = torch.rand(16, 3, 28, 28, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    if channels_last:
+        fast, plain = fast.to(memory_format=torch.channels_last), plain.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(16, 32, 14, 14, generator=torch.Generator().manual_seed(2))
+    for _ in range(2):  # twice: the running statistics accumulate alike
+        out, expected = fast(images), plain.layers(images)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        (out * upstream).sum().backward()
+        (expected * upstream).sum().backward()
+    for (name, p), (_, q) in zip(fast.named_parameters(), plain.named_parameters()):  # float rounding only
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * float(q.grad.abs().max()), msg=name)
+    for (name, b), (_, c) in zip(fast.named_buffers(), plain.named_buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+    assert int(fast.layers[0].num_batches_tracked) == 2
+
+
+def test_paper_featurizer_falls_back_to_autograd_where_its_shortcut_does_not_apply():
+    from lnl_cli.models.input_norm_conv import fits
+
+    featurizer = _paper_featurizer()
+    norm, conv = featurizer.layers[0], featurizer.layers[1]
+    images = torch.rand(4, 3, 28, 28)
+    assert fits(norm, conv, images)
+    assert not fits(norm, conv, images.clone().requires_grad_(True))  # an input gradient is wanted
+    with torch.no_grad():
+        assert not fits(norm, conv, images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fits(norm, conv, images)
+    featurizer.eval()
+    assert not fits(norm, conv, images)
+    featurizer.train()
+    wanted = images.clone().requires_grad_(True)
+    featurizer(wanted).sum().backward()
+    reference = images.clone().requires_grad_(True)
+    _paper_featurizer().layers(reference).sum().backward()
+    torch.testing.assert_close(wanted.grad, reference.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_paper_featurizer_input_norm_statistics_follow_batchnorm_for_any_momentum(momentum):
+    import copy
+
+    fast = _paper_featurizer()
+    fast.layers[0].momentum = momentum
+    plain = copy.deepcopy(fast)
+    for step in range(3):
+        images = torch.rand(8, 3, 28, 28, generator=torch.Generator().manual_seed(step)) * 2
+        fast(images).sum().backward()
+        plain.layers(images).sum().backward()
+    for (name, b), (_, c) in zip(fast.layers[0].named_buffers(), plain.layers[0].named_buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+    assert int(fast.layers[0].num_batches_tracked) == 3

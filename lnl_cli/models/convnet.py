@@ -6,6 +6,8 @@ import math
 
 from torch import nn
 
+from lnl_cli.models.input_norm_conv import input_norm_conv
+
 FEATURE_CHANNELS = 32
 
 
@@ -25,7 +27,12 @@ class FeatureExtractor(nn.Module):
         self.out_channels = channels
 
     def forward(self, x):
-        return self.layers(x)
+        norm, conv, relu, pool, *rest = self.layers
+        x = input_norm_conv(norm, conv, x)  # conv(norm(x)) without the images' gradient
+        x = relu(pool(x))  # = pool(relu(x)), values and gradients, on a quarter of the elements
+        for layer in rest:
+            x = layer(x)
+        return x
 
 
 class LabelClassifier(nn.Module):
