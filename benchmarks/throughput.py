@@ -32,6 +32,9 @@ Engine rows: ``algorithm.update`` over the engine's in-memory batches (``iterate
 network sizes and batch size, after the same warm-up: ``method=baseline``, ``method=lnl lnl.step=alternating``
 (the paper's two-pass step) and ``method=lnl lnl.step=single_pass``, each in fp32 (``train.precision=fp32``)
 and in bf16 only where the device runs it natively. Ratios are engine / official (fp32 official).
+``--compile`` adds each engine row again with ``train.compile=true`` (``*_compiled``); every engine row
+also reports ``first_step_s``, the seconds from building the networks to the end of the first step
+(where compilation is paid).
 
 Without ``--official`` the official rows are skipped with the reason printed; a re-creation of the
 official pipeline inside this file (per-sample PIL, DataLoader, separate R/G/B heads, two passes per LNL
@@ -79,6 +82,7 @@ OFFICIAL_MODULES = ("trainer", "models", "data_loader", "option", "utils")
 OFFICIAL_DATA = "mnist_10color_jitter_var_%.03f.npy"  # data_loader.py's file name, % option.color_var
 ROWS = ("baseline", "lnl_alternating", "lnl_single_pass")
 RATES = ("images_per_s", "images_per_cpu_s")
+COMPILED = "_compiled"  # suffix of the engine rows timed with train.compile=true (--compile)
 
 
 @dataclass(frozen=True)
@@ -339,11 +343,14 @@ ENGINE_ROWS = {"baseline": ["method=baseline"], "lnl_alternating": ["method=lnl"
 
 
 def engine_rate(config, dataset, device, warmup: int, steps: int) -> dict:
+    """Steady images/s after `warmup` steps, and the seconds from building the networks to the end of the
+    first step (``first_step_s``: where ``train.compile`` pays its compilation)."""
+    built = time.perf_counter()
     algorithm = build_algorithm(config, TaskSpec(10, 10, 8)).prepare(device)
     algorithm.begin_epoch(config.train.pretrain_epochs)  # the method's own phase (LNL: adversarial)
     algorithm.train()
     generator = torch.Generator().manual_seed(0)
-    seen, done, start, cpu_start = 0, 0, None, None
+    seen, done, start, cpu_start, first_step_s = 0, 0, None, None, None
     while done < warmup + steps:
         for batch in iterate_batches(dataset.train, config.train.batch_size, dataset.mean, dataset.std, generator):
             if done == warmup:
@@ -351,12 +358,16 @@ def engine_rate(config, dataset, device, warmup: int, steps: int) -> dict:
                 start, cpu_start = time.perf_counter(), _cpu_seconds()
             algorithm.update(batch)
             done += 1
+            if done == 1:
+                _sync(device)
+                first_step_s = time.perf_counter() - built
             if done > warmup:
                 seen += len(batch.labels)
             if done == warmup + steps:
                 break
     _sync(device)
-    return {"images_per_s": seen / (time.perf_counter() - start), "images_per_cpu_s": seen / (_cpu_seconds() - cpu_start)}
+    return {"images_per_s": seen / (time.perf_counter() - start), "images_per_cpu_s": seen / (_cpu_seconds() - cpu_start),
+            "first_step_s": first_step_s}
 
 
 def _sync(device):
@@ -405,6 +416,8 @@ def main(argv=None):
     parser.add_argument("--recreation", choices=("auto", "yes", "no"), default="auto",
                         help="also time the re-creation of the official pipeline (auto: without --official)")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="engine config overrides")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time every engine row with train.compile=true (rows suffixed _compiled)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -457,10 +470,14 @@ def main(argv=None):
                              lambda lnl=lnl: recreation_rate(loader, device, args.warmup, args.steps, lnl)))
         for precision in precisions:
             for row in args.rows:
-                engine_config = load_config("colored-mnist", [*base, *ENGINE_ROWS[row], "train.pretrain_epochs=0",
-                                                              f"train.precision={precision}"])
-                plan.append((f"engine_{row}_{precision}", f"engine {' '.join(ENGINE_ROWS[row])}, {precision}",
-                             lambda c=engine_config: engine_rate(c, on_device, device, args.warmup, args.steps)))
+                for compiled in (False, True) if args.compile else (False,):
+                    engine_config = load_config("colored-mnist", [
+                        *base, *ENGINE_ROWS[row], "train.pretrain_epochs=0", f"train.precision={precision}",
+                        *(["train.compile=true"] if compiled else [])])
+                    plan.append((f"engine_{row}_{precision}{COMPILED if compiled else ''}",
+                                 f"engine {' '.join(ENGINE_ROWS[row])}, {precision}"
+                                 + (", torch.compile" if compiled else ""),
+                                 lambda c=engine_config: engine_rate(c, on_device, device, args.warmup, args.steps)))
         if results["patches"]:
             print("official code patched:", *results["patches"], sep="\n  ", file=sys.stderr)
         for reason in results["skipped"].items():
@@ -468,11 +485,12 @@ def main(argv=None):
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
         for _ in range(args.repeat):
             for name, _, run in plan:
-                runs[name].append({key: round(value, 1) for key, value in run().items()})
+                runs[name].append({key: round(value, 2) for key, value in run().items()})
                 print(f"{name}: {runs[name][-1]['images_per_s']} img/s, {runs[name][-1]['images_per_cpu_s']} "
                       "img per CPU-s", file=sys.stderr, flush=True)
     for name, what, _ in plan:
-        results["rows"][name] = {key: round(statistics.median(run[key] for run in runs[name]), 1) for key in RATES}
+        results["rows"][name] = {key: round(statistics.median(run[key] for run in runs[name]), 2)
+                                 for key in (*RATES, "first_step_s") if key in runs[name][0]}
         results["rows"][name].update(runs=runs[name], what=what)
     results["ratios"] = ratios(results["rows"], precisions, "images_per_s")
     results["ratios_cpu"] = ratios(results["rows"], precisions, "images_per_cpu_s")
@@ -490,10 +508,11 @@ def ratios(rows: dict, precisions: list[str], rate: str) -> dict:
     for against in ("official", "recreation"):
         for precision in precisions:
             for row in ROWS:
-                engine = rows.get(f"engine_{row}_{precision}")
-                other = rows.get(f"{against}_{'baseline' if row == 'baseline' else 'lnl'}")
-                if engine and other:
-                    out[f"engine_{row}_{precision}/{against}"] = round(engine[rate] / other[rate], 2)
+                for suffix in ("", COMPILED):
+                    engine = rows.get(f"engine_{row}_{precision}{suffix}")
+                    other = rows.get(f"{against}_{'baseline' if row == 'baseline' else 'lnl'}")
+                    if engine and other:
+                        out[f"engine_{row}_{precision}{suffix}/{against}"] = round(engine[rate] / other[rate], 2)
     return out
 
 
@@ -504,7 +523,8 @@ def report(results: dict) -> str:
              "settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items())]
     lines += [f"patch: {p}" for p in results["patches"]]
     lines += [f"skipped {k}: {v}" for k, v in results["skipped"].items()]
-    lines += [f"{name:32s} {row['images_per_s']:>9} img/s {row['images_per_cpu_s']:>9} img/CPU-s  ({row['what']})"
+    lines += [f"{name:32s} {row['images_per_s']:>9} img/s {row['images_per_cpu_s']:>9} img/CPU-s"
+              + (f"  first step {row['first_step_s']} s" if "first_step_s" in row else "") + f"  ({row['what']})"
               for name, row in results["rows"].items()]
     lines += [f"{name:40s} {value}x img/s, {results['ratios_cpu'][name]}x img/CPU-s"
               for name, value in results["ratios"].items()]

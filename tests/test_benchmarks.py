@@ -451,6 +451,7 @@ def test_throughput_patches_and_times_the_official_code_on_the_projects_data(thr
     assert set(results["rows"]) == {"official_baseline", "official_lnl", "engine_baseline_fp32",
                                     "engine_lnl_alternating_fp32"}
     assert all(row["images_per_s"] > 0 and row["images_per_cpu_s"] > 0 for row in results["rows"].values())
+    assert all(results["rows"][row]["first_step_s"] > 0 for row in ("engine_baseline_fp32", "engine_lnl_alternating_fp32"))
     assert set(results["ratios"]) == set(results["ratios_cpu"]) == {"engine_baseline_fp32/official",
                                                                    "engine_lnl_alternating_fp32/official"}
     machine = results["machine"]
@@ -466,6 +467,26 @@ def test_throughput_without_official_skips_its_rows_and_says_why(throughput, cap
     assert "no --official DIR" in results["skipped"]["official_*"]
     out = capsys.readouterr()
     assert "skipped official_*: no --official DIR" in out.err and "skipped official_*" in out.out
+
+
+def test_throughput_compile_times_every_engine_row_again_compiled(throughput, monkeypatch):
+    """--compile adds a train.compile=true twin of each engine row, with its own ratio; the engine itself
+    is faked here (compiling takes minutes on a CPU), so this checks the plan, not torch.compile."""
+    seen = []
+
+    def fake_rate(config, dataset, device, warmup, steps):
+        seen.append((config.method, config.train.compile))
+        return {"images_per_s": 200.0 if config.train.compile else 100.0, "images_per_cpu_s": 50.0,
+                "first_step_s": 9.0 if config.train.compile else 0.5}
+
+    monkeypatch.setattr(throughput, "engine_rate", fake_rate)
+    results = throughput.main(["--steps", "1", "--warmup", "1", "--batch-size", "16", "--recreation", "yes",
+                               "--official-workers", "0", "--rows", "baseline", "--compile"])
+    assert seen == [("baseline", False), ("baseline", True)]
+    assert results["rows"]["engine_baseline_fp32_compiled"]["first_step_s"] == 9.0
+    assert "torch.compile" in results["rows"]["engine_baseline_fp32_compiled"]["what"]
+    ratios = results["ratios"]
+    assert abs(ratios["engine_baseline_fp32_compiled/recreation"] - 2 * ratios["engine_baseline_fp32/recreation"]) <= 0.02
 
 
 def torch_threads() -> int:
