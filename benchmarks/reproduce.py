@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py lives besid
 import stats  # noqa: E402
 
 from lnl_cli import api  # noqa: E402
+from lnl_cli.selection import selected_model_text  # noqa: E402
 
 # The paper's table: unbiased test accuracy at the seven sigma^2 of the official data files.
 PAPER_SOURCE = ("official Learning-Not-to-Learn README (feidfoe/learning-not-to-learn, commit fad2ec8, "
@@ -501,7 +502,7 @@ def _selected_text(selected: dict[str, Any] | None) -> str:
         return "—"
     value = selected.get("value")
     shown = "" if value is None else f" = {value:.4f}"
-    return f"{selected.get('metric')} @ epoch {selected.get('epoch')}{shown}"
+    return f"{selected.get('metric')} @ {selected_model_text(selected)}{shown}"
 
 
 def runs_table(records: list[dict[str, Any]]) -> str:

@@ -134,6 +134,10 @@ class TrainConfig:
         None, "learning rate of the adversarial phase (f, g and h; decayed like train.lr); null: train.lr. The "
               "official LNL phase runs at 0.001", min_exclusive=0.0)
     eval_every: int = option(1, "evaluate on the validation split every N epochs (and at the end)", min=1)
+    val_checks_per_epoch: int = option(
+        1, "validation checks per epoch for train.select: 1 checks at the end of each evaluated epoch; N > 1 also "
+           "checks N-1 times inside it (evenly spaced steps), and a better check's model becomes best.pt (the "
+           "adversarial game oscillates within an epoch; this keeps its peaks)", min=1, max=64)
     select: SelectMetric = option(
         "last", "which epoch's model is best.pt, tested at the end and used by evaluate: last, or the epoch "
                 "with the highest value of a validation metric")
@@ -386,9 +390,13 @@ def component_checks(config: Config) -> list[str]:
 
 
 def _train_checks(config: Config) -> list[str]:
+    problems = []
     if config.train.tensorboard and not tensorboard.available():
-        return ["train.tensorboard: the tensorboard package is not installed (pip install 'lnl[tensorboard]')"]
-    return []
+        problems.append("train.tensorboard: the tensorboard package is not installed (pip install 'lnl[tensorboard]')")
+    if config.train.val_checks_per_epoch > 1 and config.train.select == "last":
+        problems.append("train.val_checks_per_epoch: checks inside an epoch only choose a model with train.select "
+                        "naming a validation metric (e.g. val_accuracy), not last")
+    return problems
 
 
 def build_config(values: dict[str, Any], origin: dict[str, str] | None = None) -> Config:

@@ -16,7 +16,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -137,8 +137,25 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
     train_seconds, progress, selection = start.train_seconds, start.partial_epoch, start.selection
     for epoch in range(start.epoch, config.train.epochs):
         epoch_start = time.perf_counter()
+        checks: dict[str, float] = {}
+
+        def check_inside_epoch(epoch_progress: EpochProgress, epoch=epoch, epoch_start=epoch_start,
+                               checks=checks) -> None:
+            """A validation check after `epoch_progress.step` batches; a winner is saved (a resumable
+            mid-epoch last.pt) and becomes best.pt."""
+            distributed.average_buffers(ctx.algorithm)  # as at an epoch's end: one model, the same on every rank
+            value = _evaluate(ctx, ctx.val_split).get(selection.metric.removeprefix(VAL_PREFIX))
+            ctx.algorithm.train()
+            checks[check_key(selection.metric, epoch_progress.step)] = value
+            if selection.offer({"epoch": epoch + 1, "step": epoch_progress.step, selection.metric: value}):
+                _save(ctx, epoch, start.batch_order, train_seconds + time.perf_counter() - epoch_start, selection,
+                      partial_epoch=epoch_progress.to_dict())
+                if distributed.is_main():
+                    run_folder.mark_best(ctx.run_dir)
+
         try:
-            losses = _train_epoch(ctx, epoch, start.batch_order, progress)
+            losses = _train_epoch(ctx, epoch, start.batch_order, progress,
+                                  check_inside_epoch if _checks_inside(ctx, epoch) else None)
         except _Stopped as stopped:
             train_seconds += time.perf_counter() - epoch_start
             distributed.average_buffers(ctx.algorithm)
@@ -149,7 +166,7 @@ def _run(ctx: RunContext, start: StartState) -> dict[str, Any]:
         runtime.synchronize(ctx.device)
         epoch_seconds = time.perf_counter() - epoch_start
         train_seconds += epoch_seconds
-        record: dict[str, Any] = {"epoch": epoch + 1, **losses, "train_seconds": round(epoch_seconds, 3)}
+        record: dict[str, Any] = {"epoch": epoch + 1, **losses, **checks, "train_seconds": round(epoch_seconds, 3)}
         if ctx.val_split is not None and ((epoch + 1) % config.train.eval_every == 0
                                           or epoch + 1 == config.train.epochs):
             record.update({VAL_PREFIX + k: v for k, v in _evaluate(ctx, ctx.val_split).items() if k != "num_samples"})
@@ -172,7 +189,7 @@ def _load_selected(ctx: RunContext, selection: Selection) -> None:
         ctx.callbacks.on_message(f"no epoch had a value of {selection.metric} (e.g. a group without validation "
                                  "images); the last epoch's model is tested")
         return
-    if selection.epoch == ctx.config.train.epochs:
+    if selection.at_end_of == ctx.config.train.epochs:
         return
     if distributed.is_main():
         checkpoint = load_checkpoint(run_folder.best_checkpoint_path(ctx.run_dir))
@@ -202,14 +219,35 @@ def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Gene
         raise
 
 
+def _checks_inside(ctx: RunContext, epoch: int) -> bool:
+    """Whether `epoch` (0-based) gets validation checks inside it: only an evaluated epoch does."""
+    train = ctx.config.train
+    return (ctx.val_split is not None and train.val_checks_per_epoch > 1
+            and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs))
+
+
+def check_steps(steps: int, checks_per_epoch: int) -> set[int]:
+    """The batches after which an epoch of `steps` batches is checked on validation, besides its end:
+    evenly spaced, at most one per batch."""
+    return {round(steps * k / checks_per_epoch) for k in range(1, checks_per_epoch)} - {0, steps}
+
+
+def check_key(metric: str, step: int) -> str:
+    """The epoch record's name of a check inside the epoch (e.g. val_accuracy@step107)."""
+    return f"{metric}@step{step}"
+
+
 def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
-                 progress: EpochProgress | None = None) -> dict[str, Any]:
+                 progress: EpochProgress | None = None,
+                 check: Callable[[EpochProgress], None] | None = None) -> dict[str, Any]:
     """One pass over the training set (or what is left of it); the epoch's mean losses and its phase.
 
     Loss sums stay on the device between checks. Every PROGRESS_EVERY_STEPS steps, and at once when a
-    stop is requested, they are agreed between processes and checked for NaN."""
+    stop is requested, they are agreed between processes and checked for NaN. `check` (validation
+    inside the epoch) is called after each of `check_steps`, with the epoch's progress so far."""
     config, algorithm, split = ctx.config, ctx.algorithm, ctx.dataset.train
     steps = num_batches(len(split), config.train.batch_size, distributed.world_size())
+    checked_at = check_steps(steps, config.train.val_checks_per_epoch) if check else set()
     resumed = progress is not None
     progress = progress or EpochProgress(generator.get_state())
     generator.set_state(progress.order_state)
@@ -226,6 +264,9 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
             batch = augmentation.augment_batch(batch, config.data.augment, seed)
         tally.add(algorithm.update(batch), len(batch.labels))
         ctx.callbacks.on_steps(step, steps)
+        if step in checked_at:
+            tally.agree(ctx.stop)
+            check(EpochProgress(progress.order_state, step, tally.total_seen, tally.total_floats()))
         report = step % PROGRESS_EVERY_STEPS == 0 or step == steps
         stop_now = ctx.stop.requested and distributed.world_size() == 1
         if not (report or stop_now):

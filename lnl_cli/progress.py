@@ -49,9 +49,15 @@ def heartbeat_seconds() -> float:
         return DEFAULT_HEARTBEAT_SECONDS
 
 
+def short_name(key: str) -> str:
+    """The displayed name of a record key; a check inside an epoch (val_accuracy@step107) keeps its step."""
+    name, at, step = key.partition("@")
+    return SHORT_NAMES.get(name, name) + at + step
+
+
 def format_values(values: dict[str, Any]) -> str:
     """`loss 0.412  acc 0.8123 …`: losses and metrics, four decimals, None skipped."""
-    parts = [f"{SHORT_NAMES.get(k, k)} {v:.4f}" if isinstance(v, float) else f"{SHORT_NAMES.get(k, k)} {v}"
+    parts = [f"{short_name(k)} {v:.4f}" if isinstance(v, float) else f"{short_name(k)} {v}"
              for k, v in values.items() if k not in NOT_SHOWN and v is not None]
     return "  ".join(parts)
 

@@ -103,7 +103,7 @@ def test_the_planted_best_epoch_becomes_best_pt_and_only_it_is_tested_once_after
                                            "train.select=val_accuracy", *TINY])
     summary = engine.run_training(config, tmp_path / "run", clock)
 
-    assert summary["selected"] == {"metric": "val_accuracy", "epoch": 2, "value": 0.6}
+    assert summary["selected"] == {"metric": "val_accuracy", "epoch": 2, "value": 0.6, "step": 0}
     assert [r for r in test_spy.reads] == [("batches", 4)]  # never during training; once, at the end
     best, last = load_checkpoint(tmp_path / "run" / "best.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
     assert best["epoch"] == 2 and last["epoch"] == 4
@@ -113,6 +113,67 @@ def test_the_planted_best_epoch_becomes_best_pt_and_only_it_is_tested_once_after
     assert not any(key.startswith("test_") for r in records for key in r)
     # a run folder given to a command means its selected model
     assert load_checkpoint(tmp_path / "run")["epoch"] == 2
+
+
+# ---------------------------------------------------------------------------- checks inside an epoch
+
+
+def test_checks_inside_an_epoch_are_evenly_spaced_and_never_at_its_ends():
+    assert engine.check_steps(430, 4) == {108, 215, 322}
+    assert engine.check_steps(4, 2) == {2}
+    assert engine.check_steps(3, 8) == {1, 2}  # at most one per batch
+    assert engine.check_steps(430, 1) == engine.check_steps(1, 4) == set()
+
+
+def test_a_check_inside_an_epoch_that_wins_is_best_pt_and_the_model_tested(monkeypatch, tmp_path):
+    dataset = _with_val()  # 64 images, batch 16: 4 steps an epoch, checked after step 2 and at the end
+    test_spy = SplitSpy(dataset.test, EpochClock())
+    dataset = dataclasses.replace(dataset, test=test_spy)
+    monkeypatch.setattr(engine, "load_dataset", lambda config: dataset)
+    planted = iter([0.3, 0.4, 0.9, 0.5])  # epoch 1 step 2, epoch 1 end, epoch 2 step 2 (the best), epoch 2 end
+    real_evaluate = engine.evaluate_split
+    at_best, tested = {}, []
+
+    def evaluate(algorithm, split, data, **kwargs):
+        metrics = real_evaluate(algorithm, split, data, **kwargs)
+        if split is test_spy:
+            tested.append({k: v.clone() for k, v in algorithm.state_dict().items()})
+            return metrics
+        value = next(planted)
+        if value == 0.9:
+            at_best.update({k: v.clone() for k, v in algorithm.state_dict().items()})
+        return {**metrics, "accuracy": value}
+
+    monkeypatch.setattr(engine, "evaluate_split", evaluate)
+    config = load_config("colored-mnist", ["method=lnl", "train.epochs=2", "train.pretrain_epochs=1",
+                                           "train.select=val_accuracy", "train.val_checks_per_epoch=2", *TINY])
+    summary = engine.run_training(config, tmp_path / "run")
+
+    assert summary["selected"] == {"metric": "val_accuracy", "epoch": 2, "value": 0.9, "step": 2}
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 1 and best["partial_epoch"]["step"] == 2  # resumable: epoch 2, after 2 batches
+    assert all(torch.equal(at_best[k], best["model"][k]) for k in best["model"])
+    assert len(tested) == 1 and all(torch.equal(tested[0][k], at_best[k]) for k in at_best)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["val_accuracy@step2"], r["val_accuracy"]) for r in records] == [(0.3, 0.4), (0.9, 0.5)]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+def test_checks_inside_epochs_choose_a_model_and_change_nothing_in_training(monkeypatch, tmp_path):
+    monkeypatch.setattr(engine, "load_dataset", lambda config: _with_val())
+    final = {}
+    for checks in (1, 4):
+        config = load_config("colored-mnist", ["method=lnl", "train.epochs=2", "train.pretrain_epochs=1",
+                                               "train.select=val_accuracy", f"train.val_checks_per_epoch={checks}",
+                                               *TINY])
+        engine.run_training(config, tmp_path / f"run{checks}")
+        final[checks] = load_checkpoint(tmp_path / f"run{checks}" / "last.pt")["model"]
+    assert all(torch.equal(final[1][k], final[4][k]) for k in final[1])
+
+
+def test_checks_inside_epochs_without_a_metric_to_select_on_are_a_config_error():
+    with pytest.raises(ConfigError, match="val_checks_per_epoch"):
+        load_config("colored-mnist", ["train.select=last", "train.val_checks_per_epoch=4"])
 
 
 def test_selecting_on_validation_without_a_validation_split_is_a_config_error(monkeypatch, tmp_path):
