@@ -135,9 +135,10 @@ class TrainConfig:
               "official LNL phase runs at 0.001", min_exclusive=0.0)
     eval_every: int = option(1, "evaluate on the validation split every N epochs (and at the end)", min=1)
     val_checks_per_epoch: int = option(
-        1, "validation checks per epoch for train.select: 1 checks at the end of each evaluated epoch; N > 1 also "
-           "checks N-1 times inside it (evenly spaced steps), and a better check's model becomes best.pt (the "
-           "adversarial game oscillates within an epoch; this keeps its peaks)", min=1, max=64)
+        1, "validation checks per epoch for train.select: 1 checks at the end of each evaluated epoch; N > 1 "
+           "also checks N-1 times inside each one after the warm-up (evenly spaced steps), and a better "
+           "check's model becomes best.pt (the adversarial game oscillates within an epoch; this keeps its "
+           "peaks)", min=1, max=64)
     select: SelectMetric = option(
         "last", "which epoch's model is best.pt, tested at the end and used by evaluate: last, or the epoch "
                 "with the highest value of a validation metric")

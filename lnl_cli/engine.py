@@ -220,9 +220,10 @@ def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Gene
 
 
 def _checks_inside(ctx: RunContext, epoch: int) -> bool:
-    """Whether `epoch` (0-based) gets validation checks inside it: only an evaluated epoch does."""
+    """Whether `epoch` (0-based) gets validation checks inside it: an evaluated epoch past the warm-up
+    (train.pretrain_epochs), whose plain cross-entropy model is not what a debiasing run selects."""
     train = ctx.config.train
-    return (ctx.val_split is not None and train.val_checks_per_epoch > 1
+    return (ctx.val_split is not None and train.val_checks_per_epoch > 1 and epoch >= train.pretrain_epochs
             and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs))
 
 

@@ -130,7 +130,8 @@ def test_a_check_inside_an_epoch_that_wins_is_best_pt_and_the_model_tested(monke
     test_spy = SplitSpy(dataset.test, EpochClock())
     dataset = dataclasses.replace(dataset, test=test_spy)
     monkeypatch.setattr(engine, "load_dataset", lambda config: dataset)
-    planted = iter([0.3, 0.4, 0.9, 0.5])  # epoch 1 step 2, epoch 1 end, epoch 2 step 2 (the best), epoch 2 end
+    # epoch 1 (the warm-up: no check inside), epoch 2 step 2 (the best), epoch 2 end, epoch 3 step 2, epoch 3 end
+    planted = iter([0.4, 0.9, 0.5, 0.3, 0.6])
     real_evaluate = engine.evaluate_split
     at_best, tested = {}, []
 
@@ -145,7 +146,7 @@ def test_a_check_inside_an_epoch_that_wins_is_best_pt_and_the_model_tested(monke
         return {**metrics, "accuracy": value}
 
     monkeypatch.setattr(engine, "evaluate_split", evaluate)
-    config = load_config("colored-mnist", ["method=lnl", "train.epochs=2", "train.pretrain_epochs=1",
+    config = load_config("colored-mnist", ["method=lnl", "train.epochs=3", "train.pretrain_epochs=1",
                                            "train.select=val_accuracy", "train.val_checks_per_epoch=2", *TINY])
     summary = engine.run_training(config, tmp_path / "run")
 
@@ -155,8 +156,9 @@ def test_a_check_inside_an_epoch_that_wins_is_best_pt_and_the_model_tested(monke
     assert all(torch.equal(at_best[k], best["model"][k]) for k in best["model"])
     assert len(tested) == 1 and all(torch.equal(tested[0][k], at_best[k]) for k in at_best)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["val_accuracy@step2"], r["val_accuracy"]) for r in records] == [(0.3, 0.4), (0.9, 0.5)]
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+    assert [(r.get("val_accuracy@step2"), r["val_accuracy"]) for r in records] == [(None, 0.4), (0.9, 0.5),
+                                                                                   (0.3, 0.6)]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 
 
 def test_checks_inside_epochs_choose_a_model_and_change_nothing_in_training(monkeypatch, tmp_path):
