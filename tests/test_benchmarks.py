@@ -1,11 +1,13 @@
 """The benchmark scripts: reproduce.py's plan, reuse, statistics and wording with a fake trainer (no real
-training), and the background-MNIST benchmark on tiny sizes (its figures live in benchmarks/RESULTS.md)."""
+training), the background-MNIST and packed-sweep benchmarks on tiny sizes (their figures live in
+benchmarks/RESULTS.md; no timing is asserted)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -493,3 +495,63 @@ def torch_threads() -> int:
     import torch
 
     return min(2, torch.get_num_threads())
+
+
+@pytest.mark.mnist
+def test_packed_sweep_times_the_same_points_at_each_jobs_and_reads_the_run_folders_sweep_json_lists(
+        mnist_root, tmp_path, capsys):
+    """Two tiny sweeps on the CPU (--jobs 1 and 2): the JSON's structure and its definitions, never its timings."""
+    bench = _script("packed_sweep")
+    out = tmp_path / "packed"
+    code = bench.main(["--preset", "smoke", "--points", "2", "--jobs", "2", "--epochs", "2", "--device", "cpu",
+                       "--threads", "1", "--out", str(out), "--data-root", str(mnist_root), "--json", "--set",
+                       "data.train_size=256", "data.test_size=128", "data.val_size=64", "train.batch_size=64"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = json.loads(captured.out)
+    assert results["settings"]["jobs"] == [1, 2] and results["settings"]["pretrain_epochs"] == 1
+    assert results["machine"]["device_name"] and results["machine"]["cores"] >= 1 and results["machine"]["torch"]
+    assert "error" not in results
+    assert [row["jobs"] for row in results["sweeps"]] == [1, 2]
+    for row in results["sweeps"]:
+        folder = out / f"jobs-{row['jobs']}"
+        listed = json.loads((folder / "sweep.json").read_text())
+        assert listed["jobs"] == row["jobs"] and listed["grid"] == {"seed": ["0", "1"]}
+        assert row["exit_code"] == 0 and row["finished_runs"] == 2
+        assert sorted(run["run_dir"] for run in row["runs"]) == sorted(p["run_dir"] for p in listed["points"])
+        assert all(run["epochs"] == 2 and run["train_size"] == 256 for run in row["runs"])
+        assert row["images"] == 2 * 2 * 256 and row["wall_s"] > 0
+        assert row["aggregate_images_per_s"] > 0
+        assert math.isclose(row["aggregate_images_per_s"], row["images"] / row["wall_s"], abs_tol=0.01)
+        rates = [run["train_images_per_second"] for run in row["runs"]]
+        assert math.isclose(row["mean_run_images_per_s"], sum(rates) / len(rates), abs_tol=0.01)
+    first, second = results["sweeps"]
+    assert first["speedup"] == 1.0
+    assert math.isclose(second["speedup"], second["aggregate_images_per_s"] / first["aggregate_images_per_s"],
+                        abs_tol=0.01)
+    assert "[jobs 2]" in captured.err  # the sweeps' own messages, prefixed, on stderr
+
+
+def test_packed_sweep_refuses_a_used_folder_and_warns_of_too_many_threads(tmp_path, capsys):
+    bench = _script("packed_sweep")
+    (tmp_path / "jobs-4").mkdir()
+    (tmp_path / "jobs-4" / "sweep.json").write_text("{}")
+    assert bench.main(["--out", str(tmp_path), "--jobs", "4", "--device", "cpu"]) == 2
+    assert "jobs-4 already holds files" in capsys.readouterr().err
+    cores = os.cpu_count() or 1
+    assert bench.oversubscription("cpu", [1, cores + 1], 1) and not bench.oversubscription("cpu", [1, cores], 1)
+    assert bench.oversubscription("cpu", [2], None) and not bench.oversubscription("cuda", [8], 4)
+    assert bench.jobs_list([8, 4, 4]) == [1, 4, 8]
+    assert bench.schedule(3) == ["train.epochs=3", "train.pretrain_epochs=1"]
+
+
+def test_packed_sweep_stops_at_a_failed_sweep_with_its_stderr_and_exit_1(tmp_path, capsys):
+    bench = _script("packed_sweep")
+    assert bench.main(["--preset", "smoke", "--points", "2", "--jobs", "2", "--device", "cpu", "--out", str(tmp_path),
+                       "--json", "--set", "train.no_such_key=1"]) == 1
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert [row["jobs"] for row in results["sweeps"]] == [1]  # --jobs 2 never started
+    assert results["error"]["jobs"] == 1 and results["error"]["exit_code"] == 2
+    assert any("train.no_such_key" in line for line in results["error"]["stderr_tail"])
+    assert "lnl sweep --jobs 1 failed (exit 2)" in captured.err and "train.no_such_key" in captured.err
