@@ -141,7 +141,7 @@ def test_the_adversarial_lr_is_the_presets_else_the_official_one_and_epochs_the_
     reproduce.main(["--preset", "colored-mnist-fast", "--methods", "baseline", "lnl", "--seeds", "0",
                     "--out", str(tmp_path / "fast")])
     warmup, lnl = fake.calls
-    assert warmup["overrides"]["train.epochs"] == "40" and lnl["overrides"]["train.epochs"] == "6"
+    assert warmup["overrides"]["train.epochs"] == "8" and lnl["overrides"]["train.epochs"] == "3"
     assert lnl["overrides"]["train.adversarial_lr"] == "0.01"  # colored-mnist-fast sets it
     fake.calls.clear()
     unset = tmp_path / "unset.yaml"

@@ -15,7 +15,7 @@ def test_presets_show_prints_the_header_and_the_resolved_config_that_loads_back(
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# Colored-MNIST")
     tree = yaml.safe_load(result.stdout)
-    assert tree["name"] == "colored-mnist-fast" and tree["train"]["pretrain_epochs"] == 40
+    assert tree["name"] == "colored-mnist-fast" and tree["train"]["pretrain_epochs"] == 8
     assert config.from_dict(tree) == config.load_config("colored-mnist-fast")
     shown = json.loads(lnl("presets", "show", "colored-mnist", "seed=7", "--json").stdout)
     assert shown["config"]["seed"] == 7 and shown["header"].startswith("#")
