@@ -123,6 +123,10 @@ class TrainConfig:
         "sgd", "sgd (with train.momentum; the official LNL code's) or adam (torch's default betas 0.9, 0.999; "
                "the official CSAD code's); both add train.weight_decay to the gradient")
     momentum: float = option(0.9, "SGD momentum (train.optimizer=sgd)", min=0.0, max=1.0)
+    lr_ramp_steps: int = option(
+        0, "steps at the start of a run's first epoch over which every learning rate rises linearly to its "
+           "value (0: none); a high rate such as colored-mnist-fast's 0.05 can otherwise kill the network "
+           "in its first steps", min=0)
     weight_decay: float = option(5e-4, "weight decay (L2)", min=0.0)
     lr_decay_rate: float = option(
         0.1, "factor applied to the learning rate every lr_decay_epochs", min_exclusive=0.0, max=1.0)

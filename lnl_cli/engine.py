@@ -253,6 +253,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     progress = progress or EpochProgress(generator.get_state())
     generator.set_state(progress.order_state)
     phase = algorithm.begin_epoch(epoch, resumed)
+    ramp = _LearningRateRamp(algorithm, config.train.lr_ramp_steps if epoch == 0 else 0)
     ctx.callbacks.on_epoch_start(epoch, config.train.epochs, phase, steps)
     algorithm.train()
     tally = _LossTally.resumed(progress, split.labels.device)
@@ -260,6 +261,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
                               start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()))
     augment = augmentation.enabled(config.data.augment)
     for step, batch in enumerate(batches, start=progress.step + 1):
+        ramp.before(step)
         if augment:
             seed = augmentation.batch_seed(config.seed, epoch, step, distributed.rank())
             batch = augmentation.augment_batch(batch, config.data.augment, seed)
@@ -279,6 +281,22 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
         if ctx.stop.requested and step < steps:
             raise _Stopped(EpochProgress(progress.order_state, step, tally.total_seen, tally.total_floats()))
     return tally.means() | {"phase": phase}
+
+
+class _LearningRateRamp:
+    """Steps 1..`steps` of a run's first epoch train at step/steps of the rates `begin_epoch` set (read
+    from the optimizers once, before the first step); from step `steps` on, at those rates. The factor
+    depends on the step alone, so a run resumed inside the ramp continues it exactly."""
+
+    def __init__(self, algorithm: Algorithm, steps: int):
+        self.steps = steps
+        self.groups = [(group, group["lr"]) for optimizer in algorithm.optimizers().values()
+                       for group in optimizer.param_groups] if steps else []
+
+    def before(self, step: int) -> None:
+        if step <= self.steps:
+            for group, lr in self.groups:
+                group["lr"] = lr * step / self.steps
 
 
 class _LossTally:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lnl_cli import api, engine, load_config, resume_state
+from lnl_cli.algorithms.lnl import LearningNotToLearn as LNL
 from lnl_cli.checkpoint import load_checkpoint
 from lnl_cli.errors import ConfigError, TrainingInterrupted
 
@@ -64,6 +65,33 @@ def test_interrupt_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, 
     assert [r["epoch"] for r in lines] == [1, 2, 3]
     for a, b in zip(lines, straight):
         assert a["label_loss"] == pytest.approx(b["label_loss"], rel=1e-6)
+
+
+def test_the_learning_rate_ramp_rises_over_the_first_steps_only(tmp_path, monkeypatch):
+    """64 images, batch 16: 4 steps an epoch; a 3-step ramp trains steps 1-3 at 1/3, 2/3, 3/3 of the rate."""
+    seen = []
+    real_update = LNL.update
+
+    def update(self, batch):
+        seen.append(round(self.optimizer.param_groups[0]["lr"] / 0.01, 6))
+        return real_update(self, batch)
+
+    monkeypatch.setattr(LNL, "update", update)
+    api.train(load_config("colored-mnist", [*TINY, "train.lr_ramp_steps=3", "train.lr=0.01",
+                                            "train.adversarial_lr=0.01"]), tmp_path / "run")
+    assert seen == [round(1 / 3, 6), round(2 / 3, 6), 1.0, 1.0] + [1.0] * 8
+
+
+def test_a_run_resumed_inside_the_learning_rate_ramp_matches_an_uninterrupted_run(tmp_path):
+    config = load_config("colored-mnist", [*TINY, "train.lr_ramp_steps=3"])
+    api.train(config, tmp_path / "straight")
+    stop = engine.StopRequest()
+    with pytest.raises(TrainingInterrupted):
+        api.train(config, tmp_path / "cut", StopAfter(stop, 0), stop)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["partial_epoch"]["step"] == 1  # inside the ramp
+    api.resume(tmp_path / "cut")
+    for key, value in _weights(tmp_path / "straight").items():
+        assert torch.equal(value, _weights(tmp_path / "cut")[key]), key
 
 
 def test_extending_a_finished_run_equals_training_longer(tmp_path):
