@@ -129,6 +129,24 @@ def test_bf16_autocast_path_runs_on_cpu(method):
     assert algorithm.predict(batch.images).dtype == torch.bfloat16
 
 
+def test_compiled_single_pass_lnl_step_matches_the_eager_one():
+    """The single-pass step back-propagates through h twice; a compiled backward refused that (donated
+    buffers) until train.compile turned the donation off. Slow-ish: compiles three tiny networks."""
+    results = []
+    for compiled in (False, True):
+        config, algorithm, batch = _setup("lnl", "lnl.step=single_pass", f"train.compile={str(compiled).lower()}",
+                                          "train.precision=fp32")
+        algorithm.prepare(torch.device("cpu"))
+        algorithm.begin_epoch(0)
+        losses = algorithm.update(batch)
+        results.append((losses, copy.deepcopy(algorithm.featurizer.state_dict())))
+    (eager_losses, eager_f), (compiled_losses, compiled_f) = results
+    for name in eager_losses:
+        assert float(compiled_losses[name]) == pytest.approx(float(eager_losses[name]), rel=1e-4, abs=1e-5)
+    for key in eager_f:
+        assert torch.allclose(compiled_f[key].float(), eager_f[key].float(), rtol=1e-4, atol=1e-5), key
+
+
 def test_gray_sees_only_luma():
     config = load_config("colored-mnist", ["method=gray"])
     mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

@@ -96,6 +96,15 @@ def phase_lr(config: Config, epochs_into_phase: int, warm_up: bool = False) -> f
     return base * train.lr_decay_rate ** (epochs_into_phase // period)
 
 
+def _allow_compiled_backward_twice() -> None:
+    """LNL's single-pass step back-propagates through h's graph twice (retain_graph=True), which a
+    compiled backward refuses while it donates its saved buffers; turn the donation off (what torch's
+    own error message advises). Process-wide, and only when train.compile is on."""
+    functorch_config = getattr(getattr(torch, "_functorch", None), "config", None)
+    if functorch_config is not None and hasattr(functorch_config, "donated_buffer"):
+        functorch_config.donated_buffer = False
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -141,6 +150,7 @@ class Algorithm(nn.Module):
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
         if train.compile:
+            _allow_compiled_backward_twice()
             for module in self.networks():
                 module.compile()
         return self
