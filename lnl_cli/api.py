@@ -32,6 +32,7 @@ from lnl_cli.probe_settings import ProbeSettings
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.runtime import StopRequest
 from lnl_cli.schema import type_name
+from lnl_cli.selection import selected_model_text
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ __all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "com
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
-           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim", "show_preset",
+           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim",
+           "selected_model_text", "show_preset",
            "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
            "TrainCallbacks", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
 

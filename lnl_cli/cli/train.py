@@ -21,7 +21,6 @@ from lnl_cli.cli.common import (PRESET_HELP, DataRoot, JsonOutput, Overrides, Se
                                 user_errors, write_stdout)
 from lnl_cli.cli.presets import print_presets
 from lnl_cli.errors import EXIT_USAGE
-from lnl_cli.selection import selected_model_text
 
 DEFAULT_PRESET = "colored-mnist"
 NPROC_OPTION = "--nproc-per-node"
@@ -127,7 +126,8 @@ def _render(summary: dict, json_output: bool) -> None:
     selected = summary.get("selected") or {}
     if selected.get("epoch"):
         value = "" if selected.get("value") is None else f" = {fmt(selected['value'])}"
-        table.add_row("tested model", escape(f"{selected_model_text(selected)} ({selected.get('metric')}{value})"))
+        tested = f"{api.selected_model_text(selected)} ({selected.get('metric')}{value})"
+        table.add_row("tested model", escape(tested))
     for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
                        ("bias-conflicting accuracy", "conflicting_accuracy"),
                        ("worst-group accuracy", "worst_group_accuracy"),
