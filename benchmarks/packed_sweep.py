@@ -49,6 +49,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # arguments.py lives beside this script
+from arguments import positive_int as _positive_int  # noqa: E402
+
 STDERR_TAIL = 20  # lines of a failed sweep's stderr shown
 
 
@@ -73,13 +76,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="passed to lnl sweep --data-root (default: $LNL_DATA_ROOT)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return parser.parse_args(argv)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def say(text: str) -> None:

@@ -39,6 +39,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py lives beside this script
 import stats  # noqa: E402
+from arguments import positive_float as _positive_float  # noqa: E402
+from arguments import positive_int as _positive_int  # noqa: E402
 
 from lnl_cli import api  # noqa: E402
 from lnl_cli.selection import selected_model_text  # noqa: E402
@@ -133,20 +135,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if key in CONTROLLED:
             parser.error(f"--set {key}=... is set by this script; use {CONTROLLED[key]}")
     return args
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 @dataclass(frozen=True)
