@@ -179,6 +179,23 @@ class LnlConfig:
                        "gradients routed in one update")
 
 
+MAX_HEAD_STEPS = 1000  # lnl_probe.head_steps: a typo, not a schedule, beyond this
+
+
+@dataclass
+class LnlProbeConfig:
+    """The second adversary of method=lnl_probe (not in the paper): a linear bias classifier on f's flattened
+    features, the view probe-bias reads. The lnl section still sets the paper's own h."""
+
+    head_steps: int = option(
+        5, "updates of the linear probe head per batch of the game, on f's detached features, before f's "
+           "update (more: closer to a probe trained to convergence)", min=1, max=MAX_HEAD_STEPS)
+    lambda_: float = option(
+        0.1, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
+    grl_scale: float = option(
+        1.0, "scale of the probe head's reversed cross-entropy in f's loss", min=0.0)
+
+
 @dataclass
 class BlindEyeConfig:
     confusion_weight: float = option(
@@ -239,7 +256,8 @@ class CsadConfig:
 class Config:
     method: MethodName = option(
         "lnl", "training algorithm: baseline (cross-entropy), lnl (Kim et al. 2019), gray (baseline on grayscale "
-               "copies), blind_eye (Alvi et al. 2018), csad (Zhu et al. 2021: cross-sample mutual information)")
+               "copies), blind_eye (Alvi et al. 2018), lnl_probe (lnl plus a linear probe of f's features as a second "
+               "adversary; not in the paper), csad (Zhu et al. 2021: cross-sample mutual information)")
     seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
     name: str = option("run", "names run folders (runs/<name>-<method>-N); default: the preset's file name",
@@ -249,6 +267,7 @@ class Config:
     train: TrainConfig = option(factory=TrainConfig)
     dist: DistConfig = option(factory=DistConfig)
     lnl: LnlConfig = option(factory=LnlConfig)
+    lnl_probe: LnlProbeConfig = option(factory=LnlProbeConfig)
     blind_eye: BlindEyeConfig = option(factory=BlindEyeConfig)
     csad: CsadConfig = option(factory=CsadConfig)
 

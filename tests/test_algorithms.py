@@ -189,7 +189,8 @@ def test_plain_cross_entropy_phases_follow_their_own_decay_period():
 @pytest.mark.parametrize("head", ["conv", "mlp", "spatial"])
 def test_every_algorithm_trains_a_categorical_bias_head(method, head):
     config = load_config(None, [f"method={method}", "data.type=manifest", "data.train=a.csv", "data.test=b.csv",
-                                f"model.bias_head={head}", "train.precision=fp32", "model.bias_head_width=16"])
+                                f"model.bias_head={head}", "train.precision=fp32", "model.bias_head_width=16",
+                                "data.image_size=28"])  # the size of the batch: lnl_probe's head is sized by it
     algorithm = build_algorithm(config, TaskSpec(2, 3, 0))
     batch = _image_batch(size=28)
     algorithm.begin_epoch(0)

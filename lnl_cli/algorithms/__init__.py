@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from lnl_cli.algorithms.base import Algorithm, Baseline, Gray, TaskSpec
 from lnl_cli.algorithms.csad import CrossSampleAdversarialDebiasing
-from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn
+from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn, LearningNotToLearnWithProbe
 
 if TYPE_CHECKING:
     from lnl_cli.config import Config
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "baseline": Baseline,
     "lnl": LearningNotToLearn,
+    "lnl_probe": LearningNotToLearnWithProbe,
     "gray": Gray,
     "blind_eye": BlindEye,
     "csad": CrossSampleAdversarialDebiasing,
@@ -25,4 +26,4 @@ def build_algorithm(config: "Config", task: TaskSpec, load_pretrained: bool = Tr
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "Baseline", "BlindEye", "CrossSampleAdversarialDebiasing", "Gray",
-           "LearningNotToLearn", "TaskSpec", "build_algorithm"]
+           "LearningNotToLearn", "LearningNotToLearnWithProbe", "TaskSpec", "build_algorithm"]

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lnl_cli import distributed
 from lnl_cli.algorithms.base import Algorithm, TaskSpec, make_optimizer, phase_lr, set_lr
 from lnl_cli.algorithms.grad_reverse import grad_reverse
+from lnl_cli.data import DATASETS
 from lnl_cli.data.base import IGNORE_INDEX, Batch
 from lnl_cli.models import PIXEL_HEAD, CategoricalBiasHead, ColorBiasHead, bias_head_kind
 
@@ -128,11 +130,14 @@ class LearningNotToLearn(Algorithm):
         self.bias_head.requires_grad_(False)  # gradients flow through h to f, not into h
         with self.autocast():
             features = self.features(batch.images)
+        self.train_extra_adversary(features.detach(), batch)
+        with self.autocast():
             label_logits = self.classifier(features)
             head_logits = self.bias_head(features)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
-        (label_loss + self.feature_term_weight * term).backward()
+        extra = self.extra_adversary_loss(features, batch)
+        (label_loss + self.feature_term_weight * term + extra).backward()
         self.bias_head.requires_grad_(True)
         self._step(self.optimizer)
         return label_loss.detach(), term.detach()
@@ -162,19 +167,30 @@ class LearningNotToLearn(Algorithm):
         self.bias_optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             features = self.features(batch.images)
+        self.train_extra_adversary(features.detach(), batch)
+        with self.autocast():
             label_logits = self.classifier(features)
             head_input = features.detach().requires_grad_(True)
             head_logits = self.bias_head(head_input)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
         head_loss = self.head_loss(head_logits, batch)
+        extra = self.extra_adversary_loss(features, batch)
         head_params = [p for p in self.bias_head.parameters() if p.requires_grad]
         torch.autograd.backward(head_loss, inputs=head_params + [head_input], retain_graph=True)
         (term_grad,) = torch.autograd.grad(self.feature_term_weight * term, head_input)
         feature_grad = term_grad - self.reversal_scale * head_input.grad
-        torch.autograd.backward([label_loss, features], [None, feature_grad.to(features.dtype)])
+        torch.autograd.backward([label_loss + extra, features], [None, feature_grad.to(features.dtype)])
         self._step(self.optimizer, self.bias_optimizer)
         return label_loss.detach(), term.detach(), head_loss.detach()
+
+    # -- a second adversary (LearningNotToLearnWithProbe): nothing in the paper's LNL ----------
+    def train_extra_adversary(self, features: torch.Tensor, batch: Batch) -> None:
+        """Train any further adversary on f's detached features of this batch, before f's update."""
+
+    def extra_adversary_loss(self, features: torch.Tensor, batch: Batch) -> torch.Tensor | float:
+        """What any further adversary adds to f's loss (its parameters stay fixed); 0 for the paper's LNL."""
+        return 0.0
 
 
 class BlindEye(LearningNotToLearn):
@@ -194,3 +210,84 @@ class BlindEye(LearningNotToLearn):
     @property
     def reversal_scale(self) -> float:
         return 0.0
+
+
+class LinearProbeHead(nn.Module):
+    """A linear classifier of the bias class on f's whole flattened feature map: exactly what `probe-bias`
+    trains afresh to measure leakage."""
+
+    def __init__(self, classes: int, feature_shape: torch.Size):
+        super().__init__()
+        self.linear = nn.Linear(feature_shape.numel(), classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.flatten(1))
+
+
+def feature_shape(featurizer: nn.Module, config: Config, in_channels: int) -> torch.Size:
+    """Shape of f's output for one image of the configured size (the dataset's rule says which), read
+    from a forward pass of a blank image in eval mode: BatchNorm statistics and the RNG stay untouched."""
+    side = DATASETS[config.data.type].image_size(config)
+    was_training = featurizer.training
+    featurizer.eval()
+    with torch.no_grad():
+        shape = featurizer(torch.zeros(1, in_channels, side, side)).shape[1:]
+    featurizer.train(was_training)
+    return shape
+
+
+class LearningNotToLearnWithProbe(LearningNotToLearn):
+    """LNL with a probe in the loop (not in the paper; method=lnl_probe).
+
+    The paper's LNL, unchanged (its h, step, lambda and reversal), plus a second adversary: a linear
+    classifier of the bias class on f's flattened features, the very view `probe-bias` reads. Every batch
+    of the game it takes ``lnl_probe.head_steps`` steps on f's detached features before f's update, so
+    that it stays close to a probe trained to convergence; f then minimises ``lnl_probe.lambda`` times the
+    negative entropy of its prediction minus ``lnl_probe.grl_scale`` times its cross-entropy (the reversed
+    gradient; the probe is not updated by f's loss). Why: LNL's own h sits near chance while a fresh probe
+    still reads the bias from f (issue 18); an adversary of the probe's form and strength aims at that.
+    """
+
+    def __init__(self, config: Config, task: TaskSpec, load_pretrained: bool = True):
+        super().__init__(config, task, load_pretrained)
+        self.probe_head = LinearProbeHead(task.num_bias_classes,
+                                          feature_shape(self.featurizer, config, task.in_channels))
+        self.probe_optimizer = make_optimizer(self.probe_head.parameters(), config)
+        self._probe_loss = torch.zeros(())
+
+    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
+        phase = super().begin_epoch(epoch, resumed)
+        set_lr(self.probe_optimizer, self.optimizer.param_groups[0]["lr"])
+        return phase
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "probe_optimizer": self.probe_optimizer}
+
+    def networks(self) -> list[torch.nn.Module]:
+        return [*super().networks(), self.probe_head]
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        losses = super().update(batch)
+        if self.adversarial:
+            losses["probe_loss"] = self._probe_loss
+        return losses
+
+    def _probe_cross_entropy(self, features: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.probe_head(features)
+        return logits, F.cross_entropy(logits.float(), batch.bias)
+
+    def train_extra_adversary(self, features: torch.Tensor, batch: Batch) -> None:
+        for _ in range(self.config.lnl_probe.head_steps):
+            self.probe_optimizer.zero_grad(set_to_none=True)
+            _, loss = self._probe_cross_entropy(features, batch)
+            loss.backward()
+            self._step(self.probe_optimizer)
+        self._probe_loss = loss.detach()
+
+    def extra_adversary_loss(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
+        settings = self.config.lnl_probe
+        self.probe_head.requires_grad_(False)  # f's loss moves f only
+        logits, loss = self._probe_cross_entropy(features, batch)
+        self.probe_head.requires_grad_(True)
+        return settings.lambda_ * negative_entropy(logits) - settings.grl_scale * loss
