@@ -62,7 +62,7 @@ PAPER = {method: dict(zip(PAPER_COLOR_VARS, figures)) for method, (_, figures) i
 ALWAYS_SHOWN = ("baseline", "blind_eye", "gray", "lnl")  # the LNL paper's table; CSAD's row when csad is measured
 PAPER_SOURCES = {**{method: PAPER_SOURCE for method in ALWAYS_SHOWN}, "csad": CSAD_SOURCE}
 
-ADVERSARIAL = ("lnl", "blind_eye", "csad")  # branched from the warm-up's last.pt
+ADVERSARIAL = ("lnl", "lnl_probe", "blind_eye", "csad")  # branched from the warm-up's last.pt
 STANDALONE = ("gray",)                      # trained from scratch with the warm-up schedule
 METHODS = ("baseline", *ADVERSARIAL, *STANDALONE)
 DEFAULT_METHODS = ("baseline", "lnl", "blind_eye", "gray")  # the LNL paper's four rows

@@ -194,6 +194,8 @@ class LnlProbeConfig:
         0.1, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
     grl_scale: float = option(
         1.0, "scale of the probe head's reversed cross-entropy in f's loss", min=0.0)
+    head_lr: Union[float, None] = option(
+        None, "learning rate of the probe head; default: the phase's rate, as the paper's h", min_exclusive=0.0)
 
 
 @dataclass

@@ -150,6 +150,19 @@ def test_the_adversarial_lr_is_the_presets_else_the_official_one_and_epochs_the_
     assert fake.calls[1]["overrides"]["train.adversarial_lr"] == str(reproduce.OFFICIAL_ADVERSARIAL_LR)
 
 
+def test_lnl_probe_branches_from_the_warmup_and_has_no_paper_row(reproduce, fake, tmp_path):
+    out = tmp_path / "probe"
+    assert reproduce.main(["--methods", "baseline", "lnl", "lnl_probe", "--seeds", "0", "--color-vars", "0.020",
+                           "--out", str(out), *SCHEDULE]) == 0
+    branched = [c for c in fake.calls if c["overrides"]["method"] == "lnl_probe"]
+    assert len(branched) == 1
+    warmup = branched[0]["out"].parent / "baseline"
+    assert Path(branched[0]["overrides"]["train.init_from"]) == (warmup / "last.pt").absolute()
+    cells = {(c["method"], c["color_var"]): c for c in json.loads((out / "report.json").read_text())["cells"]}
+    assert cells[("lnl_probe", 0.02)]["verdict"] == "no paper figure"
+    assert "| **lnl_probe, measured** |" in (out / "report.md").read_text()
+
+
 def test_csad_branches_from_the_warmup_and_is_set_beside_its_one_official_figure(reproduce, fake, tmp_path):
     out = tmp_path / "csad"
     assert reproduce.main(["--methods", "baseline", "csad", "--seeds", "0", "1", "--color-vars", "0.020", "0.030",
@@ -297,12 +310,26 @@ def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path
 @pytest.mark.mnist
 def test_background_mnist_benchmark_reports_accuracy_and_leakage(mnist_root, tmp_path):
     bench = _script("background_mnist")
-    bench.main(["--data-root", str(mnist_root), "--out", str(tmp_path), "--train-size", "300", "--test-size", "200",
-                "--set", "train.epochs=1", "train.num_threads=2", "--probe-steps", "100", "--probe-seeds", "1"])
+    common = ["--data-root", str(mnist_root), "--out", str(tmp_path), "--train-size", "300", "--val-size", "100",
+              "--test-size", "200", "--set", "train.epochs=1", "train.num_threads=2", "--probe-steps", "100",
+              "--probe-seeds", "1"]
+    bench.main([*common, "--seeds", "0", "1", "--set-for", "lnl", "lnl.lambda=0.5"])
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["method"] for r in results] == ["baseline", "lnl"]
+    assert [(r["method"], r["seed"]) for r in results] == [("baseline", 0), ("baseline", 1), ("lnl", 0), ("lnl", 1)]
     assert all(0.0 <= r["test"]["accuracy"] <= 1.0 and -1.0 <= r["leakage"]["mean"] <= 1.0 for r in results)
-    assert (tmp_path / "report.md").read_text().count("\n| ") == 3  # header rule + two rows
+    assert all(r["relative_leakage"]["mean"] == pytest.approx(r["leakage"]["mean"] / r["input_ceiling"]["mean"])
+               for r in results)
+    assert [r["overrides"][-1] for r in results] == ["train.num_threads=2"] * 2 + ["lnl.lambda=0.5"] * 2
+    assert all(r["selected"]["metric"] == "val_accuracy" for r in results)  # chosen on the random-colour split
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    assert sum(line.startswith("| baseline |") or line.startswith("| lnl |") for line in lines) == 4
+    means = [line for line in lines if line.startswith("| **")]
+    assert len(means) == 2 and all(" ± " in line for line in means)  # two seeds: an interval per method
+    # A second call reuses the finished runs (nothing retrained) and adds the method asked for.
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.pt")}
+    bench.main([*common, "--methods", "lnl", "--seeds", "1", "--report-only"])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.pt")} == stamps
+    assert [(r["method"], r["seed"]) for r in json.loads((tmp_path / "results.json").read_text())] == [("lnl", 1)]
 
 
 def test_report_only_trains_nothing_and_reports_the_finished_runs(reproduce, tmp_path, monkeypatch, capsys):

@@ -25,7 +25,8 @@ def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
         assert result.returncode == 0, result.stderr
         summaries[method] = json.loads(result.stdout)
         assert {"last.pt", "summary.json", "metrics.jsonl", "config.yaml"} <= {p.name for p in out.iterdir()}
-        evaluated = lnl("evaluate", "--checkpoint", str(out / "last.pt"), "--json")
+        # best.pt: the preset selects on the random-colour validation split, and the summary tests that model
+        evaluated = lnl("evaluate", "--checkpoint", str(out / "best.pt"), "--json")
         assert evaluated.returncode == 0, evaluated.stderr
         report = json.loads(evaluated.stdout)
         for key in ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"):
@@ -45,6 +46,28 @@ def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
     assert leak["leakage"]["mean"] > 0.5  # colour is plainly readable from the baseline's features
     # The gate compares the upper 95% bound, not the mean, with the threshold.
     assert leak["passed"] == (leak["leakage"]["ci_high"] <= 0.99) and probe.returncode == (0 if leak["passed"] else 1)
+
+
+@pytest.mark.mnist
+def test_background_mnist_validation_has_random_colours_and_leaves_train_and_test_as_before(mnist_root, tmp_path):
+    """val.csv is drawn after test.csv, from training digits that train.csv does not hold, so a build with
+    it writes the same train.csv, test.csv and images as one without it (older results stay comparable)."""
+    with_val = background_mnist.build(mnist_root, tmp_path / "a", train_size=300, test_size=100, val_size=200)
+    background_mnist.build(mnist_root, tmp_path / "b", train_size=300, test_size=100, val_size=0)
+    for name in ("train.csv", "test.csv", "images/train/00123.png", "images/test/00042.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    val = _rows(tmp_path / "a" / "val.csv")
+    assert len(val) == 200
+    aligned = sum(background_mnist.PALETTE_INDEX[colour] == int(label) for _, label, colour in val)
+    assert aligned < 60  # random colours: about 1 in 10 match the digit, not all of them as in train.csv
+    train_images = {p.read_bytes() for p in (tmp_path / "a" / "images" / "train").iterdir()}
+    assert not any((tmp_path / "a" / path).read_bytes() in train_images for path, _, _ in val)
+    config = load_config(with_val)
+    assert config.data.val == "val.csv" and config.train.select == "val_accuracy"
+    with pytest.raises(SystemExit) as exited:  # one-line error, the config exit code
+        background_mnist.main(["--data-root", str(mnist_root), "--out", str(tmp_path / "c"), "--train-size",
+                               "59000", "--val-size", "2000"])
+    assert exited.value.code == 2 and not (tmp_path / "c").exists()
 
 
 def _rows(path: Path) -> list[list[str]]:

@@ -257,7 +257,7 @@ class LearningNotToLearnWithProbe(LearningNotToLearn):
 
     def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
         phase = super().begin_epoch(epoch, resumed)
-        set_lr(self.probe_optimizer, self.optimizer.param_groups[0]["lr"])
+        set_lr(self.probe_optimizer, self.config.lnl_probe.head_lr or self.optimizer.param_groups[0]["lr"])
         return phase
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -2,7 +2,10 @@
 
 White MNIST digits on a coloured background. In the training CSV the background colour follows the
 digit (with probability --correlation, else a random colour); in the test CSV it is drawn
-independently, so a model that learnt the colour shortcut fails there.
+independently, so a model that learnt the colour shortcut fails there. The validation CSV holds
+--val-size further MNIST training digits (none of them in train.csv) with random colours, like the
+test set: with the colour the digit's in every training image, a validation split cut from train.csv
+would reward the shortcut, so runs are selected on this one (train.select: val_accuracy).
 
     python -m lnl_cli.tools.background_mnist --data-root ../shared/data --out ~/lnl-data/background-mnist
     lnl train --preset ~/lnl-data/background-mnist/background-mnist.yaml method=lnl
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lnl_cli.errors import ConfigError
 from lnl_cli.tools import one_line_errors
 
 # Ten well-separated background colours (RGB 0-255), one per digit in the training set.
@@ -29,9 +33,9 @@ COLOR_JITTER = 12.0   # std of per-image colour noise (0-255 scale): backgrounds
 IMAGE_SIZE = 28
 
 PRESET = """\
-# Background-MNIST ({train_size} train / {test_size} test images), made by lnl_cli.tools.background_mnist.
-# White digits on a coloured background; in train.csv the colour follows the digit ({correlation:.0%}),
-# in test.csv it is random. Unbiased test accuracy shows whether a model learnt digits or colours.
+# Background-MNIST ({train_size} train / {val_size} validation / {test_size} test images), made by
+# lnl_cli.tools.background_mnist. White digits on a coloured background; in train.csv the colour follows
+# the digit ({correlation:.0%}), in val.csv (held-out training digits) and test.csv it is random. Unbiased test accuracy shows whether a model learnt digits or colours.
 #   lnl train --preset {preset} method=baseline
 #   lnl train --preset {preset} method=lnl
 # The bias fills the whole image, so h predicts it at every feature position (bias_head: spatial) and
@@ -41,6 +45,7 @@ data:
   type: manifest
   root: .
   train: train.csv
+  val: val.csv             # held-out training digits, colours random as in the test set
   test: test.csv
   columns: {{path: path, label: label, bias: background}}
   image_size: {image_size}
@@ -58,6 +63,7 @@ train:
   pretrain_epochs: 0
   lr_decay_epochs: 20
   pretrain_lr_decay_epochs: 20
+  select: val_accuracy
 """
 
 
@@ -97,23 +103,34 @@ def write_split(out: Path, name: str, digits: torch.Tensor, labels: torch.Tensor
 
 
 def build(mnist_root: Path, out: Path, train_size: int, test_size: int, correlation: float = 1.0,
-          seed: int = 0) -> Path:
-    """Write images, train.csv, test.csv and background-mnist.yaml into `out`; return the preset's path.
-    MNIST is read before anything is written, so a missing MNIST leaves no folder behind; the preset is
-    written last, so a folder without it is an unfinished build."""
+          seed: int = 0, val_size: int = 2000) -> Path:
+    """Write images, train.csv, val.csv, test.csv and background-mnist.yaml into `out`; return the preset's
+    path. MNIST is read before anything is written, so a missing MNIST leaves no folder behind; the preset
+    is written last, so a folder without it is an unfinished build. The validation split is drawn last,
+    from the training digits after the first `train_size` of the same permutation, so train.csv and
+    test.csv are those of a build without it (the same seed gives the same files as before it existed)."""
     from lnl_cli.data.colored_mnist import load_mnist
 
     sources = {train: load_mnist(mnist_root, train, download=False) for train in (True, False)}
+    if train_size + val_size > len(sources[True][1]):
+        raise ConfigError(f"--train-size {train_size} + --val-size {val_size} exceed the "
+                         f"{len(sources[True][1])} MNIST training digits")
     generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
+    picks = {}
     for name, train, size, corr in (("train", True, train_size, correlation), ("test", False, test_size, None)):
         digits, labels = sources[train]
-        pick = torch.randperm(len(labels), generator=generator)[:size]
-        digits, labels = digits[pick], labels[pick]
-        write_split(out, name, digits, labels, background_indices(labels, corr, generator), generator)
+        picks[name] = torch.randperm(len(labels), generator=generator)
+        pick = picks[name][:size]
+        write_split(out, name, digits[pick], labels[pick], background_indices(labels[pick], corr, generator),
+                    generator)
+    digits, labels = sources[True]
+    pick = picks["train"][train_size:train_size + val_size]
+    write_split(out, "val", digits[pick], labels[pick], background_indices(labels[pick], None, generator), generator)
     preset = out / "background-mnist.yaml"
-    preset.write_text(PRESET.format(train_size=train_size, test_size=test_size, correlation=correlation,
-                                    preset=preset, image_size=IMAGE_SIZE, colors=", ".join(PALETTE)))
+    preset.write_text(PRESET.format(train_size=train_size, val_size=val_size, test_size=test_size,
+                                    correlation=correlation, preset=preset, image_size=IMAGE_SIZE,
+                                    colors=", ".join(PALETTE)))
     return preset
 
 
@@ -124,10 +141,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--test-size", type=int, default=5000)
+    parser.add_argument("--val-size", type=int, default=2000,
+                        help="held-out training digits with random colours, for choosing the model")
     parser.add_argument("--correlation", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(build(args.data_root, args.out, args.train_size, args.test_size, args.correlation, args.seed))
+    print(build(args.data_root, args.out, args.train_size, args.test_size, args.correlation, args.seed,
+                args.val_size))
 
 
 if __name__ == "__main__":
