@@ -191,9 +191,11 @@ class LnlProbeConfig:
         5, "updates of the linear probe head per batch of the game, on f's detached features, before f's "
            "update (more: closer to a probe trained to convergence)", min=1, max=MAX_HEAD_STEPS)
     lambda_: float = option(
-        0.1, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
+        1.0, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
     grl_scale: float = option(
-        1.0, "scale of the probe head's reversed cross-entropy in f's loss", min=0.0)
+        0.0, "scale of the probe head's reversed cross-entropy in f's loss (0: entropy only; the reversed "
+             "cross-entropy of a linear head is unbounded, and at 1.0 training diverged within 20 steps)",
+        min=0.0)
     head_lr: Union[float, None] = option(
         None, "learning rate of the probe head; default: the phase's rate, as the paper's h", min_exclusive=0.0)
 
