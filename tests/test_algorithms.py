@@ -233,3 +233,54 @@ def test_paper_featurizer_shortcut_trains_like_the_plain_layer_stack(overrides, 
             torch.testing.assert_close(fast[name], expected, rtol=1e-4, atol=1e-5, msg=name)  # float rounding
         else:
             assert torch.equal(fast[name], expected), name
+
+
+@pytest.mark.parametrize("step", ["alternating", "single_pass"])
+def test_lnl_probe_without_its_own_terms_trains_f_g_and_h_exactly_like_lnl(step):
+    """With lnl_probe.lambda=0 and grl_scale=0 the probe head is trained but nothing of it reaches f: every
+    parameter of f, g and h moves as plain LNL's from the same weights and batch."""
+    _, lnl, batch = _setup("lnl", f"lnl.step={step}")
+    _, probed, _ = _setup("lnl_probe", f"lnl.step={step}", "lnl_probe.lambda=0", "lnl_probe.grl_scale=0")
+    missing, unexpected = probed.load_state_dict(lnl.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith("probe_head") for key in missing)
+    for algorithm in (lnl, probed):
+        algorithm.begin_epoch(0)
+        algorithm.update(batch)
+    probed_state = probed.state_dict()
+    assert all(torch.equal(value, probed_state[key]) for key, value in lnl.state_dict().items())
+
+
+def test_lnl_probe_trains_its_linear_head_on_the_probed_view_and_moves_f_by_its_entropy():
+    config, algorithm, batch = _setup("lnl_probe", "lnl_probe.head_steps=3")
+    features = algorithm.features(batch.images)
+    assert algorithm.probe_head.linear.in_features == features[0].numel()  # f's whole map, as probe-bias reads it
+    assert algorithm.probe_head(features).shape == (32, 10)
+    heads = []
+    for steps in (1, 3):
+        _, probed, _ = _setup("lnl_probe", f"lnl_probe.head_steps={steps}", "lnl_probe.lambda=0")
+        probed.load_state_dict(algorithm.state_dict())
+        probed.begin_epoch(0)
+        losses = probed.update(batch)
+        assert set(losses) == {"label_loss", "neg_entropy", "bias_loss", "probe_loss"}
+        heads.append(probed.probe_head.linear.weight.detach().clone())
+    assert not torch.equal(heads[0], algorithm.probe_head.linear.weight)
+    assert not torch.equal(heads[0], heads[1])  # three steps go further than one
+    featurizers = []
+    for weight in (0.0, 1.0):
+        _, probed, _ = _setup("lnl_probe", f"lnl_probe.lambda={weight}")
+        probed.load_state_dict(algorithm.state_dict())
+        probed.begin_epoch(0)
+        probed.update(batch)
+        featurizers.append(torch.cat([p.detach().flatten() for p in probed.featurizer.parameters()]))
+    assert not torch.equal(*featurizers)  # the probe's entropy reaches f
+
+
+def test_lnl_probe_warm_up_leaves_its_head_untouched_and_its_checkpoint_loads():
+    config, algorithm, batch = _setup("lnl_probe", "train.pretrain_epochs=1")
+    before = copy.deepcopy(algorithm.probe_head.state_dict())
+    assert algorithm.begin_epoch(0) == "warm-up"
+    assert set(algorithm.update(batch)) == {"label_loss"}
+    assert all(torch.equal(v, algorithm.probe_head.state_dict()[k]) for k, v in before.items())
+    clone = build_algorithm(config, TaskSpec(10, 10, 8))
+    clone.load_state_dict(algorithm.state_dict())  # sized from the config's image size, not from a batch
+    clone.load_optimizer_state(algorithm.optimizer_state())
