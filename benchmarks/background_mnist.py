@@ -29,7 +29,7 @@ import stats  # noqa: E402
 from lnl_cli import load_config, train  # noqa: E402
 from lnl_cli.algorithms import ALGORITHMS  # noqa: E402
 from lnl_cli.probe import ProbeSettings, probe_checkpoint  # noqa: E402
-from lnl_cli.tools import background_mnist  # noqa: E402
+from lnl_cli.tools import background_mnist, one_line_errors  # noqa: E402
 
 LEAKAGE_FILE = "leakage.json"  # written last into a run folder: its presence marks the run finished
 COLUMNS = ("unbiased acc", "conflicting", "leakage (linear probe)", "relative leakage", "MI ≥ (bits)",
@@ -107,6 +107,7 @@ def report(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+@one_line_errors
 def main(argv=None) -> None:
     args = parse_args(argv)
     preset = args.out / "data" / "background-mnist.yaml"

@@ -333,6 +333,15 @@ def test_background_mnist_benchmark_reports_accuracy_and_leakage(mnist_root, tmp
     assert [(r["method"], r["seed"]) for r in json.loads((tmp_path / "results.json").read_text())] == [("lnl", 1)]
 
 
+def test_background_mnist_benchmark_without_mnist_is_one_line_and_exit_3(tmp_path, capsys):
+    bench = _script("background_mnist")
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--data-root", str(tmp_path / "no-mnist"), "--out", str(tmp_path / "out")])
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Error: MNIST not found") and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_report_only_trains_nothing_and_reports_the_finished_runs(reproduce, tmp_path, monkeypatch, capsys):
     trained = []
     monkeypatch.setattr(reproduce, "train_run", lambda *a, **k: trained.append(a) or {})
