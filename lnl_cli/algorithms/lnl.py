@@ -275,7 +275,7 @@ class LearningNotToLearnWithProbe(LearningNotToLearn):
     def _probe_cross_entropy(self, features: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast():
             logits = self.probe_head(features)
-        return logits, F.cross_entropy(logits.float(), batch.bias)
+        return logits, F.cross_entropy(logits.float(), batch.bias, ignore_index=IGNORE_INDEX)
 
     def train_extra_adversary(self, features: torch.Tensor, batch: Batch) -> None:
         for _ in range(self.config.lnl_probe.head_steps):
