@@ -92,7 +92,9 @@ def test_two_processes_write_one_run_that_single_process_evaluate_agrees_with(ru
         assert [r["phase"] for r in records] == ["warm-up", "adversarial"]
     epoch_lines = [line for line in multi.stderr.splitlines() if line.startswith("epoch 2/2 ")]
     assert len(epoch_lines) == 1  # progress from rank 0 only
-    report = run(["-m", "lnl_cli", "evaluate", "--checkpoint", str(run_dir / "last.pt"), "--json"], multi_dir)
+    # The model the summary tested: best.pt when validation picked an earlier epoch than the last.
+    tested = run_dir / Path(summary["checkpoint"]).name
+    report = run(["-m", "lnl_cli", "evaluate", "--checkpoint", str(tested), "--json"], multi_dir)
     assert report.returncode == 0, report.stderr
     single_process = json.loads(report.stdout)
     for key in METRICS:
