@@ -56,7 +56,8 @@ def test_background_mnist_validation_has_random_colours_and_leaves_train_and_tes
     """val.csv is drawn after test.csv, from training digits that train.csv does not hold, so a build with
     it writes the same train.csv, test.csv and images as one without it (older results stay comparable)."""
     with_val = background_mnist.build(mnist_root, tmp_path / "a", train_size=300, test_size=100, val_size=200)
-    background_mnist.build(mnist_root, tmp_path / "b", train_size=300, test_size=100, val_size=0)
+    without_val = background_mnist.build(mnist_root, tmp_path / "b", train_size=300, test_size=100, val_size=0)
+    assert load_config(without_val).train.select == "last" and not (tmp_path / "b" / "val.csv").exists()
     for name in ("train.csv", "test.csv", "images/train/00123.png", "images/test/00042.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     val = _rows(tmp_path / "a" / "val.csv")

@@ -31,6 +31,8 @@ PALETTE = {
 PALETTE_INDEX = {name: index for index, name in enumerate(PALETTE)}  # digit i sits on colour i in training
 COLOR_JITTER = 12.0   # std of per-image colour noise (0-255 scale): backgrounds are not one flat value
 IMAGE_SIZE = 28
+# The preset's validation entry; a build with --val-size 0 has none and tests its final model.
+VAL_LINE = "  val: val.csv             # held-out training digits, colours random as in the test set\n"
 
 PRESET = """\
 # Background-MNIST ({train_size} train / {val_size} validation / {test_size} test images), made by
@@ -45,8 +47,7 @@ data:
   type: manifest
   root: .
   train: train.csv
-  val: val.csv             # held-out training digits, colours random as in the test set
-  test: test.csv
+{val_line}  test: test.csv
   columns: {{path: path, label: label, bias: background}}
   image_size: {image_size}
   classes: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
@@ -63,7 +64,7 @@ train:
   pretrain_epochs: 0
   lr_decay_epochs: 20
   pretrain_lr_decay_epochs: 20
-  select: val_accuracy
+  select: {select}
 """
 
 
@@ -117,19 +118,23 @@ def build(mnist_root: Path, out: Path, train_size: int, test_size: int, correlat
                          f"{len(sources[True][1])} MNIST training digits")
     generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    picks = {}
     for name, train, size, corr in (("train", True, train_size, correlation), ("test", False, test_size, None)):
         digits, labels = sources[train]
-        picks[name] = torch.randperm(len(labels), generator=generator)
-        pick = picks[name][:size]
+        order = torch.randperm(len(labels), generator=generator)
+        if train:
+            held_out = order[train_size:train_size + val_size]
+        pick = order[:size]
         write_split(out, name, digits[pick], labels[pick], background_indices(labels[pick], corr, generator),
                     generator)
-    digits, labels = sources[True]
-    pick = picks["train"][train_size:train_size + val_size]
-    write_split(out, "val", digits[pick], labels[pick], background_indices(labels[pick], None, generator), generator)
+    if val_size:
+        digits, labels = sources[True]
+        write_split(out, "val", digits[held_out], labels[held_out],
+                    background_indices(labels[held_out], None, generator), generator)
     preset = out / "background-mnist.yaml"
     preset.write_text(PRESET.format(train_size=train_size, val_size=val_size, test_size=test_size,
                                     correlation=correlation, preset=preset, image_size=IMAGE_SIZE,
+                                    val_line=VAL_LINE if val_size else "",
+                                    select="val_accuracy" if val_size else "last",
                                     colors=", ".join(PALETTE)))
     return preset
 
