@@ -460,8 +460,10 @@ class Trainer(object):
 }
 
 
-@pytest.fixture
-def throughput(monkeypatch):
+@pytest.fixture(params=[False, True], ids=["fp32-only-cpu", "native-bf16-cpu"])
+def throughput(monkeypatch, request):
+    """The script on tiny data, once as on a CPU without native bf16 and once as on one with it (faked either
+    way), so the tests hold on every machine: bf16 rows are timed exactly where bf16 is native."""
     module = _script("throughput")
     from lnl_cli import load_config
 
@@ -469,7 +471,15 @@ def throughput(monkeypatch):
 
     monkeypatch.setattr(module, "load_benchmark_data",
                         lambda overrides: (load_config("colored-mnist", overrides), tiny_dataset(48)))
+    monkeypatch.setattr(module, "native_bf16", lambda device: request.param)
+    module.faked_precisions = ["fp32", "bf16"] if request.param else ["fp32"]
     return module
+
+
+def engine_rows(throughput, *rows: str, suffixes=("",)) -> set[str]:
+    """The engine row names the script times for `rows` on the faked machine."""
+    return {f"engine_{row}_{precision}{suffix}" for row in rows for precision in throughput.faked_precisions
+            for suffix in suffixes}
 
 
 def test_throughput_patches_and_times_the_official_code_on_the_projects_data(throughput, tmp_path, monkeypatch):
@@ -487,22 +497,23 @@ def test_throughput_patches_and_times_the_official_code_on_the_projects_data(thr
     assert calls == [["baseline", str(i), "3", "16"] for i in range(3)] + [["lnl", str(i), "3", "16"] for i in range(3)]
     assert "allow_pickle=True" not in (official / "data_loader.py").read_text()  # the folder is left alone
     assert any("allow_pickle=True" in patch for patch in results["patches"])
-    assert set(results["rows"]) == {"official_baseline", "official_lnl", "engine_baseline_fp32",
-                                    "engine_lnl_alternating_fp32"}
+    engine = engine_rows(throughput, "baseline", "lnl_alternating")
+    assert set(results["rows"]) == {"official_baseline", "official_lnl"} | engine
     assert all(row["images_per_s"] > 0 and row["images_per_cpu_s"] > 0 for row in results["rows"].values())
-    assert all(results["rows"][row]["first_step_s"] > 0 for row in ("engine_baseline_fp32", "engine_lnl_alternating_fp32"))
-    assert set(results["ratios"]) == set(results["ratios_cpu"]) == {"engine_baseline_fp32/official",
-                                                                   "engine_lnl_alternating_fp32/official"}
+    assert all(results["rows"][row]["first_step_s"] > 0 for row in engine)
+    assert set(results["ratios"]) == set(results["ratios_cpu"]) == {f"{row}/official" for row in engine}
     machine = results["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1
-    assert isinstance(machine["bf16_native"], bool) and results["settings"]["official_workers"] == 0
-    assert "official_*" not in results["skipped"]
+    assert machine["bf16_native"] is ("bf16" in throughput.faked_precisions)
+    assert results["settings"]["engine_precisions"] == throughput.faked_precisions
+    assert results["settings"]["official_workers"] == 0 and "official_*" not in results["skipped"]
+    assert ("engine_*_bf16" in results["skipped"]) is ("bf16" not in throughput.faked_precisions)
 
 
 def test_throughput_without_official_skips_its_rows_and_says_why(throughput, capsys):
     results = throughput.main(["--steps", "1", "--warmup", "1", "--batch-size", "16", "--recreation", "no",
                                "--rows", "lnl_single_pass"])
-    assert set(results["rows"]) == {"engine_lnl_single_pass_fp32"} and results["ratios"] == {}
+    assert set(results["rows"]) == engine_rows(throughput, "lnl_single_pass") and results["ratios"] == {}
     assert "no --official DIR" in results["skipped"]["official_*"]
     out = capsys.readouterr()
     assert "skipped official_*: no --official DIR" in out.err and "skipped official_*" in out.out
@@ -521,11 +532,14 @@ def test_throughput_compile_times_every_engine_row_again_compiled(throughput, mo
     monkeypatch.setattr(throughput, "engine_rate", fake_rate)
     results = throughput.main(["--steps", "1", "--warmup", "1", "--batch-size", "16", "--recreation", "yes",
                                "--official-workers", "0", "--rows", "baseline", "--compile"])
-    assert seen == [("baseline", False), ("baseline", True)]
-    assert results["rows"]["engine_baseline_fp32_compiled"]["first_step_s"] == 9.0
-    assert "torch.compile" in results["rows"]["engine_baseline_fp32_compiled"]["what"]
+    assert seen == [("baseline", False), ("baseline", True)] * len(throughput.faked_precisions)
+    assert set(results["rows"]) - {"recreation_baseline"} == engine_rows(throughput, "baseline",
+                                                                        suffixes=("", "_compiled"))
     ratios = results["ratios"]
-    assert abs(ratios["engine_baseline_fp32_compiled/recreation"] - 2 * ratios["engine_baseline_fp32/recreation"]) <= 0.02
+    for precision in throughput.faked_precisions:
+        compiled = f"engine_baseline_{precision}_compiled"
+        assert results["rows"][compiled]["first_step_s"] == 9.0 and "torch.compile" in results["rows"][compiled]["what"]
+        assert abs(ratios[f"{compiled}/recreation"] - 2 * ratios[f"engine_baseline_{precision}/recreation"]) <= 0.02
 
 
 def torch_threads() -> int:
