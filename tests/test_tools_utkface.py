@@ -31,7 +31,9 @@ def photo_name(gender: str, age: int, index: int, race: int = 0) -> str:
 
 
 def write_jpeg(path: Path, shade: int) -> None:
-    Image.new("RGB", (8, 8), (shade, 255 - shade, 90)).save(path, quality=90)
+    """A small JPEG; its comment (the file name) keeps every file's bytes distinct, since nearby shades can
+    encode alike and the builder keeps photos of equal bytes once."""
+    Image.new("RGB", (8, 8), (shade, 255 - shade, 90)).save(path, quality=90, comment=path.name)
 
 
 def write_folder(folder: Path, per_cell: int | dict = 6, middle: int = 2, malformed: list[str] = ()) -> Path:
@@ -55,7 +57,10 @@ def write_folder(folder: Path, per_cell: int | dict = 6, middle: int = 2, malfor
 
 
 def run_tool(capsys, *args: str) -> tuple[int, str, str]:
-    """`python -m lnl_cli.tools.utkface ARGS` in process: (exit code, stdout, stderr)."""
+    """`python -m lnl_cli.tools.utkface ARGS` in process: (exit code, stdout, stderr). The folders here hold a
+    few photos a cell, too few for the default balanced validation split: tests of that split pass the flag."""
+    if "--val-balanced-per-cell" not in args:
+        args = (*args, "--val-balanced-per-cell", "0")
     try:
         utkface.main(list(args))
         code = 0
@@ -77,7 +82,8 @@ def test_splits_hold_the_right_cells_and_counts_and_are_disjoint(tmp_path, capsy
                                     "--balanced-per-cell", "2", "--val-fraction", "0.25")
     assert code == 0, stderr
     rows = {name: read_rows(out / f"{name}.csv") for name in utkface.SPLITS}
-    assert list(rows["eb1"][0]) == ["path", "gender", "age_group", "age", "race"]
+    assert list(rows["eb1"][0]) == ["path", "gender", "age_group", "age", "age_bin", "race"]
+    assert not (out / "val_balanced.csv").exists()  # --val-balanced-per-cell 0: no such split
     cells = {name: {(r["gender"], r["age_group"]) for r in split} for name, split in rows.items()}
     assert cells["balanced_test"] == set(utkface.CELLS)
     for eb, wanted in (("eb1", {("female", "young"), ("male", "old")}), ("eb2", {("female", "old"), ("male", "young")})):
@@ -109,6 +115,72 @@ def test_splits_hold_the_right_cells_and_counts_and_are_disjoint(tmp_path, capsy
         assert row["age"] == age and GENDER_CODE[row["gender"]] == int(gender)
         assert row["race"] == utkface.RACES[int(race)]
         assert (int(age) <= 29) == (row["age_group"] == "young")
+        assert row["age_bin"] == utkface.age_bin(int(age))
+
+
+def test_age_bins_are_the_protocols_twelve():
+    assert utkface.AGE_BINS == ("0-19", "20-24", "25-29", "30-34", "35-39", "40-44", "45-49", "50-54", "55-59",
+                                "60-64", "65-69", "70+")
+    assert [utkface.age_bin(a) for a in (0, 19, 20, 29, 40, 69, 70, 110)] == [
+        "0-19", "0-19", "20-24", "25-29", "40-44", "65-69", "70+", "70+"]
+
+
+def test_the_balanced_validation_split_holds_every_cell_and_no_test_or_training_photo(tmp_path, capsys):
+    images = write_folder(tmp_path / "photos", per_cell=10, middle=0)
+    plain, with_val = tmp_path / "plain", tmp_path / "val"
+    assert run_tool(capsys, "--images", str(images), "--out", str(plain), "--balanced-per-cell", "2")[0] == 0
+    code, stdout, stderr = run_tool(capsys, "--images", str(images), "--out", str(with_val), "--balanced-per-cell",
+                                    "2", "--val-balanced-per-cell", "3")
+    assert code == 0, stderr
+    rows = {name: read_rows(with_val / f"{name}.csv") for name in (*utkface.SPLITS, "val_balanced")}
+    counts = json.loads((with_val / "counts.json").read_text())
+    assert counts["splits"]["val_balanced"] == {"female/young": 3, "female/old": 3, "male/young": 3, "male/old": 3,
+                                                "total": 12}
+    assert counts["val_balanced_per_cell"] == 3 and "val_balanced" in counts["rules"]
+    paths = {name: {r["path"] for r in split} for name, split in rows.items()}
+    val = paths["val_balanced"]
+    assert not val & (paths["balanced_test"] | paths["eb1"] | paths["eb2"])
+    # For a model trained on EB1, the val split's female/old and male/young photos are bias-conflicting.
+    conflicting_for_eb1 = {(r["gender"], r["age_group"]) for r in rows["val_balanced"]} - set(utkface.EB1)
+    assert conflicting_for_eb1 == set(utkface.EB2)
+    # Drawn after balanced_test: the test split is the same with or without a validation split.
+    assert (plain / "balanced_test.csv").read_text() == (with_val / "balanced_test.csv").read_text()
+    assert counts["splits"]["eb1"]["total"] == 2 * (10 - 2 - 3)
+    assert "val_balanced.csv" in stdout and "--val-balanced-per-cell 3" in stdout
+
+
+def test_photos_with_the_same_bytes_are_kept_once_and_counted(tmp_path, capsys):
+    images = write_folder(tmp_path / "photos", per_cell=6, middle=0)
+    originals = sorted(images.iterdir())[:3]
+    for index, original in enumerate(originals):  # copies under other valid names (and other labels)
+        (images / photo_name("male" if index % 2 else "female", 41 + index, 900 + index)).write_bytes(
+            original.read_bytes())
+    out = tmp_path / "out"
+    code, _, stderr = run_tool(capsys, "--images", str(images), "--out", str(out), "--balanced-per-cell", "2")
+    assert code == 0, stderr
+    assert "3 duplicate photos skipped" in stderr
+    counts = json.loads((out / "counts.json").read_text())
+    assert counts["files"]["duplicates"] == 3 and counts["splits"]["available"]["total"] == 4 * 6
+    used = [r["path"] for name in ("balanced_test", "eb1", "eb2") for r in read_rows(out / f"{name}.csv")]
+    contents = [Path(p).read_bytes() for p in used]
+    assert len(contents) == len(set(contents)) == 4 * 6  # no photo's bytes in two places
+
+
+def test_a_second_build_into_the_same_folder_is_refused_unless_forced(tmp_path, capsys):
+    images = write_folder(tmp_path / "photos", per_cell=8, middle=0)
+    out = tmp_path / "out"
+    assert run_tool(capsys, "--images", str(images), "--out", str(out), "--balanced-per-cell", "2",
+                    "--val-balanced-per-cell", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, stdout, stderr = run_tool(capsys, "--images", str(images), "--out", str(out), "--seed", "5")
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "already holds" in stderr and "--force" in stderr and "counts.json" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    code, _, stderr = run_tool(capsys, "--images", str(images), "--out", str(out), "--seed", "5", "--force",
+                               "--balanced-per-cell", "2")
+    assert code == 0, stderr
+    assert json.loads((out / "counts.json").read_text())["seed"] == 5
+    assert not (out / "val_balanced.csv").exists()  # the earlier build's split is not left behind
 
 
 def test_the_same_seed_gives_the_same_files_and_another_seed_others(tmp_path, capsys):
@@ -192,6 +264,10 @@ FEW = {("female", "young"): 5, ("female", "old"): 3, ("male", "young"): 5, ("mal
     ("few", ["--balanced-per-cell", "0"], 2, ["--balanced-per-cell", "at least 1"]),
     ("few", ["--balanced-per-cell", "2.5"], 2, ["--balanced-per-cell", "not an integer"]),
     ("few", ["--seed", "-1"], 2, ["--seed", "at least 0"]),
+    ("few", ["--val-balanced-per-cell", "-1"], 2, ["--val-balanced-per-cell", "at least 0"]),
+    ("few", ["--val-balanced-per-cell", "many"], 2, ["--val-balanced-per-cell", "not an integer"]),
+    ("few", ["--val-balanced-per-cell", "2", "--balanced-per-cell", "2"], 3,
+     ["cell female/old has 3 images, fewer than --balanced-per-cell 2 + --val-balanced-per-cell 2"]),
     ("few", ["--colour"], 2, ["unrecognized arguments: --colour"]),
     ("no-images-flag", [], 2, ["--images"]),
     ("out-is-a-file", [], 74, ["cannot write"]),
@@ -274,19 +350,20 @@ def test_real_photos_build_train_evaluate_probe(tmp_path, capsys):
         (photos / name).symlink_to(real / name)
     out = tmp_path / "utk"
     code, stdout, stderr = run_tool(capsys, "--images", str(photos), "--out", str(out), "--balanced-per-cell", "8",
-                                    "--check-images")
+                                    "--val-balanced-per-cell", "4", "--check-images")
     assert code == 0, stderr
     counts = json.loads((out / "counts.json").read_text())
     assert counts["files"]["malformed_names"] == len(by_cell.get("malformed", []))
     assert counts["files"]["unreadable"] == 0 and counts["splits"]["balanced_test"]["total"] == 32
-    assert counts["splits"]["eb1_train"]["total"] == 2 * (REAL_PHOTOS_PER_CELL - 8 - 4)
+    copies = counts["files"]["duplicates"]  # a real slice may hold one of UTKFace's duplicated photos
+    assert counts["splits"]["eb1"]["total"] + counts["splits"]["eb2"]["total"] == 4 * (REAL_PHOTOS_PER_CELL - 8 - 4) - copies
     run = tmp_path / "run"  # the shipped preset, one short epoch on this slice
     trained = lnl_in_process("train", "--preset", "utkface-eb1", "--out", str(run), "--json", f"data.root={out}",
                              "train.epochs=1", "data.num_workers=0", "train.num_threads=1", "device=cpu")
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout)
     assert summary["test_size"] == counts["splits"]["eb2"]["total"]  # tested on the opposite split
-    assert summary["val_size"] == counts["splits"]["eb1_val"]["total"]
+    assert summary["val_size"] == counts["splits"]["val_balanced"]["total"]  # selection on every group
     evaluated = lnl_in_process("evaluate", "--checkpoint", str(run), "data.test=balanced_test.csv", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)

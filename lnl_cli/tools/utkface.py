@@ -9,12 +9,24 @@ use only) carries its labels in each file name, AGE_GENDER_RACE_DATETIME.jpg.chi
 
 1. balanced_test.csv is held out first: --balanced-per-cell images of each (gender, age group) cell,
    drawn at random with --seed.
-2. Of the rest, EB1 = young women + old men and EB2 = old women + young men (eb1.csv, eb2.csv). A
+2. val_balanced.csv is held out next: --val-balanced-per-cell images of each cell (default 100). It
+   is a little extra labelled data spent on choosing, never on training: for a model trained on EB1,
+   its female/old and male/young images are bias-conflicting, the counter-examples that the validation
+   split of an extreme-bias split lacks, so train.select (val_worst_group_accuracy) can rank how much
+   bias a model unlearns. It is disjoint from every training and test split.
+3. Of the rest, EB1 = young women + old men and EB2 = old women + young men (eb1.csv, eb2.csv). A
    model trained on one is tested on the other (its bias-conflicting images) and on balanced_test.csv.
-3. --val-fraction of each cell of EB1 and EB2 is held out for validation (eb1_val.csv, eb2_val.csv);
+4. --val-fraction of each cell of EB1 and EB2 is held out for validation (eb1_val.csv, eb2_val.csv);
    the rest is eb1_train.csv and eb2_train.csv. eb1.csv = eb1_train.csv + eb1_val.csv (likewise eb2).
 
-Columns: path, gender (female/male), age_group (young/old), age, race. Paths are relative to --out
+Columns: path, gender (female/male), age_group (young/old), age, age_bin, race. age_bin is the
+fine-grained age of the public IMDB-face protocol (12 bins: 0-19, 20-24, ..., 65-69, 70+; 30-34 and
+35-39 stay empty, those ages not being used): a bias target that still varies inside each EB group,
+so a bias head has something to learn that the label does not explain (data.columns.bias=age_bin).
+
+Photos with the same bytes under several names are kept once (the first name in sorted order) and
+counted: UTKFace's crop_part1 holds such copies, and one copy in a training split with another in a
+test split would score the test on training images. Paths are relative to --out
 when the images folder lies inside it (so data.root: the --out folder, and the two move together),
 else absolute (any data.root reads them). counts.json beside the CSVs records the source folder, the
 seed, the rules and the count of every split per cell; the same counts are printed.
@@ -22,12 +34,15 @@ seed, the rules and the count of every split per cell; the same counts are print
 Only the file names are read: a name that is not AGE_GENDER_RACE_DATETIME.jpg... (UTKFace has two) is
 reported and skipped, and an unreadable photo is reported when training loads it (a one-line error
 naming the CSV row), unless --check-images opens every photo now and skips the unreadable ones.
+A folder that already holds a build's files is refused unless --force (then every file is rewritten
+and a val_balanced.csv this build does not make is removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -47,6 +62,8 @@ from lnl_cli.version import __version__
 DEFAULT_SEED = 0
 DEFAULT_BALANCED_PER_CELL = 300   # balanced test images per (gender, age group) cell: 1,200 in all
 DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_VAL_BALANCED_PER_CELL = 100  # balanced validation images per cell: 200 conflicting ones for each EB
+HASH_CHUNK = 1 << 20
 MAX_NAMES_SHOWN = 5               # skipped names quoted in a report, so that it stays one short line
 
 GENDERS = {0: "male", 1: "female"}  # UTKFace's coding (IMDB-WIKI's is the other way round)
@@ -54,8 +71,13 @@ RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: "other"}
 CELLS = (("female", "young"), ("female", "old"), ("male", "young"), ("male", "old"))
 EB1 = (("female", "young"), ("male", "old"))
 EB2 = (("female", "old"), ("male", "young"))
-HEADER = ["path", "gender", "age_group", "age", "race"]
+HEADER = ["path", "gender", "age_group", "age", "age_bin", "race"]
 SPLITS = ("balanced_test", "eb1_train", "eb1_val", "eb1", "eb2_train", "eb2_val", "eb2")
+VAL_BALANCED = "val_balanced"
+COUNTS_FILE = "counts.json"
+# Fine-grained age bins (lowest age of each) of the public IMDB-face protocol (e.g. jiazhi412's LNL
+# re-implementation): 0-19, then five-year bins up to 65-69, then 70+.
+AGE_BIN_STARTS = (0, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70)
 # AGE_GENDER_RACE_DATETIME then .jpg (the aligned set) or .jpg.chip.jpg (the crops); nothing else.
 NAME = re.compile(r"(\d{1,3})_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?", re.IGNORECASE)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -71,8 +93,23 @@ RULES = {
     "eb2": "the rest of female/old and male/young (eb2_train + eb2_val)",
     "val": "of each cell of eb1 and eb2, floor(val_fraction x cell + 0.5) images (at least 1, leaving at least "
            "1 for training) drawn with the same generator go to *_val, the others to *_train",
+    "val_balanced": "held out second: val_balanced_per_cell images of each cell, drawn with the same generator "
+                    "after balanced_test (none, and no file, when 0); for choosing settings, never for training",
+    "age_bin": "12 bins of the age: 0-19, 20-24, ..., 65-69, 70+",
+    "duplicates": "photos whose bytes equal an earlier name's (sorted order) are skipped",
     "paths": "relative to this folder when the images folder lies inside it, else absolute",
 }
+
+
+def age_bin(age: int) -> str:
+    """The bin of AGE_BIN_STARTS holding `age`, named like 20-24 (the last, 70+)."""
+    index = max(i for i, start in enumerate(AGE_BIN_STARTS) if age >= start)
+    if index == len(AGE_BIN_STARTS) - 1:
+        return f"{AGE_BIN_STARTS[index]}+"
+    return f"{AGE_BIN_STARTS[index]}-{AGE_BIN_STARTS[index + 1] - 1}"
+
+
+AGE_BINS = tuple(age_bin(start) for start in AGE_BIN_STARTS)
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,10 @@ class Photo:
     @property
     def cell(self) -> tuple[str, str | None]:
         return self.gender, self.age_group
+
+    @property
+    def age_bin(self) -> str:
+        return age_bin(self.age)
 
 
 def parse_name(name: str) -> Photo | None:
@@ -174,28 +215,61 @@ def unreadable_photos(images: Path, photos: list[Photo]) -> list[str]:
     return bad
 
 
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def drop_duplicates(images: Path, photos: list[Photo]) -> tuple[list[Photo], list[str]]:
+    """The photos with the first name (sorted) of each distinct content, and the names skipped as copies.
+    A photo that cannot be read is kept: reading it is --check-images' job, or training's."""
+    seen: set[str] = set()
+    kept, copies = [], []
+    for photo in sorted(photos, key=lambda p: p.name):
+        try:
+            digest = file_digest(images / photo.name)
+        except OSError:
+            kept.append(photo)
+            continue
+        if digest in seen:
+            copies.append(photo.name)
+        else:
+            seen.add(digest)
+            kept.append(photo)
+    return kept, copies
+
+
 def val_count(size: int, fraction: float) -> int:
     """Validation images of a cell of `size`: the nearest to fraction x size, at least 1 when the cell has
     2 or more images, and never the whole cell."""
     return min(max(1, math.floor(fraction * size + 0.5)), size - 1) if size else 0
 
 
-def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int) -> dict[str, list[Photo]]:
+def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int,
+           val_per_cell: int = 0) -> dict[str, list[Photo]]:
     """Every split's photos. Deterministic for a seed: cells are visited in CELLS order, each cell's names
-    sorted, one random.Random(seed) draws every choice."""
+    sorted, one random.Random(seed) draws every choice (balanced_test first, then val_balanced)."""
     by_cell = {cell: sorted((p for p in photos if p.cell == cell), key=lambda p: p.name) for cell in CELLS}
     available = ", ".join(f"{cell_name(c)} {len(by_cell[c])}" for c in CELLS)
     for cell in CELLS:
-        if len(by_cell[cell]) < per_cell:
+        if len(by_cell[cell]) < per_cell + val_per_cell:
             raise DataError(f"cell {cell_name(cell)} has {len(by_cell[cell])} images, fewer than "
-                            f"--balanced-per-cell {per_cell} (images per cell: {available})")
+                            f"--balanced-per-cell {per_cell}"
+                            + (f" + --val-balanced-per-cell {val_per_cell}" if val_per_cell else "")
+                            + f" (images per cell: {available})")
     rng = random.Random(seed)
-    splits: dict[str, list[Photo]] = {name: [] for name in SPLITS}
-    rest = {}
-    for cell in CELLS:
-        chosen = set(rng.sample(range(len(by_cell[cell])), per_cell))
-        splits["balanced_test"] += [p for i, p in enumerate(by_cell[cell]) if i in chosen]
-        rest[cell] = [p for i, p in enumerate(by_cell[cell]) if i not in chosen]
+    splits: dict[str, list[Photo]] = {name: [] for name in (*SPLITS, VAL_BALANCED)}
+    rest = dict(by_cell)
+    for name, count in (("balanced_test", per_cell), (VAL_BALANCED, val_per_cell)):
+        if not count:
+            continue
+        for cell in CELLS:
+            chosen = set(rng.sample(range(len(rest[cell])), count))
+            splits[name] += [p for i, p in enumerate(rest[cell]) if i in chosen]
+            rest[cell] = [p for i, p in enumerate(rest[cell]) if i not in chosen]
     for eb, cells in (("eb1", EB1), ("eb2", EB2)):
         for cell in cells:
             remaining = rest[cell]
@@ -203,9 +277,9 @@ def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int) -
             splits[f"{eb}_val"] += [p for i, p in enumerate(remaining) if i in val]
             splits[f"{eb}_train"] += [p for i, p in enumerate(remaining) if i not in val]
             splits[eb] += remaining
-    for name in SPLITS:
+    for name in splits:
         splits[name].sort(key=lambda p: p.name)
-    _check_classes(splits, rest, per_cell)
+    _check_classes(splits, rest, per_cell + val_per_cell)
     return splits
 
 
@@ -222,8 +296,9 @@ def _check_classes(splits: dict[str, list[Photo]], rest: dict, per_cell: int) ->
             gender = cell[0]
             left = len(rest[cell])
             raise DataError(f"{name} has no {gender} images: cell {cell_name(cell)} has {left} left after the "
-                            f"{per_cell} of balanced_test" + (" (training and validation need 2)" if left == 1 else "")
-                            + "; lower --balanced-per-cell or add images")
+                            f"{per_cell} of balanced_test and val_balanced"
+                            + (" (training and validation need 2)" if left == 1 else "")
+                            + "; lower --balanced-per-cell or --val-balanced-per-cell, or add images")
 
 
 def relative_root(images: Path, out: Path) -> Path | None:
@@ -239,7 +314,8 @@ def csv_text(photos: list[Photo], folder: Path) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
     for photo in photos:
-        writer.writerow([(folder / photo.name).as_posix(), photo.gender, photo.age_group, photo.age, photo.race])
+        writer.writerow([(folder / photo.name).as_posix(), photo.gender, photo.age_group, photo.age, photo.age_bin,
+                         photo.race])
     return buffer.getvalue()
 
 
@@ -257,12 +333,28 @@ def table(rows: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
+def output_names() -> tuple[str, ...]:
+    """Every file a build may write into --out."""
+    return (*(f"{name}.csv" for name in (*SPLITS, VAL_BALANCED)), COUNTS_FILE)
+
+
+def refuse_earlier_build(out: Path) -> None:
+    """A second build would silently replace the CSVs that earlier runs were trained and tested on."""
+    present = [name for name in output_names() if os.path.lexists(out / name)]
+    if present:
+        raise ConfigError(f"--out {out} already holds {', '.join(present)} (an earlier build); pass --force to "
+                          "overwrite them, or choose another --out")
+
+
 def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: int = DEFAULT_BALANCED_PER_CELL,
-          val_fraction: float = DEFAULT_VAL_FRACTION, check_images: bool = False) -> dict:
+          val_fraction: float = DEFAULT_VAL_FRACTION, check_images: bool = False,
+          val_balanced_per_cell: int = DEFAULT_VAL_BALANCED_PER_CELL, force: bool = False) -> dict:
     """Write the CSVs and counts.json into `out` (counts.json last: a folder without it is an unfinished
     build); return what counts.json holds. Nothing is written when the folder cannot make every split."""
     images = expand_path(images)
     out = expand_path(out)
+    if not force:
+        refuse_earlier_build(out)
     listing = list_folder(images)
     if listing.malformed:
         warn(f"{plural(len(listing.malformed), 'malformed file name')} skipped (not UTKFace's "
@@ -276,15 +368,20 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
                  f"{_quoted(unreadable)}")
             skipped = set(unreadable)
             photos = [p for p in photos if p.name not in skipped]
-    splits = assign(photos, balanced_per_cell, val_fraction, seed)
+    photos, copies = drop_duplicates(images, photos)
+    if copies:
+        warn(f"{plural(len(copies), 'duplicate photo')} skipped (the same bytes as an earlier name): {_quoted(copies)}")
+    splits = assign(photos, balanced_per_cell, val_fraction, seed, val_balanced_per_cell)
+    written = (*SPLITS, VAL_BALANCED) if val_balanced_per_cell else SPLITS
 
     inside = relative_root(images, out)
     folder = inside if inside is not None else Path(os.path.abspath(images))
-    counts = {"available": counts_per_cell(photos), **{name: counts_per_cell(splits[name]) for name in SPLITS}}
+    counts = {"available": counts_per_cell(photos), **{name: counts_per_cell(splits[name]) for name in written}}
     record = {
         "tool": "lnl_cli.tools.utkface", "lnl_version": __version__,
         "source": os.path.abspath(images), "paths": "relative" if inside is not None else "absolute",
-        "seed": seed, "balanced_per_cell": balanced_per_cell, "val_fraction": val_fraction,
+        "seed": seed, "balanced_per_cell": balanced_per_cell, "val_balanced_per_cell": val_balanced_per_cell,
+        "val_fraction": val_fraction, "age_bins": list(AGE_BINS),
         "check_images": check_images, "rules": RULES,
         "files": {
             "jpeg_names": len(listing.photos) + len(listing.malformed) + sum(listing.middle_aged.values()),
@@ -293,27 +390,33 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
             "aged_30_39_not_used": dict(listing.middle_aged),
             "unreadable": None if unreadable is None else len(unreadable),
             "unreadable_examples": None if unreadable is None else unreadable[:MAX_NAMES_SHOWN],
+            "duplicates": len(copies), "duplicate_examples": copies[:MAX_NAMES_SHOWN],
         },
         "splits": counts,
     }
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
+    if not val_balanced_per_cell and os.path.lexists(out / f"{VAL_BALANCED}.csv"):
+        with output_errors(out / f"{VAL_BALANCED}.csv"):  # --force over a build that had one: no stale split
+            (out / f"{VAL_BALANCED}.csv").unlink()
+    for name in written:
         target = out / f"{name}.csv"
         with output_errors(target):
             atomic_write_text(target, csv_text(splits[name], folder))
-    with output_errors(out / "counts.json"):
-        atomic_write_text(out / "counts.json", json.dumps(record, indent=2) + "\n")
+    with output_errors(out / COUNTS_FILE):
+        atomic_write_text(out / COUNTS_FILE, json.dumps(record, indent=2) + "\n")
 
     files = record["files"]
     middle = files["aged_30_39_not_used"]
     print(f"source: {record['source']}: {files['jpeg_names']:,} JPEG names, {files['malformed_names']} malformed "
           f"(skipped), {middle['female'] + middle['male']:,} aged 30-39 (not used by design: "
           f"{middle['female']:,} female, {middle['male']:,} male)"
-          + ("" if unreadable is None else f", {len(unreadable)} unreadable (skipped)"))
-    print(f"seed {seed}, --balanced-per-cell {balanced_per_cell}, --val-fraction {val_fraction}")
+          + ("" if unreadable is None else f", {len(unreadable)} unreadable (skipped)")
+          + (f", {len(copies)} duplicates (skipped)" if copies else ""))
+    print(f"seed {seed}, --balanced-per-cell {balanced_per_cell}, --val-balanced-per-cell {val_balanced_per_cell}, "
+          f"--val-fraction {val_fraction}")
     print(table(counts))
-    print(f"wrote {', '.join(f'{name}.csv' for name in SPLITS)} and counts.json to {out} "
+    print(f"wrote {', '.join(f'{name}.csv' for name in written)} and {COUNTS_FILE} to {out} "
           f"(image paths {record['paths']})")
     return record
 
@@ -348,7 +451,7 @@ def _int_at_least(minimum: int):
     return parse
 
 
-_positive, _seed = _int_at_least(1), _int_at_least(0)
+_positive, _count = _int_at_least(1), _int_at_least(0)
 
 
 @one_line_errors
@@ -357,18 +460,25 @@ def main(argv: list[str] | None = None) -> None:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, required=True, help="folder of UTKFace photos (e.g. crop_part1)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the CSVs and counts.json")
-    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
+    parser.add_argument("--seed", type=_count, default=DEFAULT_SEED,
                         help=f"seed of every random choice (default {DEFAULT_SEED})")
     parser.add_argument("--balanced-per-cell", type=_positive, default=DEFAULT_BALANCED_PER_CELL,
                         help=f"balanced test images per (gender, age group) cell (default {DEFAULT_BALANCED_PER_CELL})")
+    parser.add_argument("--val-balanced-per-cell", type=_count, default=DEFAULT_VAL_BALANCED_PER_CELL,
+                        help="balanced validation images per cell (val_balanced.csv): bias-conflicting "
+                             "counter-examples to choose settings on, never trained on; 0: none "
+                             f"(default {DEFAULT_VAL_BALANCED_PER_CELL})")
     parser.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION,
                         help=f"share of each training cell held out for validation (default {DEFAULT_VAL_FRACTION})")
     parser.add_argument("--check-images", action="store_true",
                         help="open every photo now and skip those that cannot be decoded (default: only the names "
                              "are read; an unreadable photo is then an error naming its CSV row when training "
                              "loads it)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the files of an earlier build in --out (default: refuse)")
     args = parser.parse_args(argv)
-    build(args.images, args.out, args.seed, args.balanced_per_cell, args.val_fraction, args.check_images)
+    build(args.images, args.out, args.seed, args.balanced_per_cell, args.val_fraction, args.check_images,
+          args.val_balanced_per_cell, args.force)
 
 
 if __name__ == "__main__":
