@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py lives beside this script
 import stats  # noqa: E402
+from arguments import add_method_overrides, method_overrides  # noqa: E402
 
 from lnl_cli import load_config, train  # noqa: E402
 from lnl_cli.algorithms import ALGORITHMS  # noqa: E402
@@ -46,19 +47,13 @@ def parse_args(argv):
     parser.add_argument("--methods", nargs="+", default=["baseline", "lnl"], choices=sorted(ALGORITHMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="overrides for every run")
-    parser.add_argument("--set-for", dest="method_overrides", nargs="+", action="append", default=[],
-                        metavar=("METHOD", "KEY=VALUE"), help="overrides for one method's runs (repeatable)")
+    add_method_overrides(parser)
     parser.add_argument("--probe-steps", type=int, default=ProbeSettings.steps,
                         help="optimizer steps of each leakage probe (default: probe-bias's)")
     parser.add_argument("--probe-seeds", type=int, default=ProbeSettings.seeds, help="probe seeds")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     args = parser.parse_args(argv)
-    per_method: dict[str, list[str]] = {}
-    for method, *overrides in args.method_overrides:
-        if method not in ALGORITHMS:
-            parser.error(f"--set-for: unknown method {method!r} (one of {', '.join(sorted(ALGORITHMS))})")
-        per_method.setdefault(method, []).extend(overrides)
-    args.per_method = per_method
+    args.per_method = method_overrides(parser, args.method_overrides, ALGORITHMS)
     return args
 
 

@@ -361,7 +361,11 @@ def _fake_utkface_run(folder: Path, opposite: float, balanced: float, leakage: f
     (folder / "summary.json").write_text(json.dumps({
         "test": {"accuracy": opposite}, "train_seconds": 120.0, "selected": {"epoch": 7},
         "train_images_per_second": 500.0}))
-    (folder / "balanced.json").write_text(json.dumps({"accuracy": balanced, "worst_group_accuracy": balanced - 0.1}))
+    cells = [{"label_name": gender, "bias_name": group, "count": 10, "correct": round(10 * (balanced + shift))}
+             for gender, group, shift in (("female", "young", 0.1), ("female", "old", -0.1), ("male", "young", 0.0),
+                                          ("male", "old", 0.0))]
+    (folder / "balanced.json").write_text(json.dumps({"accuracy": balanced, "worst_group_accuracy": balanced - 0.1,
+                                                      "cells": cells}))
     (folder / "probe_balanced.json").write_text(json.dumps({
         "leakage": {"mean": leakage}, "input_ceiling": {"mean": 0.5}, "relative_leakage": {"mean": leakage / 0.5}}))
 
@@ -382,6 +386,34 @@ def test_utkface_report_joins_finished_runs_with_intervals_and_skips_unfinished_
     table = (tmp_path / "report.md").read_text()
     assert "| EB1 -> EB2 | lnl | 0.700 ± 0.248 (n=3) | 0.800 ± 0.000 (n=3)" in table
     assert "eb1-baseline" not in table
+    assert cell["balanced_worst_group"]["mean"] == pytest.approx(0.7)
+
+
+def test_utkface_age_bins_are_the_bias_and_the_worst_group_pools_them_by_age_group(tmp_path, monkeypatch):
+    """--bias age_bin trains on the 12 bins; the worst group is still taken over gender x young/old."""
+    utkface = _script("utkface")
+    cells = [{"label_name": "female", "bias_name": "0-19", "count": 4, "correct": 4},
+             {"label_name": "female", "bias_name": "25-29", "count": 4, "correct": 0},  # female/young: 4 of 8
+             {"label_name": "female", "bias_name": "70+", "count": 2, "correct": 2},
+             {"label_name": "male", "bias_name": "40-44", "count": 5, "correct": 3},
+             {"label_name": "male", "bias_name": "20-24", "count": 1, "correct": 1},
+             {"label_name": "male", "bias_name": "30-34", "count": 0, "correct": 0}]  # empty bins are no group
+    assert utkface.worst_age_group_accuracy(cells) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        utkface.age_group_of("30-34")
+    commands = []
+
+    def fake_lnl(arguments, threads):
+        commands.append(arguments)
+        raise SystemExit("stop after the first command")
+
+    monkeypatch.setattr(utkface, "lnl", fake_lnl)
+    with pytest.raises(SystemExit):
+        utkface.main(["--out", str(tmp_path), "--directions", "eb1", "--methods", "lnl", "--seeds", "0",
+                      "--bias", "age_bin", "--set", "train.epochs=2", "--set-for", "lnl", "lnl.lambda=0.5"])
+    (train,) = commands
+    assert "data.columns.bias=age_bin" in train and train[-2:] == ["train.epochs=2", "lnl.lambda=0.5"]
+    assert any(word.startswith("data.bias_classes=[0-19,20-24,") and word.endswith(",70+]") for word in train)
 
 
 # ------------------------------------------------------------------ throughput.py against the official code
