@@ -1,4 +1,3 @@
-import time
 from pathlib import Path
 
 import pytest
@@ -208,10 +207,8 @@ def _laughs(levels: int, key: str = "seed") -> str:
 def test_yaml_aliases_are_refused_in_presets_and_overrides_at_once(tmp_path):
     preset = tmp_path / "laughs.yaml"
     preset.write_text(_laughs(9))  # 9**9 values once expanded: minutes, and a gigabyte error line, before
-    started = time.perf_counter()
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:  # refused while parsing: expanded, this would take minutes
         load_config(preset)
-    assert time.perf_counter() - started < 5
     assert "line 2: YAML aliases (*name) are not supported" in str(raised.value)
     assert len(str(raised.value)) < 500
     with pytest.raises(ConfigError, match=r"override 'seed': YAML aliases"):
