@@ -129,6 +129,20 @@ def test_bf16_autocast_path_runs_on_cpu(method):
     assert algorithm.predict(batch.images).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["fp32-only-cpu", "native-bf16-cpu"])
+@pytest.mark.parametrize("precision, expected", [("auto", None), ("fp32", None), ("bf16", torch.bfloat16)])
+def test_precision_auto_follows_the_cpus_bf16_support_and_explicit_choices_do_not(monkeypatch, native, precision,
+                                                                                   expected):
+    """What train.precision decides on a CPU with and without native bf16 (faked, so both hold everywhere)."""
+    from lnl_cli.algorithms import base
+
+    monkeypatch.setattr(base, "native_bf16", lambda device: native)
+    _, algorithm, _ = _setup("lnl", f"train.precision={precision}")
+    algorithm.prepare(torch.device("cpu"))
+    wanted = torch.bfloat16 if precision == "auto" and native else expected
+    assert algorithm.autocast_dtype == wanted
+
+
 def test_compiled_single_pass_lnl_step_matches_the_eager_one():
     """The single-pass step back-propagates through h twice; a compiled backward refused that (donated
     buffers) until train.compile turned the donation off. Slow-ish: compiles three tiny networks."""
