@@ -137,10 +137,13 @@ def read(run: Path) -> dict[str, Any] | None:
             "balanced_worst_group": worst_age_group_accuracy(balanced["cells"]),
             "leakage": probe["leakage"]["mean"], "relative_leakage": relative.get("mean"),
             "ceiling": probe["input_ceiling"]["mean"], "train_minutes": summary["train_seconds"] / 60,
-            "selected_epoch": summary["selected"]["epoch"], "images_per_second": summary["train_images_per_second"]}
+            "selected_epoch": summary["selected"]["epoch"], "images_per_second": summary["train_images_per_second"],
+            # what settings are chosen by: the selection metric's best validation value (never a test figure)
+            "validation": summary["selected"].get("value")}
 
 
-COLUMNS = ("opposite", "balanced", "balanced_worst_group", "leakage", "relative_leakage", "train_minutes")
+COLUMNS = ("validation", "opposite", "balanced", "balanced_worst_group", "leakage", "relative_leakage",
+           "train_minutes")
 
 
 def report(args: argparse.Namespace, specs: list[RunSpec]) -> dict[str, Any]:
@@ -178,17 +181,18 @@ def _cell(summary: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["| train -> test | method | opposite split | balanced split | balanced worst group | leakage "
-             "(balanced) | relative leakage | training minutes |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| train -> test | method | validation (selection) | opposite split | balanced split | balanced worst "
+             "group | leakage (balanced) | relative leakage | training minutes |", "|---|---|---|---|---|---|---|---|---|"]
     for key, cell in result["summaries"].items():
         direction, method = key.split("/")
         lines.append(f"| {DIRECTIONS[direction]} | {method} | " + " | ".join(
             _cell(cell.get(c), 1 if c == "train_minutes" else 3) for c in COLUMNS) + " |")
-    lines += ["", "| run | opposite | balanced | leakage | relative | selected epoch | minutes | images/s |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| run | validation | opposite | balanced | leakage | relative | selected epoch | minutes | images/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["runs"].items():
         relative = "-" if r["relative_leakage"] is None else f"{r['relative_leakage']:.3f}"
-        lines.append(f"| {name} | {r['opposite']:.4f} | {r['balanced']:.4f} | {r['leakage']:.3f} | {relative} | "
+        validation = "-" if r.get("validation") is None else f"{r['validation']:.4f}"
+        lines.append(f"| {name} | {validation} | {r['opposite']:.4f} | {r['balanced']:.4f} | {r['leakage']:.3f} | {relative} | "
                      f"{r['selected_epoch']} | {r['train_minutes']:.1f} | {r['images_per_second']:.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -359,7 +359,7 @@ def test_report_only_trains_nothing_and_reports_the_finished_runs(reproduce, tmp
 def _fake_utkface_run(folder: Path, opposite: float, balanced: float, leakage: float) -> None:
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps({
-        "test": {"accuracy": opposite}, "train_seconds": 120.0, "selected": {"epoch": 7},
+        "test": {"accuracy": opposite}, "train_seconds": 120.0, "selected": {"epoch": 7, "value": 0.75},
         "train_images_per_second": 500.0}))
     cells = [{"label_name": gender, "bias_name": group, "count": 10, "correct": round(10 * (balanced + shift))}
              for gender, group, shift in (("female", "young", 0.1), ("female", "old", -0.1), ("male", "young", 0.0),
@@ -384,7 +384,7 @@ def test_utkface_report_joins_finished_runs_with_intervals_and_skips_unfinished_
     assert cell["opposite"]["half_width"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
     assert cell["relative_leakage"]["mean"] == pytest.approx(0.4) and cell["train_minutes"]["mean"] == 2.0
     table = (tmp_path / "report.md").read_text()
-    assert "| EB1 -> EB2 | lnl | 0.700 ± 0.248 (n=3) | 0.800 ± 0.000 (n=3)" in table
+    assert "| EB1 -> EB2 | lnl | 0.750 ± 0.000 (n=3) | 0.700 ± 0.248 (n=3) | 0.800 ± 0.000 (n=3)" in table
     assert "eb1-baseline" not in table
     assert cell["balanced_worst_group"]["mean"] == pytest.approx(0.7)
 
