@@ -46,25 +46,48 @@ def current_umask() -> int:
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through `write` into a temp file in the same folder, fsync it, then rename over `path`.
 
+    A rename is right for regular files only: an existing symlink is written through (its target is
+    replaced, the link stays), and a device, FIFO or socket is written directly (renaming over
+    /dev/null would make it a regular file), so that ENOSPC from /dev/full is an error like any other.
+
     mkstemp makes the temp file 0600 whatever the umask; it is given the mode a plain open() would
     have, so checkpoints and summaries are as readable as metrics.jsonl."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = write_target(Path(path))
+    if target.exists() and not target.is_file():
+        _write_in_place(target, write)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, NEW_FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp_name, target)
     except BaseException:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+
+
+def write_target(path: Path) -> Path:
+    """The file a write to `path` lands in: `path` itself, or for a symlink (a chain of them, a dangling
+    one too) the file it points to, so that the link is kept and what it names is written."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _write_in_place(target: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write to something that is not a regular file (a device, a FIFO) directly: there is no old
+    content to keep whole, and a rename would replace the special file itself. A folder is refused."""
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    with open(target, "wb") as handle:
+        write(handle)
+        handle.flush()
 
 
 def _fsync_dir(folder: Path) -> None:
