@@ -30,7 +30,7 @@ from lnl_cli.probe_settings import CONFIDENCE as PROBE_CONFIDENCE
 from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe_settings import ProbeSettings
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
-from lnl_cli.runtime import StopRequest
+from lnl_cli.runtime import StopRequest, watch_parent
 from lnl_cli.schema import type_name
 from lnl_cli.selection import selected_model_text
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
@@ -49,7 +49,7 @@ __all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "com
            "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim",
            "selected_model_text", "show_preset",
            "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
-           "TrainCallbacks", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
+           "TrainCallbacks", "watch_parent", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -88,6 +88,9 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
         if held is not None:
             run_folder.release(held)
         raise
+    finally:
+        if held is not None:
+            run_folder.let_go(held)  # the folder's lock: held while training, never after
 
 
 def _check_init_from(config: Config) -> None:
@@ -101,9 +104,17 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
                     callbacks: TrainCallbacks | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
     """Continue a run from its checkpoint: weights, optimizers, epoch, batch order and partial epoch.
 
-    Only keys in RESUME_SAFE_KEYS may change (e.g. more epochs, another device)."""
+    Only keys in RESUME_SAFE_KEYS may change (e.g. more epochs, another device). Rank 0 holds the
+    folder's lock throughout: a second resume of the same folder is refused, not a second writer."""
     run_dir = Path(run_dir)
+    with run_folder.locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        return _resume(run_dir, overrides, callbacks, stop)
+
+
+def _resume(run_dir: Path, overrides: Iterable[str] | dict[str, Any], callbacks: TrainCallbacks | None,
+            stop: StopRequest | None) -> dict[str, Any]:
     path = run_folder.resume_checkpoint(run_dir)
+    run_folder.check_resumable(run_dir)
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
     config = resume_state.resume_config(checkpoint, path, overrides, callbacks)
@@ -115,6 +126,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
         return {**(run_folder.read_summary(run_dir) or {"run_dir": str(run_dir)}), "already_finished": True}
     if distributed.is_main():
         resume_state.trim_metrics(run_dir, start.epoch, callbacks)
+        run_folder.remove_stale_temp_files(run_dir)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
