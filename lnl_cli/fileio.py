@@ -16,6 +16,8 @@ import io
 import json
 import math
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO, Iterator
@@ -128,10 +130,29 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, to_json(data, indent=2) + "\n")
 
 
+def unshare(path: Path) -> None:
+    """Give `path` an inode of its own before it is changed in place (appended to, truncated): a file
+    with other hard links (a run folder copied with ``cp -al``) is copied atomically into a new file
+    first, so that the change never reaches the other names. Renames and atomic writes need no such
+    care: they make a new inode anyway."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink <= 1:
+        return
+    with open(path, "rb") as source:
+        atomic_write(Path(path), lambda handle: shutil.copyfileobj(source, handle, HASH_CHUNK_BYTES))
+    with contextlib.suppress(OSError):
+        os.chmod(write_target(Path(path)), stat.S_IMODE(info.st_mode))
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one whole line in a single write. A write that fails or stops short (a full disk) is cut
-    back to the old end of the file, so no partial record is left behind."""
+    back to the old end of the file, so no partial record is left behind. A file shared with other hard
+    links is unshared first (:func:`unshare`): the append lands in this name only."""
     line = (to_json(record) + "\n").encode("utf-8")
+    unshare(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
     try:
         end = os.fstat(fd).st_size

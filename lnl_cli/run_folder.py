@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError
 from lnl_cli.fileio import (NEW_FILE_MODE, append_json_line, atomic_write_json, atomic_write_text, csv_text,
-                            output_errors)
+                            output_errors, unshare)
 from lnl_cli.safe_yaml import YamlError, load_yaml
 
 CLAIM_FILE = ".lnl-claim"
@@ -454,6 +454,7 @@ def trim_metrics(run_dir: Path, last_epoch: int) -> int:
     dropped = sum(1 for line in data[keep:].splitlines() if line.strip())
     if keep < len(data):
         with output_errors(path):
+            unshare(path)  # a hard-linked copy's metrics must not cut the original's
             os.truncate(path, keep)
         write_results(run_dir)
     return dropped

@@ -39,7 +39,7 @@ from lnl_cli.callbacks import SweepCallbacks
 from lnl_cli.config import SPECS, Config, get_value
 from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError,
                             OutputError, PointsFailed, TrainingInterrupted, shown)
-from lnl_cli.fileio import atomic_write_json, output_errors
+from lnl_cli.fileio import atomic_write_json, output_errors, unshare
 from lnl_cli.resume_state import RESUME_SAFE_KEYS
 from lnl_cli.runtime import PARENT_PID_ENV, StopRequest, die_with_parent
 from lnl_cli.version import JSON_SCHEMA_VERSION
@@ -585,6 +585,7 @@ def _start(point: Point, preset: str) -> _Child:
     log = point.run_dir / run_folder.LOG_FILE
     with output_errors(log):
         point.run_dir.mkdir(parents=True, exist_ok=True)
+        unshare(log)  # a hard-linked copy of a point's folder appends to its own log only
         handle = open(log, "ab")
     with handle:
         start = handle.tell()

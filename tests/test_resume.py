@@ -1,6 +1,7 @@
 """Interrupt and resume: a resumed run ends with the same weights as an uninterrupted one."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -249,3 +250,37 @@ def test_fewer_epochs_than_already_begun_are_refused(tmp_path):
     assert api.resume(tmp_path / "cut", ["train.epochs=2"])["epochs"] == 2
     with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
         api.resume(tmp_path / "cut", ["train.epochs=1"])  # a finished run too
+
+
+def _hard_linked_copy(source, target):
+    """`cp -al source target`: new folders, every file a second hard link to the original's."""
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_dir():
+            _hard_linked_copy(path, target / path.name)
+        else:
+            os.link(path, target / path.name)
+
+
+def test_resuming_a_hard_linked_copy_never_writes_into_the_original(tmp_path):
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=2"]), run)
+    with open(run / "metrics.jsonl", "a") as handle:  # a record past the checkpoint, as a crash leaves it
+        handle.write(json.dumps({"epoch": 3, "label_loss": 1.0}) + "\n")
+    _hard_linked_copy(run, copy)
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    api.resume(copy, ["train.epochs=3"])
+    after = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    assert after == before  # the trim and the append went to the copy only
+    assert _metrics_epochs(copy) == [1, 2, 3] and _metrics_epochs(run) == [1, 2, 3]
+    assert os.stat(copy / "metrics.jsonl").st_ino != os.stat(run / "metrics.jsonl").st_ino
+
+
+def test_a_resume_removes_temp_files_a_killed_save_left(tmp_path):
+    run = tmp_path / "run"
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=2"]), run)
+    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    (run / ".best.pt.tmp").write_bytes(b"a staged link")
+    (run / ".notes.tmp").write_text("the user's")
+    api.resume(run, ["train.epochs=3"])
+    assert sorted(p.name for p in run.glob(".*.tmp")) == [".notes.tmp"]
