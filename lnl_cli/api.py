@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
+__all__ = ["check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
@@ -316,11 +316,13 @@ def load_model(checkpoint: str | Path, device: str | None = None) -> "Algorithm"
     return load(Path(checkpoint), device)
 
 
-def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+def export(checkpoint: str | Path, fmt: str, out: str | Path, *, force: bool = False) -> dict[str, Any]:
     """Write the checkpoint as a TorchScript or ONNX model taking raw images in [0, 1] (N x C x H x W,
-    normalisation inside) and returning class probabilities; returns what was written."""
+    normalisation inside) and returning class probabilities; returns what was written. `out` may not
+    replace a checkpoint or a file of a run folder unless `force` (ConfigError)."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    check_output_file(out, force=force)
     from lnl_cli.inference import export_model, load_probability_model
 
     loaded = load_probability_model(Path(checkpoint))
@@ -339,8 +341,16 @@ def predict(checkpoint: str | Path, sources: Iterable[str | Path], path_column: 
     return predict_files(loaded, find_images(sources, path_column))
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """`rows` as a CSV file (atomically); OutputError when it cannot be written."""
+def check_output_file(path: str | Path, what: str = "--out", force: bool = False) -> Path:
+    """`path` as a file a command may write: a ConfigError when it is a folder or, unless `force`, when
+    it would replace a checkpoint or a file of a run folder. Call it before the work whose result goes there."""
+    return run_folder.check_output_file(Path(path), what, force)
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]], *, force: bool = False) -> Path:
+    """`rows` as a CSV file (atomically); OutputError when it cannot be written, ConfigError when it would
+    replace a checkpoint or a file of a run folder (unless `force`)."""
+    check_output_file(path, force=force)
     try:
         atomic_write_text(Path(path), csv_text(rows))
     except OSError as exc:

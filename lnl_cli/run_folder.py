@@ -32,13 +32,14 @@ import re
 import shutil
 import socket
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError
 from lnl_cli.fileio import (NEW_FILE_MODE, append_json_line, atomic_write_json, atomic_write_text, csv_text,
-                            output_errors, unshare)
+                            output_errors, unshare, write_target)
 from lnl_cli.safe_yaml import YamlError, load_yaml
 
 CLAIM_FILE = ".lnl-claim"
@@ -373,6 +374,46 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------- files other commands write
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a run (claimed, or with a checkpoint or metrics): its files are the run's."""
+    folder = Path(folder)
+    return any((folder / name).exists() for name in (CLAIM_FILE, CHECKPOINT_FILE, BEST_FILE, LEGACY_CHECKPOINT_FILE,
+                                                     METRICS_FILE, SUMMARY_FILE))
+
+
+def looks_like_checkpoint(path: Path) -> bool:
+    """Whether `path` is a torch.save archive (a checkpoint's format) rather than, say, an exported
+    TorchScript model, which carries its code. A cheap look at the zip's names, nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return any(name.endswith("/data.pkl") for name in names) and not any("/code/" in name for name in names)
+
+
+def check_output_file(path: Path, what: str = "--out", force: bool = False) -> Path:
+    """The file `lnl export` or `lnl predict --out` may write: refused (ConfigError, exit 2) when it is a
+    folder, and, unless `force`, when it would replace a checkpoint or any file of a run folder (a model
+    exported over best.pt destroyed the run's selected model). A new file in a run folder is fine."""
+    path = Path(path)
+    target = write_target(path)
+    if target.is_dir():
+        raise ConfigError(f"{what} {path} is a folder (an empty {what} means the current one); name a file")
+    if force or not target.is_file():
+        return path
+    if is_run_folder(target.parent):
+        raise ConfigError(f"{what} {path} would overwrite {target.name} of the run folder {target.parent}; write "
+                          "elsewhere, or pass --force to replace it")
+    if looks_like_checkpoint(target):
+        raise ConfigError(f"{what} {path} would overwrite the checkpoint {target}; write elsewhere, or pass --force "
+                          "to replace it")
+    return path
 
 
 # ---------------------------------------------------------------------------- resuming

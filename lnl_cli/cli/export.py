@@ -15,10 +15,11 @@ def export(
     fmt: str = typer.Option("torchscript", "--format", "-f", help=f"One of {', '.join(api.EXPORT_FORMATS)}."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write (e.g. model.pt or model.onnx)."),
     json_output: JsonOutput = False,
+    force: bool = typer.Option(False, "--force", help="Let --out replace a checkpoint or a file of a run folder."),
 ) -> None:
     """Export a checkpoint as TorchScript or ONNX: raw images in [0,1] (N x C x H x W) in, class probabilities out."""
     with user_errors():
-        result = api.export(checkpoint, fmt, out)
+        result = api.export(checkpoint, fmt, out, force=force)
     if json_output:
         print_json(result)
         return

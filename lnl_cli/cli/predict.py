@@ -18,12 +18,15 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
     path_column: str = typer.Option("path", "--path-column", help="Column of a CSV input holding image paths."),
     json_output: JsonOutput = False,
+    force: bool = typer.Option(False, "--force", help="Let --out replace a checkpoint or a file of a run folder."),
 ) -> None:
     """Predict the class of each image: path, prediction, confidence, and one probability column per class."""
     with user_errors():
+        if out is not None:
+            api.check_output_file(out, force=force)  # before the predictions, not after them
         rows = api.predict(checkpoint, sources, path_column)
         if out is not None:
-            api.write_csv(out, rows)
+            api.write_csv(out, rows, force=force)
     if json_output:
         print_json(rows)
     elif out is None:
