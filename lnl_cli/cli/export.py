@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from lnl_cli import api
-from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, stdout, user_errors
+from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, result_output, stdout, user_errors
 
 
 def export(
@@ -20,9 +20,10 @@ def export(
     """Export a checkpoint as TorchScript or ONNX: raw images in [0,1] (N x C x H x W) in, class probabilities out."""
     with user_errors():
         result = api.export(checkpoint, fmt, out, force=force)
-    if json_output:
-        print_json(result)
-        return
-    shape = " x ".join(map(str, result["input_shape"]))
-    stdout.print(f"wrote {result['out']} ({result['format']}): images {shape} in [0, 1] -> probabilities of "
-                 f"{len(result['classes'])} classes", soft_wrap=True, markup=False)
+    with result_output(f"; {result['out']} is complete"):
+        if json_output:
+            print_json(result)
+            return
+        shape = " x ".join(map(str, result["input_shape"]))
+        stdout.print(f"wrote {result['out']} ({result['format']}): images {shape} in [0, 1] -> probabilities of "
+                     f"{len(result['classes'])} classes", soft_wrap=True, markup=False)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from lnl_cli import api
-from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, user_errors, write_stdout
+from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, result_output, user_errors, write_stdout
 
 
 def predict(
@@ -27,7 +27,8 @@ def predict(
         rows = api.predict(checkpoint, sources, path_column)
         if out is not None:
             api.write_csv(out, rows, force=force)
-    if json_output:
-        print_json(rows)
-    elif out is None:
-        write_stdout(api.csv_text(rows))
+    with result_output(f"; {out} is complete" if out is not None else ""):
+        if json_output:
+            print_json(rows)
+        elif out is None:
+            write_stdout(api.csv_text(rows))
