@@ -118,7 +118,7 @@ def _resume(run_dir: Path, overrides: Iterable[str] | dict[str, Any], callbacks:
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
     config = resume_state.resume_config(checkpoint, path, overrides, callbacks)
-    start = resume_state.start_state(checkpoint, config)
+    start = resume_state.start_state(checkpoint, config, path)
     resume_state.check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "

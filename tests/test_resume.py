@@ -9,7 +9,7 @@ import torch
 from lnl_cli import api, engine, load_config, resume_state
 from lnl_cli.algorithms.lnl import LearningNotToLearn as LNL
 from lnl_cli.checkpoint import load_checkpoint
-from lnl_cli.errors import ConfigError, TrainingInterrupted
+from lnl_cli.errors import CheckpointError, ConfigError, TrainingInterrupted
 
 from helpers import tiny_dataset
 
@@ -284,3 +284,48 @@ def test_a_resume_removes_temp_files_a_killed_save_left(tmp_path):
     (run / ".notes.tmp").write_text("the user's")
     api.resume(run, ["train.epochs=3"])
     assert sorted(p.name for p in run.glob(".*.tmp")) == [".notes.tmp"]
+
+
+# ------------------------------------------------------------------ tampered resume-only fields (issue 28)
+TAMPERED = {
+    "batch_order_state": ["not a state", torch.zeros(3, dtype=torch.uint8), torch.zeros(5000)],
+    "partial_epoch": ["x", {"step": 1}, {"order_state": torch.zeros(2, dtype=torch.uint8), "step": 1, "seen": 1,
+                                         "loss_sums": {}}],
+    "partial_epoch.step": [-1, "3", 2.5, None],
+    "partial_epoch.loss_sums": [None, {"label_loss": "nan please"}],
+    "rng": ["x", {"torch": torch.zeros(3)}, {"torch": "state"}],
+    "rng.python": [[1, 2, 3], "abc", None],
+    "rng.python_position": ["x"],
+    "train_seconds": ["soon", -1.0, float("nan")],
+    "selection": ["best"],
+    "selection.epoch": ["one", [1]],
+}
+
+
+@pytest.fixture(scope="module")
+def interrupted_checkpoint(tmp_path_factory):
+    """The last.pt of a run stopped inside its second epoch: every resume-only field is there."""
+    run = tmp_path_factory.mktemp("cut") / "run"
+    stop = engine.StopRequest()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=64))
+        with pytest.raises(TrainingInterrupted):
+            api.train(load_config("colored-mnist", TINY), run, StopAfter(stop, 1), stop, plots=False)
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert checkpoint["partial_epoch"] is not None and checkpoint["rng"]
+    return checkpoint
+
+
+@pytest.mark.parametrize("field, value", [(field, value) for field, values in TAMPERED.items() for value in values])
+def test_a_tampered_resume_field_is_a_checkpoint_error_naming_it(interrupted_checkpoint, tmp_path, field, value):
+    checkpoint = dict(interrupted_checkpoint)
+    checkpoint["partial_epoch"] = dict(checkpoint["partial_epoch"])
+    checkpoint["rng"] = dict(checkpoint["rng"])
+    checkpoint["selection"] = dict(checkpoint["selection"])
+    parent, _, leaf = field.rpartition(".")
+    (checkpoint[parent] if parent else checkpoint)[leaf] = value
+    (tmp_path / "run").mkdir()
+    torch.save(checkpoint, tmp_path / "run" / "last.pt")
+    with pytest.raises(CheckpointError, match=f"resume field '{field.split('.')[0]}") as raised:
+        api.resume(tmp_path / "run", plots=False)
+    assert raised.value.exit_code == 4
