@@ -287,7 +287,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
         if not (report or stop_now):
             continue
         tally.agree(ctx.stop)
-        _check_finite(tally.totals, epoch, step)
+        _check_finite(tally.totals, epoch, step, ctx.run_dir)
         if report:
             ctx.callbacks.on_losses(tally.means())
         if ctx.stop.requested and step < steps:
@@ -340,12 +340,16 @@ class _LossTally:
         return {name: float(total) / self.total_seen for name, total in self.totals.items()}
 
 
-def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int, run_dir: Path) -> None:
+    """TrainingDiverged at a NaN or infinite loss, saying truthfully what is left: the last checkpoint,
+    or, when none was saved yet, nothing (the run's folder is given back)."""
     for name, total in sums.items():
         value = float(total)
         if not math.isfinite(value):
-            raise TrainingDiverged(f"{name} became {value} in epoch {epoch + 1} by step {step}; "
-                                   "the checkpoint of the last finished epoch is kept")
+            kept = run_folder.checkpoint_path(run_dir)
+            left = (f"the last checkpoint saved, {kept}, is kept" if kept.exists() else
+                    "no checkpoint had been saved yet, so nothing is kept; lower train.lr or check the data")
+            raise TrainingDiverged(f"{name} became {value} in epoch {epoch + 1} by step {step}; {left}")
 
 
 def _interrupted(ctx: RunContext, where: str) -> TrainingInterrupted:

@@ -161,3 +161,27 @@ def test_predict_export_and_config_keys_exit_74_when_stdout_cannot_be_written(un
     run, image = untrained_run
     names = {"RUN": str(run), "IMAGE": str(image), "MODEL": str(tmp_path / "m.pt")}
     assert_output_error(lnl_to(stdout, *[names.get(arg, arg) for arg in args]), stdout)
+
+
+def test_a_csv_row_with_an_empty_path_is_refused_not_dropped(untrained_run, tmp_path):
+    from test_cli import lnl_in_process
+
+    run, image = untrained_run
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,note\n{image},first\n,second\n{image},third\n")
+    result = lnl_in_process("predict", "-c", str(run), str(listing))
+    assert_one_line_error(result, 3, f"{listing} line 3", "'path' cell is empty")
+
+
+def test_predict_silences_pillow_s_decompression_bomb_warning_as_training_does(untrained_run, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    run, image = untrained_run
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the 28 x 28 image is a "bomb" of 784 pixels now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = api.predict(run, [image])
+    assert len(rows) == 1
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

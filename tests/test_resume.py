@@ -329,3 +329,13 @@ def test_a_tampered_resume_field_is_a_checkpoint_error_naming_it(interrupted_che
     with pytest.raises(CheckpointError, match=f"resume field '{field.split('.')[0]}") as raised:
         api.resume(tmp_path / "run", plots=False)
     assert raised.value.exit_code == 4
+
+
+def test_divergence_in_the_first_epoch_does_not_claim_a_checkpoint_is_kept(tmp_path):
+    from lnl_cli.errors import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged) as first:
+        api.train(load_config("colored-mnist", [*TINY, "method=baseline", "train.lr=1e30"]), tmp_path / "nan", plots=False)
+    assert "no checkpoint had been saved yet, so nothing is kept" in str(first.value)
+    assert "last finished epoch is kept" not in str(first.value)
+    assert not (tmp_path / "nan").exists()
