@@ -115,9 +115,9 @@ RunClaim = run_folder.RunClaim
 
 def _folder(path: str | Path | None, what: str) -> Path | None:
     """`path` as a Path; an empty string is refused (Path("") would silently mean the current folder)."""
-    path = check.optional_path(path, what)
     if path is None:
         return None
+    check.path(path, what)
     if not str(path).strip():
         raise ConfigError(f"{what} is empty, which would mean the current folder; name a folder")
     return Path(path)
@@ -179,7 +179,8 @@ def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCall
     when edited in the run's config.yaml); `progress` and `plots` as in :func:`train`."""
     from lnl_cli.engine import resume_training
 
-    folder = _folder(check.path(run_dir, "run_dir"), "the run folder to resume (--resume)")
+    check.path(run_dir, "run_dir")  # required: None is no folder
+    folder = _folder(run_dir, "the run folder to resume (--resume)")
     overrides = check.overrides(overrides)
     _check_run_arguments(callbacks, stop, progress, plots)
     callbacks, announced = _observed(callbacks, progress)
