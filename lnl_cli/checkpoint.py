@@ -152,14 +152,28 @@ INIT_NETWORKS = ("featurizer", "classifier")
 INIT_MATCH_KEYS = ("data.type", "model.backbone")
 
 
+def _init_mismatches(checkpoint: dict[str, Any], config: Config, path: Path | str) -> list[str]:
+    """The INIT_MATCH_KEYS on which the initialising checkpoint's config and the run's differ."""
+    stored = checkpoint_config(checkpoint, path)
+    return [f"{key} is {get_value(stored, key)!r} there, {get_value(config, key)!r} here"
+            for key in INIT_MATCH_KEYS if get_value(stored, key) != get_value(config, key)]
+
+
+def check_init_source(config: Config, path: Path | str) -> None:
+    """What can be checked of `train.init_from` before any data loads: the file is a readable lnl
+    checkpoint of the same data type and backbone (a ConfigError otherwise). The class and channel
+    counts, which come from the data, are checked by :func:`initialise_from`."""
+    problems = _init_mismatches(load_checkpoint(path), config, path)
+    if problems:
+        raise ConfigError(f"train.init_from: {path} does not match this run: {'; '.join(problems)}")
+
+
 def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> int:
     """Load f and g of the checkpoint at `path` into `algorithm`; return that checkpoint's epoch.
 
     A model of other data or another backbone is refused with a ConfigError naming the difference."""
     checkpoint = load_checkpoint(path)
-    stored = checkpoint_config(checkpoint, path)
-    problems = [f"{key} is {get_value(stored, key)!r} there, {get_value(config, key)!r} here"
-                for key in INIT_MATCH_KEYS if get_value(stored, key) != get_value(config, key)]
+    problems = _init_mismatches(checkpoint, config, path)
     try:
         task = TaskSpec.from_dict(checkpoint["task"])
     except (TypeError, ValueError) as exc:
