@@ -37,6 +37,7 @@ from lnl_cli import config as config_module
 from lnl_cli import run_folder
 from lnl_cli.callbacks import SweepCallbacks
 from lnl_cli.config import SPECS, Config, get_value
+from lnl_cli.engine import check_before_training
 from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError,
                             OutputError, PointsFailed, TrainingInterrupted, shown)
 from lnl_cli.fileio import atomic_write_json, output_errors, unshare
@@ -198,12 +199,15 @@ def plan_sweep(preset: str, grid: Iterable[str], set_values: Iterable[str] = (),
     failures: dict[str, list[tuple[str, ...]]] = {}
     for combo in combos:
         overrides = set_values + [f"{axis.key}={text}" for axis, text in zip(axes, combo)]
+        config: Config | None = None
         try:
-            configs.append(config_module.load_config(preset, overrides))
+            config = config_module.load_config(preset, overrides)
+            check_before_training(config)  # what `lnl train --dry-run` refuses is refused here too
         except ConfigError as exc:
-            configs.append(None)
+            config = None
             for problem in exc.problems:
                 failures.setdefault(problem, []).append(combo)
+        configs.append(config)
     if failures:
         raise ConfigError([_where(problem, where, axes, len(combos)) for problem, where in failures.items()])
     points = [_point(index, axes, combo, set_values, config, out)

@@ -414,3 +414,9 @@ def test_a_claim_left_by_a_run_killed_before_its_first_checkpoint_is_taken_over(
     assert result.returncode == 0, result.stderr
     assert (dead / "summary.json").is_file()
     assert json.loads((dead / ".lnl-claim").read_text())["token"] != "dead-run"
+
+
+def test_a_point_that_lnl_train_would_refuse_before_its_data_is_an_error_of_the_plan(pets, tmp_path):
+    result = lnl_in_process("sweep", "--preset", "smoke", "--grid", "data.val_size=0,100", "--set",
+                            "train.select=val_accuracy", "--out", str(tmp_path / "s"), "--dry-run")
+    assert_one_line_error(result, 2, "needs a validation split", "(points with data.val_size=0)")
