@@ -16,6 +16,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from lnl_cli import arguments as check
 from lnl_cli import run_folder
 from lnl_cli.callbacks import CallbackList, SweepCallbacks, TrainCallbacks
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
@@ -30,7 +31,7 @@ from lnl_cli.probe_settings import CONFIDENCE as PROBE_CONFIDENCE
 from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe_settings import ProbeSettings
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
-from lnl_cli.runtime import StopRequest
+from lnl_cli.runtime import StopRequest, watch_parent
 from lnl_cli.schema import type_name
 from lnl_cli.selection import selected_model_text
 from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
@@ -42,14 +43,14 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
+__all__ = ["check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
            "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim",
            "selected_model_text", "show_preset",
            "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
-           "TrainCallbacks", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
+           "TrainCallbacks", "watch_parent", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -76,7 +77,14 @@ def _distributed():
 
 def load_config(preset: str | Path | None = None, overrides: Overrides = (), base: "Config | None" = None) -> "Config":
     """Code defaults (or `base`) < preset (built-in name or YAML path) < overrides (``key=value`` or dotted dict)."""
-    return _config().load_config(preset, overrides, base)
+    _check_config(base, "base", optional=True)
+    return _config().load_config(check.preset(preset), check.overrides(overrides), base)
+
+
+def _check_config(config: Any, name: str, optional: bool = False) -> None:
+    """A Config as load_config makes it; a preset name in its place gets a hint."""
+    hint = " (make one with lnl_cli.load_config(PRESET, OVERRIDES))"
+    check.instance(config, _config().Config, name, hint, optional)
 
 
 def presets() -> dict[str, str]:
@@ -87,7 +95,7 @@ def presets() -> dict[str, str]:
 def show_preset(name_or_path: str, overrides: Overrides = ()) -> dict[str, Any]:
     """A preset as a run would use it: its header comment and the resolved config (code defaults <
     the presets it extends < it < overrides), as YAML text and as a dict."""
-    config = _config().load_config(name_or_path, overrides)
+    config = _config().load_config(check.path(name_or_path, "name_or_path"), check.overrides(overrides))
     return {"schema_version": JSON_SCHEMA_VERSION, "preset": name_or_path, "path": str(resolve_preset(name_or_path)),
             "header": preset_header(resolve_preset(name_or_path)), "yaml": _config().dump_yaml(config),
             "config": _config().to_dict(config)}
@@ -109,6 +117,7 @@ def _folder(path: str | Path | None, what: str) -> Path | None:
     """`path` as a Path; an empty string is refused (Path("") would silently mean the current folder)."""
     if path is None:
         return None
+    check.path(path, what)
     if not str(path).strip():
         raise ConfigError(f"{what} is empty, which would mean the current folder; name a folder")
     return Path(path)
@@ -117,6 +126,7 @@ def _folder(path: str | Path | None, what: str) -> Path | None:
 def check_run_folder(config: "Config", out_dir: str | Path | None = None) -> Path:
     """The run folder `train` would use (`out_dir`, or the next free runs/<preset>-<method>-N); a
     ConfigError when it already holds a run. Only a check: `train` claims the folder itself."""
+    _check_config(config, "config")
     return run_folder.check_run_dir(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
 
 
@@ -124,17 +134,23 @@ def claim_run_folder(config: "Config", out_dir: str | Path | None = None) -> Run
     """Claim the run folder for a run that other processes will train: pass ``claim.token`` to their
     `train` and call :func:`release_run_folder` when they are done. A ConfigError when the folder
     already holds a run or is claimed by another."""
+    _check_config(config, "config")
     return run_folder.claim(_folder(out_dir, "the run folder (--out)"), config.name, config.method)
 
 
 def release_run_folder(claim: RunClaim) -> None:
     """Remove a claimed run folder again if its run left no checkpoint; otherwise keep it."""
-    run_folder.release(claim)
+    run_folder.release(check.instance(claim, RunClaim, "claim", optional=False))
 
 
 def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
-    """What `train` would do, without doing it: the validated config and the run folder it would use."""
-    config = _config().load_config(preset, overrides)
+    """What `train` would do, without doing it: the validated config and the run folder it would use.
+    Refused like `train` would refuse it before loading data (a foreign train.init_from, selection on a
+    validation split the config leaves out)."""
+    from lnl_cli.engine import check_before_training
+
+    config = load_config(preset, overrides)
+    check_before_training(config)
     return {"schema_version": JSON_SCHEMA_VERSION, "run_dir": str(check_run_folder(config, out_dir)),
             "yaml": _config().dump_yaml(config),
             "config": _config().to_dict(config)}
@@ -154,6 +170,9 @@ def train(config: "Config", out_dir: str | Path | None = None, callbacks: "Train
     message to the callbacks when matplotlib is missing or the disk is full)."""
     from lnl_cli.engine import run_training
 
+    _check_config(config, "config")
+    _check_run_arguments(callbacks, stop, progress, plots)
+    check.instance(claim_token, str, "claim_token")
     callbacks, announced = _observed(callbacks, progress)
     with _plots_afterwards(announced, callbacks, plots):
         return run_training(config, _folder(out_dir, "the run folder (--out)"), callbacks, stop, claim_token)
@@ -165,10 +184,21 @@ def resume(run_dir: str | Path, overrides: Overrides = (), callbacks: "TrainCall
     when edited in the run's config.yaml); `progress` and `plots` as in :func:`train`."""
     from lnl_cli.engine import resume_training
 
+    check.path(run_dir, "run_dir")  # required: None is no folder
     folder = _folder(run_dir, "the run folder to resume (--resume)")
+    overrides = check.overrides(overrides)
+    _check_run_arguments(callbacks, stop, progress, plots)
     callbacks, announced = _observed(callbacks, progress)
     with _plots_afterwards(announced, callbacks, plots):
         return resume_training(folder, overrides, callbacks, stop)
+
+
+def _check_run_arguments(callbacks: Any, stop: Any, progress: Any, plots: Any) -> None:
+    """What `train` and `resume` share: progress receivers, a stop request, two switches."""
+    check.instance(callbacks, TrainCallbacks, "callbacks", " (subclass lnl_cli.api.TrainCallbacks)")
+    check.instance(stop, StopRequest, "stop")
+    check.flag(progress, "progress", optional=True)
+    check.flag(plots, "plots")
 
 
 class _Announced(TrainCallbacks):
@@ -234,14 +264,19 @@ def sweep_plan(preset: str | Path, grid: Iterable[str], overrides: Iterable[str]
     `lnl sweep --dry-run --json` prints."""
     from lnl_cli import sweep as sweeps
 
-    return sweeps.plan_sweep(str(preset), grid, list(overrides), _folder(out_dir, "the sweep folder (--out)"), jobs)
+    preset = check.path(preset, "preset")
+    grid = check.strings(grid, "grid", "seed=0,1,2")
+    overrides = check.strings(overrides, "overrides", "train.lr=0.01")
+    return sweeps.plan_sweep(str(preset), grid, overrides, _folder(out_dir, "the sweep folder (--out)"),
+                             check.whole(jobs, "jobs"))
 
 
 def sweep_document(plan: "SweepPlan", status: str = "planned") -> dict[str, Any]:
     """What sweep.json holds for `plan` now."""
     from lnl_cli import sweep as sweeps
 
-    return sweeps.document(plan, status)
+    check.instance(plan, sweeps.SweepPlan, "plan", " (make one with lnl_cli.api.sweep_plan)", optional=False)
+    return sweeps.document(plan, check.instance(status, str, "status", optional=False))
 
 
 def sweep(plan: "SweepPlan", callbacks: SweepCallbacks | None = None, stop: StopRequest | None = None,
@@ -254,6 +289,12 @@ def sweep(plan: "SweepPlan", callbacks: SweepCallbacks | None = None, stop: Stop
     (Ctrl-C) lets the running points save their checkpoints and raises TrainingInterrupted; the same
     sweep run again resumes them and skips the finished ones."""
     from lnl_cli import sweep as sweeps
+
+    check.instance(plan, sweeps.SweepPlan, "plan", " (make one with lnl_cli.api.sweep_plan)", optional=False)
+    check.instance(callbacks, SweepCallbacks, "callbacks", " (subclass lnl_cli.api.SweepCallbacks)")
+    check.instance(stop, StopRequest, "stop")
+    check.callable_or_none(train_callbacks, "train_callbacks")
+    check.flag(plots, "plots")
 
     def run_here(point: "sweeps.Point", stop: StopRequest) -> dict[str, Any]:
         receiver = train_callbacks() if train_callbacks is not None else None
@@ -272,13 +313,14 @@ def evaluate(checkpoint: str | Path, preset: str | Path | None = None, overrides
     confusion matrix. The checkpoint's own config is the default; preset and overrides change it."""
     from lnl_cli.evaluation import evaluate_checkpoint
 
-    return evaluate_checkpoint(run_folder.model_checkpoint(Path(checkpoint)), preset, overrides)
+    return evaluate_checkpoint(run_folder.model_checkpoint(check.path(checkpoint, "checkpoint")),
+                               check.preset(preset), check.overrides(overrides))
 
 
 def write_evaluation_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """confusion_matrix.png and cell_accuracy.png of an :func:`evaluate` report; PlotsUnavailable without
     matplotlib."""
-    return plot_report(report, Path(out_dir))
+    return plot_report(check.instance(report, dict, "report", optional=False), check.path(out_dir, "out_dir"))
 
 
 def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: Overrides = (),
@@ -292,9 +334,13 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
     best effort) so that `compare` shows it, and marks it stale once the checkpoint changes."""
     from lnl_cli.probe import probe_checkpoint
 
-    path = run_folder.model_checkpoint(Path(checkpoint))  # a run folder: its best.pt, recorded beside it
-    report = probe_checkpoint(path, preset, overrides, settings or ProbeSettings(), max_leakage, on_seed,
-                              max_relative_leakage=max_relative_leakage)
+    path = run_folder.model_checkpoint(check.path(checkpoint, "checkpoint"))  # a run folder: its best.pt
+    check.instance(settings, ProbeSettings, "settings", " (lnl_cli.api.ProbeSettings(...))")
+    check.callable_or_none(on_seed, "on_seed")
+    check.flag(record, "record")
+    report = probe_checkpoint(path, check.preset(preset), check.overrides(overrides), settings or ProbeSettings(),
+                              check.number(max_leakage, "max_leakage"), on_seed,
+                              max_relative_leakage=check.number(max_relative_leakage, "max_relative_leakage"))
     if record:
         try:
             run_folder.write_probe(path.parent, report)
@@ -306,24 +352,27 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
 def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descending: bool = True) -> list[dict[str, Any]]:
     """One row per run folder: key config values, final metrics and leakage (when probed). A folder of
     `lnl sweep` (sweep.json) stands for its finished points."""
-    return compare_runs([Path(run) for run in runs], sort_by, descending)
+    return compare_runs(check.paths(runs, "runs"), check.instance(sort_by, str, "sort_by"),
+                        check.flag(descending, "descending"))
 
 
 def load_model(checkpoint: str | Path, device: str | None = None) -> "Algorithm":
     """A trained model for inference: eval mode, no gradients; ``model.predict(images)`` gives logits."""
     from lnl_cli.evaluation import load_model as load
 
-    return load(Path(checkpoint), device)
+    return load(check.path(checkpoint, "checkpoint"), check.instance(device, str, "device"))
 
 
-def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+def export(checkpoint: str | Path, fmt: str, out: str | Path, *, force: bool = False) -> dict[str, Any]:
     """Write the checkpoint as a TorchScript or ONNX model taking raw images in [0, 1] (N x C x H x W,
-    normalisation inside) and returning class probabilities; returns what was written."""
-    if fmt not in EXPORT_FORMATS:
+    normalisation inside) and returning class probabilities; returns what was written. `out` may not
+    replace a checkpoint or a file of a run folder unless `force` (ConfigError)."""
+    if not isinstance(fmt, str) or fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    check_output_file(out, force=force)
     from lnl_cli.inference import export_model, load_probability_model
 
-    loaded = load_probability_model(Path(checkpoint))
+    loaded = load_probability_model(check.path(checkpoint, "checkpoint"))
     path = export_model(loaded, fmt, Path(out))
     return {"schema_version": JSON_SCHEMA_VERSION, "checkpoint": str(checkpoint), "format": fmt, "out": str(path),
             "input_shape": ["N", loaded.shape.channels, loaded.shape.size, loaded.shape.size],
@@ -335,12 +384,24 @@ def predict(checkpoint: str | Path, sources: Iterable[str | Path], path_column: 
     one row per image with the predicted class and every class's probability."""
     from lnl_cli.inference import find_images, load_probability_model, predict_files
 
-    loaded = load_probability_model(Path(checkpoint))
+    sources = check.paths(sources, "sources")
+    check.instance(path_column, str, "path_column", optional=False)
+    loaded = load_probability_model(check.path(checkpoint, "checkpoint"))
     return predict_files(loaded, find_images(sources, path_column))
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """`rows` as a CSV file (atomically); OutputError when it cannot be written."""
+def check_output_file(path: str | Path, what: str = "--out", force: bool = False) -> Path:
+    """`path` as a file a command may write: a ConfigError when it is a folder or, unless `force`, when
+    it would replace a checkpoint or a file of a run folder. Call it before the work whose result goes there."""
+    return run_folder.check_output_file(check.path(path, "the output file (out)"), what,
+                                        bool(check.flag(force, "force")))
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]], *, force: bool = False) -> Path:
+    """`rows` as a CSV file (atomically); OutputError when it cannot be written, ConfigError when it would
+    replace a checkpoint or a file of a run folder (unless `force`)."""
+    check_output_file(path, force=force)
+    check.instance(rows, list, "rows", optional=False)
     try:
         atomic_write_text(Path(path), csv_text(rows))
     except OSError as exc:

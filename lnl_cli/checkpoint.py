@@ -15,13 +15,14 @@ import torch
 
 from lnl_cli.algorithms import ALGORITHMS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.config import Config, from_dict, get_value, to_dict
-from lnl_cli.errors import CheckpointError, ConfigError, shown
+from lnl_cli.errors import CheckpointError, ConfigError, clip, shown
 from lnl_cli import run_folder
 from lnl_cli.fileio import atomic_write, output_errors, sha256_of
 from lnl_cli.version import __version__
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "task", "model", "epoch")
+STATE_DICT_PROBLEM_CHARS = 600  # enough to name several keys, short enough for one line
 
 
 def make_checkpoint(algorithm: Algorithm, config: Config, epoch: int, **extra: Any) -> dict[str, Any]:
@@ -89,8 +90,12 @@ def _read_checkpoint(path: Path, hashed: bool) -> tuple[dict[str, Any], str | No
 
 def _check_fields(checkpoint: Any, path: Path) -> None:
     """The keys and types every reader relies on; a CheckpointError naming the first that is wrong."""
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(REQUIRED_KEYS)})")
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not an lnl checkpoint (a {type(checkpoint).__name__}, not a mapping of "
+                              f"{', '.join(REQUIRED_KEYS)})")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(missing)})")
     version = checkpoint["format_version"]
     if type(version) is not int:  # noqa: E721 - "1", 1.0 and True are not format 1
         raise CheckpointError(f"{path} has an invalid format_version {shown(version)} (a {type(version).__name__}, "
@@ -127,9 +132,17 @@ def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | s
     try:
         algorithm.load_state_dict(checkpoint["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        detail = str(exc).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{path} does not fit this architecture: {detail}") from None
+        raise CheckpointError(f"{path} does not fit this architecture: {state_dict_problem(exc)}") from None
     return algorithm
+
+
+def state_dict_problem(exc: Exception) -> str:
+    """torch's load_state_dict error as one line that names the keys: its first line is only "Error(s) in
+    loading state_dict for X:", the missing, unexpected and mis-sized keys follow on the next lines."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    return clip("; ".join(lines) or type(exc).__name__, STATE_DICT_PROBLEM_CHARS)
 
 
 # What `train.init_from` carries over from a trained model: f and g. The bias head and the optimizers start
@@ -139,14 +152,28 @@ INIT_NETWORKS = ("featurizer", "classifier")
 INIT_MATCH_KEYS = ("data.type", "model.backbone")
 
 
+def _init_mismatches(checkpoint: dict[str, Any], config: Config, path: Path | str) -> list[str]:
+    """The INIT_MATCH_KEYS on which the initialising checkpoint's config and the run's differ."""
+    stored = checkpoint_config(checkpoint, path)
+    return [f"{key} is {get_value(stored, key)!r} there, {get_value(config, key)!r} here"
+            for key in INIT_MATCH_KEYS if get_value(stored, key) != get_value(config, key)]
+
+
+def check_init_source(config: Config, path: Path | str) -> None:
+    """What can be checked of `train.init_from` before any data loads: the file is a readable lnl
+    checkpoint of the same data type and backbone (a ConfigError otherwise). The class and channel
+    counts, which come from the data, are checked by :func:`initialise_from`."""
+    problems = _init_mismatches(load_checkpoint(path), config, path)
+    if problems:
+        raise ConfigError(f"train.init_from: {path} does not match this run: {'; '.join(problems)}")
+
+
 def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> int:
     """Load f and g of the checkpoint at `path` into `algorithm`; return that checkpoint's epoch.
 
     A model of other data or another backbone is refused with a ConfigError naming the difference."""
     checkpoint = load_checkpoint(path)
-    stored = checkpoint_config(checkpoint, path)
-    problems = [f"{key} is {get_value(stored, key)!r} there, {get_value(config, key)!r} here"
-                for key in INIT_MATCH_KEYS if get_value(stored, key) != get_value(config, key)]
+    problems = _init_mismatches(checkpoint, config, path)
     try:
         task = TaskSpec.from_dict(checkpoint["task"])
     except (TypeError, ValueError) as exc:
@@ -163,6 +190,6 @@ def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> i
         try:
             getattr(algorithm, name).load_state_dict(weights)
         except (RuntimeError, KeyError, TypeError) as exc:
-            detail = str(exc).strip().splitlines()[0][:200]
-            raise ConfigError(f"train.init_from: the {name} of {path} does not fit this model: {detail}") from None
+            raise ConfigError(f"train.init_from: the {name} of {path} does not fit this model: "
+                              f"{state_dict_problem(exc)}") from None
     return int(checkpoint["epoch"])

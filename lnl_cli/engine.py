@@ -23,10 +23,10 @@ import torch
 from lnl_cli import distributed, resume_state, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
-from lnl_cli.checkpoint import initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
+from lnl_cli.checkpoint import check_init_source, initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
 from lnl_cli.config import Config, dump_yaml
 from lnl_cli.data import augment as augmentation
-from lnl_cli.data import load_dataset
+from lnl_cli.data import DATASETS, load_dataset
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.fileio import expand_path
@@ -72,7 +72,7 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
     Rank 0 claims the folder before the data loads (`claim_token`: adopt the claim a launcher made for
     this run) and gives it back if the run ends without a checkpoint, so a run that fails on its data,
     its first epoch or a full disk leaves nothing behind."""
-    _check_init_from(config)
+    check_before_training(config)
     held = run_folder.claim(out_dir, config.name, config.method, claim_token) if distributed.is_main() else None
     run_dir = held.path if held else run_folder.resolve_run_dir(out_dir, config.name, config.method)
 
@@ -88,26 +88,50 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
         if held is not None:
             run_folder.release(held)
         raise
+    finally:
+        if held is not None:
+            run_folder.let_go(held)  # the folder's lock: held while training, never after
 
 
-def _check_init_from(config: Config) -> None:
-    """A missing train.init_from is a config error found before anything is loaded or written."""
+def check_before_training(config: Config) -> None:
+    """What can be refused before any data loads or any folder is claimed (by `lnl train` and by its
+    --dry-run alike): a train.init_from that is missing or of other data or another backbone, and
+    model selection on a validation split that the config leaves out."""
     given = config.train.init_from
-    if given and not run_folder.model_checkpoint(expand_path(given)).is_file():
-        raise ConfigError(f"train.init_from: no checkpoint at {given} (give a run's last.pt or best.pt, or its folder)")
+    if given:
+        path = run_folder.model_checkpoint(expand_path(given))
+        if not path.is_file():
+            raise ConfigError(f"train.init_from: no checkpoint at {given} (give a run's last.pt or best.pt, or its "
+                              "folder)")
+        check_init_source(config, path)
+    if config.train.select != LAST and DATASETS[config.data.type].has_validation(config) is False:
+        raise ConfigError(_no_validation(config))
+
+
+def _no_validation(config: Config) -> str:
+    return (f"train.select={config.train.select} needs a validation split, and this {config.data.type} data has "
+            "none; give it one (see the README) or use train.select=last")
 
 
 def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (),
                     callbacks: TrainCallbacks | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
     """Continue a run from its checkpoint: weights, optimizers, epoch, batch order and partial epoch.
 
-    Only keys in RESUME_SAFE_KEYS may change (e.g. more epochs, another device)."""
+    Only keys in RESUME_SAFE_KEYS may change (e.g. more epochs, another device). Rank 0 holds the
+    folder's lock throughout: a second resume of the same folder is refused, not a second writer."""
     run_dir = Path(run_dir)
+    with run_folder.locked(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        return _resume(run_dir, overrides, callbacks, stop)
+
+
+def _resume(run_dir: Path, overrides: Iterable[str] | dict[str, Any], callbacks: TrainCallbacks | None,
+            stop: StopRequest | None) -> dict[str, Any]:
     path = run_folder.resume_checkpoint(run_dir)
+    run_folder.check_resumable(run_dir)
     checkpoint = load_checkpoint(path)
     callbacks = callbacks or TrainCallbacks()
     config = resume_state.resume_config(checkpoint, path, overrides, callbacks)
-    start = resume_state.start_state(checkpoint, config)
+    start = resume_state.start_state(checkpoint, config, path)
     resume_state.check_epochs(config, start, run_dir)
     if start.epoch >= config.train.epochs and start.partial_epoch is None:
         callbacks.on_message(f"{run_dir} already finished its {config.train.epochs} epochs; nothing to do "
@@ -115,6 +139,7 @@ def resume_training(run_dir: Path, overrides: Iterable[str] | dict[str, Any] = (
         return {**(run_folder.read_summary(run_dir) or {"run_dir": str(run_dir)}), "already_finished": True}
     if distributed.is_main():
         resume_state.trim_metrics(run_dir, start.epoch, callbacks)
+        run_folder.remove_stale_temp_files(run_dir)
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
@@ -275,7 +300,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
         if not (report or stop_now):
             continue
         tally.agree(ctx.stop)
-        _check_finite(tally.totals, epoch, step)
+        _check_finite(tally.totals, epoch, step, ctx.run_dir)
         if report:
             ctx.callbacks.on_losses(tally.means())
         if ctx.stop.requested and step < steps:
@@ -328,12 +353,16 @@ class _LossTally:
         return {name: float(total) / self.total_seen for name, total in self.totals.items()}
 
 
-def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int, run_dir: Path) -> None:
+    """TrainingDiverged at a NaN or infinite loss, saying truthfully what is left: the last checkpoint,
+    or, when none was saved yet, nothing (the run's folder is given back)."""
     for name, total in sums.items():
         value = float(total)
         if not math.isfinite(value):
-            raise TrainingDiverged(f"{name} became {value} in epoch {epoch + 1} by step {step}; "
-                                   "the checkpoint of the last finished epoch is kept")
+            kept = run_folder.checkpoint_path(run_dir)
+            left = (f"the last checkpoint saved, {kept}, is kept" if kept.exists() else
+                    "no checkpoint had been saved yet, so nothing is kept; lower train.lr or check the data")
+            raise TrainingDiverged(f"{name} became {value} in epoch {epoch + 1} by step {step}; {left}")
 
 
 def _interrupted(ctx: RunContext, where: str) -> TrainingInterrupted:
@@ -361,8 +390,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
         callbacks.on_status(f"loading {config.data.type} data")
     dataset = load_dataset(config).to(device)
     if config.train.select != LAST and dataset.val is None:
-        raise ConfigError(f"train.select={config.train.select} needs a validation split, and this "
-                          f"{config.data.type} data has none; give it one (see the README) or use train.select=last")
+        raise ConfigError(_no_validation(config))
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
     stop = stop or StopRequest()
     stop.armed = True  # from here on a stop is agreed on at a step boundary and saved

@@ -16,6 +16,8 @@ import io
 import json
 import math
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO, Iterator
@@ -46,25 +48,48 @@ def current_umask() -> int:
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through `write` into a temp file in the same folder, fsync it, then rename over `path`.
 
+    A rename is right for regular files only: an existing symlink is written through (its target is
+    replaced, the link stays), and a device, FIFO or socket is written directly (renaming over
+    /dev/null would make it a regular file), so that ENOSPC from /dev/full is an error like any other.
+
     mkstemp makes the temp file 0600 whatever the umask; it is given the mode a plain open() would
     have, so checkpoints and summaries are as readable as metrics.jsonl."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = write_target(Path(path))
+    if target.exists() and not target.is_file():
+        _write_in_place(target, write)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, NEW_FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp_name, target)
     except BaseException:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+
+
+def write_target(path: Path) -> Path:
+    """The file a write to `path` lands in: `path` itself, or for a symlink (a chain of them, a dangling
+    one too) the file it points to, so that the link is kept and what it names is written."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _write_in_place(target: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write to something that is not a regular file (a device, a FIFO) directly: there is no old
+    content to keep whole, and a rename would replace the special file itself. A folder is refused."""
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    with open(target, "wb") as handle:
+        write(handle)
+        handle.flush()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -105,10 +130,29 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, to_json(data, indent=2) + "\n")
 
 
+def unshare(path: Path) -> None:
+    """Give `path` an inode of its own before it is changed in place (appended to, truncated): a file
+    with other hard links (a run folder copied with ``cp -al``) is copied atomically into a new file
+    first, so that the change never reaches the other names. Renames and atomic writes need no such
+    care: they make a new inode anyway."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink <= 1:
+        return
+    with open(path, "rb") as source:
+        atomic_write(Path(path), lambda handle: shutil.copyfileobj(source, handle, HASH_CHUNK_BYTES))
+    with contextlib.suppress(OSError):
+        os.chmod(write_target(Path(path)), stat.S_IMODE(info.st_mode))
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one whole line in a single write. A write that fails or stops short (a full disk) is cut
-    back to the old end of the file, so no partial record is left behind."""
+    back to the old end of the file, so no partial record is left behind. A file shared with other hard
+    links is unshared first (:func:`unshare`): the append lands in this name only."""
     line = (to_json(record) + "\n").encode("utf-8")
+    unshare(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
     try:
         end = os.fstat(fd).st_size

@@ -21,7 +21,7 @@ from torch import nn
 from lnl_cli.algorithms import Algorithm
 from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, restore_algorithm
 from lnl_cli.data import DATASETS
-from lnl_cli.data.images import read_image
+from lnl_cli.data.images import quiet_large_images, read_image
 from lnl_cli.errors import ConfigError, DataError, OutputError
 from lnl_cli.export_formats import EXPORT_FORMATS
 from lnl_cli.fileio import atomic_write
@@ -145,15 +145,22 @@ def _csv_paths(path: Path, column: str) -> list[Path]:
             reader = csv.DictReader(handle)
             if column not in (reader.fieldnames or []):
                 raise DataError(f"{path}: no '{column}' column (columns: {', '.join(reader.fieldnames or [])})")
-            rows = [(row.get(column) or "").strip() for row in reader]
+            rows = []
+            for row in reader:
+                cell = (row.get(column) or "").strip()
+                if not cell:  # dropping it would shift every later prediction against the input's rows
+                    raise DataError(f"{path} line {reader.line_num}: the '{column}' cell is empty; every row must "
+                                    "name an image (predictions are one row per input row)")
+                rows.append(cell)
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    return [p if p.is_absolute() else path.parent / p for p in map(Path, filter(None, rows))]
+    return [p if p.is_absolute() else path.parent / p for p in map(Path, rows)]
 
 
 def load_images(paths: list[Path], size: int, channels: int) -> torch.Tensor:
     """N x C x size x size floats in [0, 1], decoded and resized as the training data was."""
-    images = torch.stack([_read(path, size) for path in paths]).float().div_(255.0)
+    with quiet_large_images():  # as when training data is decoded: every image is resized anyway
+        images = torch.stack([_read(path, size) for path in paths]).float().div_(255.0)
     if channels != images.shape[1]:
         raise DataError(f"the model takes {channels}-channel images, the files decode to {images.shape[1]}")
     return images

@@ -6,6 +6,7 @@ Apart from :mod:`lnl_cli.engine`, whose loop reads these; a checkpoint holds the
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from lnl_cli import distributed, run_folder
 from lnl_cli.callbacks import TrainCallbacks
 from lnl_cli.checkpoint import checkpoint_config
 from lnl_cli.config import SPECS, Config, get_value, load_config, overlay
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import CheckpointError, ConfigError, shown
 from lnl_cli.selection import Selection
 
 # Config keys that may change when a run is resumed: they do not change what was already trained.
@@ -92,15 +93,88 @@ def trim_metrics(run_dir: Path, epochs_done: int, callbacks: TrainCallbacks) -> 
                              "does not have (written just before a crash); they are trained again")
 
 
-def start_state(checkpoint: dict[str, Any], config: Config) -> StartState:
+def start_state(checkpoint: dict[str, Any], config: Config, path: Path | str = "the checkpoint") -> StartState:
+    """Where the loop continues, from the checkpoint's resume-only fields, each checked first: a field
+    that is damaged or tampered with is a CheckpointError naming it (exit 4), never a crash inside torch."""
     generator = torch.Generator()
-    generator.set_state(checkpoint["batch_order_state"])
-    partial = checkpoint.get("partial_epoch")
-    progress = None if partial is None else EpochProgress(
-        partial["order_state"], int(partial["step"]), int(partial["seen"]), dict(partial["loss_sums"]))
-    selection = Selection.from_dict(checkpoint.get("selection"), config.train.select)
-    return StartState(int(checkpoint["epoch"]), generator, selection, progress,
-                      float(checkpoint.get("train_seconds", 0.0)))
+    _set_generator_state(generator, checkpoint.get("batch_order_state"), "batch_order_state", path)
+    progress = _partial_epoch(checkpoint.get("partial_epoch"), path)
+    _check_rng(checkpoint.get("rng"), path)
+    try:
+        selection = Selection.from_dict(_mapping_or_none(checkpoint.get("selection"), "selection", path),
+                                        config.train.select)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _damaged(path, "selection", exc) from None
+    seconds = checkpoint.get("train_seconds", 0.0)
+    if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        raise _damaged(path, "train_seconds", f"a number of seconds >= 0, got {shown(seconds)}")
+    return StartState(int(checkpoint["epoch"]), generator, selection, progress, float(seconds))
+
+
+def _damaged(path: Path | str, key: str, detail: Any) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged: its resume field '{key}' is unusable ({detail}); resume from "
+                           "another copy, or evaluate the checkpoint as it is")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0  # noqa: E721 - not a bool, not a tensor
+
+
+def _mapping_or_none(value: Any, key: str, path: Path | str) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise _damaged(path, key, f"a mapping, got {type(value).__name__}")
+    return value
+
+
+def _set_generator_state(generator: torch.Generator, state: Any, key: str, path: Path | str) -> None:
+    """A generator state is a byte tensor that torch accepts; anything else is a damaged field."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        raise _damaged(path, key, f"a byte tensor, got {type(state).__name__}"
+                       + (f" of {state.dtype}" if isinstance(state, torch.Tensor) else ""))
+    try:
+        generator.set_state(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise _damaged(path, key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _partial_epoch(partial: Any, path: Path | str) -> EpochProgress | None:
+    """The interrupted epoch's progress, checked field by field (None: the checkpoint is at an epoch's end)."""
+    partial = _mapping_or_none(partial, "partial_epoch", path)
+    if partial is None:
+        return None
+    _set_generator_state(torch.Generator(), partial.get("order_state"), "partial_epoch.order_state", path)
+    for key in ("step", "seen"):
+        if not _is_count(partial.get(key)):
+            raise _damaged(path, f"partial_epoch.{key}", f"a whole number >= 0, got {shown(partial.get(key))}")
+    sums = partial.get("loss_sums")
+    if not isinstance(sums, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in sums.items()):
+        raise _damaged(path, "partial_epoch.loss_sums", f"a mapping of loss names to numbers, got {shown(sums)}")
+    return EpochProgress(partial["order_state"], partial["step"], partial["seen"],
+                         {name: float(value) for name, value in sums.items()})
+
+
+def _check_rng(rng: Any, path: Path | str) -> None:
+    """The global RNG states :func:`restore_rng` will set, checked before any training starts."""
+    rng = _mapping_or_none(rng, "rng", path)
+    if not rng:
+        return
+    reference = torch.get_rng_state()
+    state = rng.get("torch")
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.shape != reference.shape:
+        raise _damaged(path, "rng.torch", f"a byte tensor of {reference.numel()} values, got {shown(state)}")
+    # random.getstate(): the Mersenne Twister's 624 words and its index (one tuple), and the cached Gaussian
+    words, gauss = rng.get("python"), rng.get("python_position")
+    expected = len(random.getstate()[1])
+    if (not isinstance(words, (list, tuple)) or len(words) != expected
+            or not all(type(word) is int and 0 <= word < 2**32 for word in words)  # noqa: E721
+            or words[-1] > expected - 1):
+        raise _damaged(path, "rng.python", f"{expected} whole numbers below 2**32, the last at most {expected - 1}")
+    if gauss is not None and not _is_number(gauss):
+        raise _damaged(path, "rng.python_position", f"None or a number, got {shown(gauss)}")
 
 
 def capture_rng() -> dict[str, Any]:

@@ -13,25 +13,33 @@
       tensorboard/     TensorBoard event files (train.tensorboard=true)
       train.log        stderr of a run that `lnl sweep --jobs N` started in a process of its own
 
+While a run trains in a folder it holds a lock on the folder itself (``flock`` on the directory): a
+second `lnl train --resume` of it, or a run into it, is refused, and the lock dies with its holder
+however it ends (``kill -9`` included), so a claim whose folder nobody holds is stale and is taken over.
+
 Every file name lives here; the engine, compare, plots and probe ask this module. A write that fails
 (disk full, read-only folder) is an OutputError.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
 import uuid
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from lnl_cli.errors import ConfigError, OutputError
+from lnl_cli.errors import CheckpointError, ConfigError, OutputError
 from lnl_cli.fileio import (NEW_FILE_MODE, append_json_line, atomic_write_json, atomic_write_text, csv_text,
-                            output_errors)
+                            output_errors, unshare, write_target)
 from lnl_cli.safe_yaml import YamlError, load_yaml
 
 CLAIM_FILE = ".lnl-claim"
@@ -122,6 +130,74 @@ def _refuse_taken(run_dir: Path) -> None:
         raise ConfigError(f"run folder {run_dir} already holds a run; choose another --out")
 
 
+# ---------------------------------------------------------------------------- the folder lock
+
+
+class FolderLock:
+    """An exclusive ``flock`` on a run folder's directory, held while a run trains in it. The kernel
+    drops it when its holder dies, however it dies, so a lock never outlives its run."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    def close(self) -> None:
+        """Let go of the lock (idempotent: the descriptor is closed once, never a reused number)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def try_lock(run_dir: Path) -> FolderLock | None:
+    """The folder's lock, or None when another process holds it. Where the file system cannot lock,
+    a lock that locks nothing: the claim file still keeps two new runs apart."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise OutputError(f"cannot open run folder {run_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            os.close(fd)
+            return None
+    return FolderLock(fd)
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a live process holds `run_dir`'s lock (is training in it) right now."""
+    if not Path(run_dir).is_dir():
+        return False
+    held = try_lock(Path(run_dir))
+    if held is None:
+        return True
+    held.close()
+    return False
+
+
+def _in_use_error(run_dir: Path) -> ConfigError:
+    return ConfigError(f"run folder {run_dir} is in use: another lnl process is training in it; wait for it to "
+                       "end (or stop it), then try again")
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir`'s lock for a resume: a second resume of the same folder, concurrent or by an orphaned
+    sweep point, is a ConfigError instead of a second writer. A folder that does not exist is left to
+    the caller to report."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        yield
+        return
+    held = try_lock(run_dir)
+    if held is None:
+        raise _in_use_error(run_dir)
+    try:
+        yield
+    finally:
+        held.close()
+
+
 # ---------------------------------------------------------------------------- claiming a folder
 
 
@@ -134,6 +210,7 @@ class RunClaim:
     path: Path
     token: str
     created: Path | None
+    lock: FolderLock = field(default_factory=lambda: FolderLock(None), compare=False, repr=False)
 
 
 def claim(out_dir: Path | None, name: str, method: str, token: str | None = None) -> RunClaim:
@@ -149,12 +226,36 @@ def claim(out_dir: Path | None, name: str, method: str, token: str | None = None
     _refuse_taken(run_dir)
     created = _make_folder(run_dir, exclusive=False)
     if token is not None and _claim_token(run_dir) == token:
-        return RunClaim(run_dir, token, created=None)
-    new = RunClaim(run_dir, token or uuid.uuid4().hex, created)
-    if not _write_claim_file(new):
-        raise ConfigError(f"run folder {run_dir} is already taken by another run ({run_dir / CLAIM_FILE} exists); "
-                          "choose another --out")
+        return RunClaim(run_dir, token, created=None)  # the launcher that made the claim holds the lock
+    lock = try_lock(run_dir)
+    if lock is None:
+        raise _taken_error(run_dir)
+    new = RunClaim(run_dir, token or uuid.uuid4().hex, created, lock)
+    if not _write_claim_file(new) and not _take_over_stale_claim(new):
+        lock.close()
+        raise _taken_error(run_dir)
     return new
+
+
+def _taken_error(run_dir: Path) -> ConfigError:
+    return ConfigError(f"run folder {run_dir} is already taken by another run ({run_dir / CLAIM_FILE} exists "
+                       "and a live lnl process holds the folder); choose another --out")
+
+
+def _take_over_stale_claim(new: RunClaim) -> bool:
+    """Replace a claim file that no live run stands behind: this process holds the folder's lock and
+    the folder holds neither checkpoint nor metrics (checked before), so the run that claimed it died
+    before its first checkpoint (``kill -9``, a power cut). False if the claim file cannot be replaced."""
+    path = new.path / CLAIM_FILE
+    try:
+        atomic_write_text(path, _claim_content(new))
+    except OSError:
+        return False
+    return True
+
+
+def _claim_content(new: RunClaim) -> str:
+    return json.dumps({"token": new.token, "pid": os.getpid(), "host": socket.gethostname()}) + "\n"
 
 
 def _claim_next(base: Path, name: str, method: str) -> RunClaim:
@@ -163,9 +264,11 @@ def _claim_next(base: Path, name: str, method: str) -> RunClaim:
         created = _make_folder(run_dir, exclusive=True)
         if created is None:
             continue  # another run made it first
-        new = RunClaim(run_dir, uuid.uuid4().hex, created)
+        lock = try_lock(run_dir) or FolderLock(None)  # a folder this process just made: nobody else holds it
+        new = RunClaim(run_dir, uuid.uuid4().hex, created, lock)
         if _write_claim_file(new):
             return new
+        lock.close()
     raise OutputError(f"no free run folder {base / (name + '-' + method + '-N')} after {MAX_CLAIM_ATTEMPTS} tries")
 
 
@@ -190,7 +293,7 @@ def _write_claim_file(new: RunClaim) -> bool:
     """Create the claim file exclusively; False if another run holds it. On a write error the folder
     is left as it was found."""
     path = new.path / CLAIM_FILE
-    content = json.dumps({"token": new.token, "pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+    content = _claim_content(new)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
     except FileExistsError:
@@ -219,7 +322,19 @@ def release(held: RunClaim) -> None:
     """Give back a claim whose run ended without a checkpoint (bad data, a failed write, a NaN in the
     first epoch): remove what the run wrote, and the folder if the claim made it. A folder with a
     checkpoint is kept (it can be resumed or evaluated), and so are files this run did not write.
-    Best effort: it runs while another error is on its way to the user."""
+    Best effort: it runs while another error is on its way to the user. The folder's lock goes too."""
+    try:
+        _release(held)
+    finally:
+        held.lock.close()
+
+
+def let_go(held: RunClaim) -> None:
+    """The run is over (finished, interrupted or failed): give up the folder's lock, keep its files."""
+    held.lock.close()
+
+
+def _release(held: RunClaim) -> None:
     if checkpoint_path(held.path).exists():
         return
     owner = _claim_token(held.path)
@@ -259,6 +374,78 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------- files other commands write
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a run (claimed, or with a checkpoint or metrics): its files are the run's."""
+    folder = Path(folder)
+    return any((folder / name).exists() for name in (CLAIM_FILE, CHECKPOINT_FILE, BEST_FILE, LEGACY_CHECKPOINT_FILE,
+                                                     METRICS_FILE, SUMMARY_FILE))
+
+
+def looks_like_checkpoint(path: Path) -> bool:
+    """Whether `path` is a torch.save archive (a checkpoint's format) rather than, say, an exported
+    TorchScript model, which carries its code. A cheap look at the zip's names, nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return any(name.endswith("/data.pkl") for name in names) and not any("/code/" in name for name in names)
+
+
+def check_output_file(path: Path, what: str = "--out", force: bool = False) -> Path:
+    """The file `lnl export` or `lnl predict --out` may write: refused (ConfigError, exit 2) when it is a
+    folder, and, unless `force`, when it would replace a checkpoint or any file of a run folder (a model
+    exported over best.pt destroyed the run's selected model). A new file in a run folder is fine."""
+    path = Path(path)
+    target = write_target(path)
+    if target.is_dir():
+        raise ConfigError(f"{what} {path} is a folder (an empty {what} means the current one); name a file")
+    if force or not target.is_file():
+        return path
+    if is_run_folder(target.parent):
+        raise ConfigError(f"{what} {path} would overwrite {target.name} of the run folder {target.parent}; write "
+                          "elsewhere, or pass --force to replace it")
+    if looks_like_checkpoint(target):
+        raise ConfigError(f"{what} {path} would overwrite the checkpoint {target}; write elsewhere, or pass --force "
+                          "to replace it")
+    return path
+
+
+# ---------------------------------------------------------------------------- resuming
+
+
+def check_resumable(run_dir: Path) -> None:
+    """A CheckpointError that says what to do when `run_dir` has nothing to resume: no folder, or a
+    folder whose run stopped (was killed) before its first checkpoint, which `lnl train --out` reuses."""
+    run_dir = Path(run_dir)
+    if resume_checkpoint(run_dir).exists() or not run_dir.is_dir():
+        return  # a checkpoint to read, or no folder: the checkpoint loader reports that
+    if (run_dir / CLAIM_FILE).exists() or (run_dir / CONFIG_FILE).exists():
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume: its run stopped before its first epoch "
+                              f"finished; train it again with `lnl train --out {run_dir} ...` (the folder is "
+                              "taken over) or remove it")
+
+
+# What an atomic write leaves behind when it is killed mid-write: .<name>.<random>.tmp (and best.pt's staged link).
+_TEMP_PREFIXES = tuple(f".{name}." for name in (CHECKPOINT_FILE, BEST_FILE, CONFIG_FILE, RESULTS_FILE,
+                                                  SUMMARY_FILE, PROBE_FILE, LOSSES_PLOT, ACCURACY_PLOT,
+                                                  CLAIM_FILE))
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Remove the temp files of writes that a kill cut short (``.last.pt.x1y2.tmp``, hundreds of MB for
+    a large model). Only called under the folder's lock, when no write of this run can be in flight."""
+    removed = []
+    for path in Path(run_dir).glob(".*.tmp"):
+        if path.name.startswith(_TEMP_PREFIXES) and path.is_file():
+            _unlink(path)
+            removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------------------- writing
@@ -308,6 +495,7 @@ def trim_metrics(run_dir: Path, last_epoch: int) -> int:
     dropped = sum(1 for line in data[keep:].splitlines() if line.strip())
     if keep < len(data):
         with output_errors(path):
+            unshare(path)  # a hard-linked copy's metrics must not cut the original's
             os.truncate(path, keep)
         write_results(run_dir)
     return dropped

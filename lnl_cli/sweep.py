@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import json
 import os
@@ -36,11 +37,12 @@ from lnl_cli import config as config_module
 from lnl_cli import run_folder
 from lnl_cli.callbacks import SweepCallbacks
 from lnl_cli.config import SPECS, Config, get_value
+from lnl_cli.engine import check_before_training
 from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError,
                             OutputError, PointsFailed, TrainingInterrupted, shown)
-from lnl_cli.fileio import atomic_write_json, output_errors
+from lnl_cli.fileio import atomic_write_json, output_errors, unshare
 from lnl_cli.resume_state import RESUME_SAFE_KEYS
-from lnl_cli.runtime import StopRequest
+from lnl_cli.runtime import PARENT_PID_ENV, StopRequest, die_with_parent
 from lnl_cli.version import JSON_SCHEMA_VERSION
 
 SWEEP_FILE = run_folder.SWEEP_FILE
@@ -197,12 +199,15 @@ def plan_sweep(preset: str, grid: Iterable[str], set_values: Iterable[str] = (),
     failures: dict[str, list[tuple[str, ...]]] = {}
     for combo in combos:
         overrides = set_values + [f"{axis.key}={text}" for axis, text in zip(axes, combo)]
+        config: Config | None = None
         try:
-            configs.append(config_module.load_config(preset, overrides))
+            config = config_module.load_config(preset, overrides)
+            check_before_training(config)  # what `lnl train --dry-run` refuses is refused here too
         except ConfigError as exc:
-            configs.append(None)
+            config = None
             for problem in exc.problems:
                 failures.setdefault(problem, []).append(combo)
+        configs.append(config)
     if failures:
         raise ConfigError([_where(problem, where, axes, len(combos)) for problem, where in failures.items()])
     points = [_point(index, axes, combo, set_values, config, out)
@@ -313,6 +318,9 @@ def _classify(point: Point) -> None:
     point.status, point.result, point.error, point.exit_code, point.resume_overrides = PENDING, None, None, None, {}
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"point {point.name}: {folder} is a file")
+    if run_folder.in_use(folder):
+        raise ConfigError(f"point {point.name}: {folder} is in use: an lnl process is training in it (a run "
+                          "started outside this sweep, or a point of another one); wait for it or stop it")
     finished = (folder / run_folder.SUMMARY_FILE).exists()
     checkpoint = run_folder.resume_checkpoint(folder).exists()
     if not finished and not checkpoint:
@@ -544,7 +552,9 @@ class _Child:
 def _run_processes(plan: SweepPlan, todo: list[Point], jobs: int, callbacks: SweepCallbacks,
                    stop: StopRequest) -> None:
     """`jobs` points at once, each an `lnl train` in its own session (so that a Ctrl-C at the terminal
-    reaches only this process, which passes it on once: a second one would abandon their steps)."""
+    reaches only this process, which passes it on once: a second one would abandon their steps). The
+    points die with this process, however it ends (``kill -9`` included): an orphan would train on beside
+    the point a rerun of the sweep resumes."""
     total = len(plan.points)
     stop.armed = True  # a stop is passed on to the running points, which save and exit
     queue, running = list(todo), []
@@ -579,12 +589,15 @@ def _start(point: Point, preset: str) -> _Child:
     log = point.run_dir / run_folder.LOG_FILE
     with output_errors(log):
         point.run_dir.mkdir(parents=True, exist_ok=True)
+        unshare(log)  # a hard-linked copy of a point's folder appends to its own log only
         handle = open(log, "ab")
     with handle:
         start = handle.tell()
         try:
             process = subprocess.Popen(train_command(point, preset), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True)
+                                       stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True,
+                                       env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
+                                       preexec_fn=functools.partial(die_with_parent, os.getpid()))
         except OSError as exc:
             raise OutputError(f"cannot start a process for point {point.name}: {exc.strerror or exc}") from None
     return _Child(point, process, log, start)

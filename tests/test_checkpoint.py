@@ -178,3 +178,26 @@ def test_a_format_version_of_another_type_says_so(tmp_path, version, kind):
     message = str(info.value)
     assert f"invalid format_version {version!r} (a {kind}, not an integer)" in message
     assert "this lnl reads 1" not in message
+
+
+# ------------------------------------------------------------------ messages that name what is wrong (issue 28)
+def test_a_checkpoint_lacking_one_field_is_reported_missing_that_field_only(tmp_path):
+    _, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    del checkpoint["model"]
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"not an lnl checkpoint \(missing model\)$"):
+        load_checkpoint(path)
+
+
+def test_a_state_dict_mismatch_names_the_keys(tmp_path):
+    config, _, path = _saved(tmp_path)
+    checkpoint = load_checkpoint(path)
+    dropped = sorted(checkpoint["model"])[0]
+    del checkpoint["model"][dropped]
+    checkpoint["model"]["stray.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as raised:
+        restore_algorithm(checkpoint, config, path)
+    message = str(raised.value)
+    assert dropped in message and "stray.weight" in message and "Missing key" in message, message
+    assert len(message.splitlines()) == 1

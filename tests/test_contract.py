@@ -215,3 +215,122 @@ def test_random_checkpoint_fields_keep_the_exit_code_contract(checkpoint_templat
         result = lnl(*(args + ["--steps", "1", "--seeds", "1"] if command == "probe-bias" else args))
         assert_contract(result)
         assert result.exit_code in (2, 3, 4), result.output  # valid ones stop at the missing data
+
+
+# ---------------------------------------------------------------------------- the Python API's arguments (issue 28)
+def _api():
+    from lnl_cli import api
+
+    return api
+
+
+API_MISUSES = {
+    "train(a preset name)": lambda api, cfg: api.train("smoke"),
+    "train(callbacks=str)": lambda api, cfg: api.train(cfg, callbacks="x"),
+    "train(stop=str)": lambda api, cfg: api.train(cfg, stop="soon"),
+    "train(out_dir=int)": lambda api, cfg: api.train(cfg, out_dir=5),
+    "load_model(None)": lambda api, cfg: api.load_model(None),
+    "probe(settings=str)": lambda api, cfg: api.probe("RUN", settings="bad"),
+    "probe(max_leakage=str)": lambda api, cfg: api.probe("RUN", max_leakage="0.1"),
+    "load_config(overrides=[1])": lambda api, cfg: api.load_config("smoke", [1]),
+    "load_config(overrides=str)": lambda api, cfg: api.load_config("smoke", "train.lr=1"),
+    "load_config(base=str)": lambda api, cfg: api.load_config("smoke", base="colored-mnist"),
+    "compare(str)": lambda api, cfg: api.compare("RUN"),
+    "resume(None)": lambda api, cfg: api.resume(None),
+    "resume(overrides=str)": lambda api, cfg: api.resume("RUN", "train.epochs=4"),
+    "evaluate(int)": lambda api, cfg: api.evaluate(3),
+    "predict(sources=str)": lambda api, cfg: api.predict("RUN", "img.png"),
+    "export(fmt=int)": lambda api, cfg: api.export("RUN", 3, "m.pt"),
+    "sweep_plan(grid=str)": lambda api, cfg: api.sweep_plan("smoke", "seed=0,1"),
+    "sweep_plan(jobs=str)": lambda api, cfg: api.sweep_plan("smoke", ["seed=0,1"], jobs="2"),
+    "sweep(str)": lambda api, cfg: api.sweep("plan"),
+}
+
+
+@pytest.mark.parametrize("misuse", sorted(API_MISUSES))
+def test_wrong_argument_types_at_the_api_are_config_errors_naming_the_argument(misuse, tmp_path, monkeypatch):
+    from lnl_cli.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    api = _api()
+    with pytest.raises(ConfigError) as raised:
+        API_MISUSES[misuse](api, api.load_config("smoke"))
+    message = str(raised.value)
+    assert "must be" in message and len(message.splitlines()) == 1, message
+    assert len(raised.value.problems) == 1  # one problem, not one per character of a string
+
+
+WEIRD = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.binary(max_size=4),
+                  st.text(max_size=8), st.sampled_from([".", "/", "", "smoke", "RUN", "seed=0,1", "train.lr=1", "x.png"]),
+                  st.lists(st.one_of(st.integers(), st.text(max_size=6), st.none()), max_size=3),
+                  st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), st.integers(), max_size=2),
+                  st.just(object()), st.just(Path("RUN")))
+API_CALLS = st.sampled_from(["train", "resume", "load_config", "evaluate", "probe", "compare", "load_model", "export",
+                             "predict", "sweep_plan", "sweep", "sweep_document", "show_preset", "plan_run",
+                             "check_output_file", "write_csv", "check_run_folder", "claim_run_folder"])
+
+
+@EXAMPLES
+@given(name=API_CALLS, args=st.lists(WEIRD, max_size=4))
+def test_random_arguments_to_the_api_raise_only_the_project_s_errors(name, args):
+    """Whatever a notebook passes, the API returns or raises an LnlError (never a TypeError from inside)."""
+    from lnl_cli.errors import LnlError
+
+    with Scratch() as folder:
+        old = Path.cwd()
+        try:
+            import os
+
+            os.chdir(folder)  # relative paths land in the scratch folder, and nothing there is a run or data
+            getattr(_api(), name)(*args)
+        except LnlError as exc:
+            event(f"{name}: {type(exc).__name__}")
+            assert len(str(exc).splitlines()) <= 1
+        except TypeError as exc:  # too many or too few positional arguments: Python's own call check
+            assert "positional argument" in str(exc), exc
+        finally:
+            os.chdir(old)
+
+
+# ---------------------------------------------------------------------------- predict, export and sweep (issue 28)
+PATHISH = st.one_of(st.sampled_from([".", "/", "", "none.pt", "none.png", "list.csv", "out.csv", "~nobody/x", "a\x00b",
+                                     "/dev/full", "/proc/x/y"]), TEXT)
+FLAGS = {
+    "predict": st.lists(st.one_of(st.tuples(st.sampled_from(["-c", "--checkpoint", "--out", "--path-column"]), PATHISH),
+                                  st.tuples(st.sampled_from(["--json", "--force"])), st.tuples(PATHISH)), max_size=5),
+    "export": st.lists(st.one_of(st.tuples(st.sampled_from(["-c", "--out", "--format"]),
+                                           st.one_of(PATHISH, st.sampled_from(["onnx", "torchscript", "keras"]))),
+                                 st.tuples(st.sampled_from(["--json", "--force"]))), max_size=5),
+    "sweep": st.lists(st.one_of(st.tuples(st.just("--grid"), st.one_of(TEXT, st.sampled_from(
+                                    ["seed=0,1", "seed=", "train.lr=[1,2", "method=lnl,baseline", "x=1", "=1"]))),
+                                st.tuples(st.just("--set"), OVERRIDE_VALUE.map(lambda v: f"seed={v}")),
+                                st.tuples(st.just("--set"), PLAUSIBLE), st.tuples(st.just("--preset"), PATHISH),
+                                st.tuples(st.just("--jobs"), st.sampled_from(["0", "-1", "x", "1"])),
+                                st.tuples(st.sampled_from(["--dry-run", "--json"]))), max_size=5),
+}
+
+
+@EXAMPLES
+@given(command=st.sampled_from(sorted(FLAGS)), data=st.data())
+@example(command="export", data=None)  # the issue's case: export over a run's best.pt is refused
+def test_random_predict_export_and_sweep_arguments_keep_the_exit_code_contract(command, data):
+    with Scratch() as folder:
+        if data is None:
+            (folder / "best.pt").write_bytes(b"PK")
+            (folder / ".lnl-claim").write_text("{}")
+            words = ["-c", str(folder), "--out", str(folder / "best.pt")]
+        else:
+            words = [word for group in data.draw(FLAGS[command]) for word in group]
+        words = [word for word in words if not word.startswith("--data-root")]
+        extra = ["--data-root", str(folder / "no-data"), "--out", str(folder / "s")] if command == "sweep" else []
+        old = Path.cwd()
+        try:
+            import os
+
+            os.chdir(folder)
+            result = lnl(command, *words, *extra)
+        finally:
+            os.chdir(old)
+        assert_contract(result)
+        if data is None:
+            assert result.exit_code == 2 and (folder / "best.pt").read_bytes() == b"PK", result.output

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import stat
+import threading
 
 import pytest
 
@@ -99,3 +100,41 @@ def test_writing_to_a_full_device_is_an_error_not_a_partial_line(tmp_path):
     with pytest.raises(OSError) as raised:
         fileio.append_json_line(link, {"epoch": 1})
     assert raised.value.errno == errno.ENOSPC
+
+
+# ------------------------------------------------------------------ what an atomic write must not replace (issue 28)
+def test_an_atomic_write_through_a_symlink_keeps_the_link_and_writes_its_target(tmp_path):
+    (tmp_path / "keep.txt").write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to("keep.txt")
+    fileio.atomic_write_text(link, "new\n")
+    assert link.is_symlink() and os.readlink(link) == "keep.txt"
+    assert (tmp_path / "keep.txt").read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "link.csv"]
+
+
+def test_an_atomic_write_to_a_fifo_writes_into_it_and_keeps_it_a_fifo(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    fileio.atomic_write_text(fifo, "rows\n")
+    reader.join(timeout=10)
+    assert received == [b"rows\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_an_atomic_write_to_a_full_device_is_enospc_and_the_device_stays(tmp_path):
+    """Through a link to /dev/full: the link is kept, the device is written directly and refuses (ENOSPC)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    link = tmp_path / "out.csv"
+    link.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        fileio.atomic_write_text(link, "x" * 10_000)
+    assert raised.value.errno == errno.ENOSPC
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    with pytest.raises(OutputError, match="No space left on device"):
+        with fileio.output_errors(link):
+            fileio.atomic_write_text(link, "x")

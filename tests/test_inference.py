@@ -95,3 +95,93 @@ def test_predict_and_export_errors_name_the_file(trained, tmp_path):
     (tmp_path / "list.csv").write_text("file\nx.png\n")
     assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "list.csv")), 3, "'path' column")
     assert_one_line_error(lnl("export", "-c", checkpoint, "-o", "/proc/lnl-cannot-write/m.pt"), 74, "cannot write")
+
+
+# ------------------------------------------------------------------ --out and stdout (issue 28), without MNIST
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory):
+    """A run folder with an untrained baseline's last.pt and best.pt, and one 28 px image: enough to export
+    and predict, in a second."""
+    from lnl_cli.algorithms import TaskSpec, build_algorithm
+    from lnl_cli.checkpoint import make_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("untrained")
+    run = folder / "run"
+    run.mkdir()
+    config = load_config("colored-mnist", ["method=baseline"])
+    checkpoint = make_checkpoint(build_algorithm(config, TaskSpec(10, 10, 8), load_pretrained=False), config, epoch=1)
+    save_checkpoint(run / "last.pt", checkpoint)
+    save_checkpoint(run / "best.pt", checkpoint)
+    save(torch.full((3, 28, 28), 128, dtype=torch.uint8), folder / "digit.png")
+    return run, folder / "digit.png"
+
+
+def test_export_and_predict_refuse_to_overwrite_a_run_s_files_without_force(untrained_run, tmp_path):
+    from test_cli import lnl_in_process
+
+    run, image = untrained_run
+    best = (run / "best.pt").read_bytes()
+    refused = lnl_in_process("export", "-c", str(run / "last.pt"), "--format", "torchscript", "--out", str(run / "best.pt"))
+    assert_one_line_error(refused, 2, "would overwrite best.pt of the run folder", "--force")
+    assert (run / "best.pt").read_bytes() == best
+    outside = tmp_path / "copy.pt"
+    outside.write_bytes(best)  # a checkpoint outside any run folder is a checkpoint all the same
+    refused = lnl_in_process("predict", "-c", str(run), str(image), "--out", str(outside))
+    assert_one_line_error(refused, 2, f"would overwrite the checkpoint {outside}")
+    assert outside.read_bytes() == best
+    exported = tmp_path / "model.pt"
+    for _ in range(2):  # an exported model is no checkpoint: exporting again replaces it
+        assert lnl_in_process("export", "-c", str(run), "--out", str(exported)).returncode == 0
+    forced = lnl_in_process("predict", "-c", str(run), str(image), "--out", str(outside), "--force")
+    assert forced.returncode == 0 and outside.read_text().startswith("path,prediction,confidence")
+    folder = lnl_in_process("export", "-c", str(run), "--out", str(tmp_path))
+    assert_one_line_error(folder, 2, "is a folder")
+
+
+def test_predict_out_through_a_symlink_keeps_the_link(untrained_run, tmp_path):
+    from test_cli import lnl_in_process
+
+    run, image = untrained_run
+    (tmp_path / "keep.txt").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to("keep.txt")
+    result = lnl_in_process("predict", "-c", str(run), str(image), "--out", str(tmp_path / "link.csv"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "keep.txt").read_text().startswith("path,prediction")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stdout, args", [
+    ("broken-pipe", ["predict", "-c", "RUN", "IMAGE"]), ("closed", ["predict", "-c", "RUN", "IMAGE", "--json"]),
+    ("full", ["export", "-c", "RUN", "--out", "MODEL", "--json"]), ("full", ["config", "keys", "--json"]),
+])
+def test_predict_export_and_config_keys_exit_74_when_stdout_cannot_be_written(untrained_run, tmp_path, stdout, args):
+    from test_cli import assert_output_error, lnl_to
+
+    run, image = untrained_run
+    names = {"RUN": str(run), "IMAGE": str(image), "MODEL": str(tmp_path / "m.pt")}
+    assert_output_error(lnl_to(stdout, *[names.get(arg, arg) for arg in args]), stdout)
+
+
+def test_a_csv_row_with_an_empty_path_is_refused_not_dropped(untrained_run, tmp_path):
+    from test_cli import lnl_in_process
+
+    run, image = untrained_run
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,note\n{image},first\n,second\n{image},third\n")
+    result = lnl_in_process("predict", "-c", str(run), str(listing))
+    assert_one_line_error(result, 3, f"{listing} line 3", "'path' cell is empty")
+
+
+def test_predict_silences_pillow_s_decompression_bomb_warning_as_training_does(untrained_run, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    run, image = untrained_run
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the 28 x 28 image is a "bomb" of 784 pixels now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = api.predict(run, [image])
+    assert len(rows) == 1
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

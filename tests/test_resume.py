@@ -1,6 +1,7 @@
 """Interrupt and resume: a resumed run ends with the same weights as an uninterrupted one."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from lnl_cli import api, engine, load_config, resume_state
 from lnl_cli.algorithms.lnl import LearningNotToLearn as LNL
 from lnl_cli.checkpoint import load_checkpoint
-from lnl_cli.errors import ConfigError, TrainingInterrupted
+from lnl_cli.errors import CheckpointError, ConfigError, TrainingInterrupted
 
 from helpers import tiny_dataset
 
@@ -249,3 +250,92 @@ def test_fewer_epochs_than_already_begun_are_refused(tmp_path):
     assert api.resume(tmp_path / "cut", ["train.epochs=2"])["epochs"] == 2
     with pytest.raises(ConfigError, match="train.epochs=1 is fewer than the 2 epochs"):
         api.resume(tmp_path / "cut", ["train.epochs=1"])  # a finished run too
+
+
+def _hard_linked_copy(source, target):
+    """`cp -al source target`: new folders, every file a second hard link to the original's."""
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_dir():
+            _hard_linked_copy(path, target / path.name)
+        else:
+            os.link(path, target / path.name)
+
+
+def test_resuming_a_hard_linked_copy_never_writes_into_the_original(tmp_path):
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=2"]), run)
+    with open(run / "metrics.jsonl", "a") as handle:  # a record past the checkpoint, as a crash leaves it
+        handle.write(json.dumps({"epoch": 3, "label_loss": 1.0}) + "\n")
+    _hard_linked_copy(run, copy)
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    api.resume(copy, ["train.epochs=3"])
+    after = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    assert after == before  # the trim and the append went to the copy only
+    assert _metrics_epochs(copy) == [1, 2, 3] and _metrics_epochs(run) == [1, 2, 3]
+    assert os.stat(copy / "metrics.jsonl").st_ino != os.stat(run / "metrics.jsonl").st_ino
+
+
+def test_a_resume_removes_temp_files_a_killed_save_left(tmp_path):
+    run = tmp_path / "run"
+    api.train(load_config("colored-mnist", [*TINY, "train.epochs=2"]), run)
+    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    (run / ".best.pt.tmp").write_bytes(b"a staged link")
+    (run / ".notes.tmp").write_text("the user's")
+    api.resume(run, ["train.epochs=3"])
+    assert sorted(p.name for p in run.glob(".*.tmp")) == [".notes.tmp"]
+
+
+# ------------------------------------------------------------------ tampered resume-only fields (issue 28)
+TAMPERED = {
+    "batch_order_state": ["not a state", torch.zeros(3, dtype=torch.uint8), torch.zeros(5000)],
+    "partial_epoch": ["x", {"step": 1}, {"order_state": torch.zeros(2, dtype=torch.uint8), "step": 1, "seen": 1,
+                                         "loss_sums": {}}],
+    "partial_epoch.step": [-1, "3", 2.5, None],
+    "partial_epoch.loss_sums": [None, {"label_loss": "nan please"}],
+    "rng": ["x", {"torch": torch.zeros(3)}, {"torch": "state"}],
+    "rng.python": [[1, 2, 3], "abc", None],
+    "rng.python_position": ["x"],
+    "train_seconds": ["soon", -1.0, float("nan")],
+    "selection": ["best"],
+    "selection.epoch": ["one", [1]],
+}
+
+
+@pytest.fixture(scope="module")
+def interrupted_checkpoint(tmp_path_factory):
+    """The last.pt of a run stopped inside its second epoch: every resume-only field is there."""
+    run = tmp_path_factory.mktemp("cut") / "run"
+    stop = engine.StopRequest()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=64))
+        with pytest.raises(TrainingInterrupted):
+            api.train(load_config("colored-mnist", TINY), run, StopAfter(stop, 1), stop, plots=False)
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert checkpoint["partial_epoch"] is not None and checkpoint["rng"]
+    return checkpoint
+
+
+@pytest.mark.parametrize("field, value", [(field, value) for field, values in TAMPERED.items() for value in values])
+def test_a_tampered_resume_field_is_a_checkpoint_error_naming_it(interrupted_checkpoint, tmp_path, field, value):
+    checkpoint = dict(interrupted_checkpoint)
+    checkpoint["partial_epoch"] = dict(checkpoint["partial_epoch"])
+    checkpoint["rng"] = dict(checkpoint["rng"])
+    checkpoint["selection"] = dict(checkpoint["selection"])
+    parent, _, leaf = field.rpartition(".")
+    (checkpoint[parent] if parent else checkpoint)[leaf] = value
+    (tmp_path / "run").mkdir()
+    torch.save(checkpoint, tmp_path / "run" / "last.pt")
+    with pytest.raises(CheckpointError, match=f"resume field '{field.split('.')[0]}") as raised:
+        api.resume(tmp_path / "run", plots=False)
+    assert raised.value.exit_code == 4
+
+
+def test_divergence_in_the_first_epoch_does_not_claim_a_checkpoint_is_kept(tmp_path):
+    from lnl_cli.errors import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged) as first:
+        api.train(load_config("colored-mnist", [*TINY, "method=baseline", "train.lr=1e30"]), tmp_path / "nan", plots=False)
+    assert "no checkpoint had been saved yet, so nothing is kept" in str(first.value)
+    assert "last finished epoch is kept" not in str(first.value)
+    assert not (tmp_path / "nan").exists()

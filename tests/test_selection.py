@@ -265,3 +265,24 @@ def test_bad_values_of_the_new_keys_are_one_line_errors_exit_2(tmp_path, args, n
     result = lnl_in_process("train", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
     assert_one_line_error(result, 2, needle)
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------- --dry-run refuses what train would (issue 28)
+def test_dry_run_refuses_a_foreign_init_from_and_selection_without_validation(tmp_path):
+    from lnl_cli.algorithms import TaskSpec
+    from lnl_cli.checkpoint import make_checkpoint, save_checkpoint
+
+    config = load_config("colored-mnist", ["method=baseline"])
+    checkpoint = make_checkpoint(build_algorithm(config, TaskSpec(10, 10, 8), load_pretrained=False), config, epoch=1)
+    checkpoint["config"]["model"]["backbone"] = "resnet18"  # trained on another backbone
+    save_checkpoint(tmp_path / "foreign.pt", checkpoint)
+    foreign = lnl_in_process("train", "--preset", "smoke", "--init-from", str(tmp_path / "foreign.pt"), "--dry-run",
+                             "--out", str(tmp_path / "run"))
+    assert_one_line_error(foreign, 2, "train.init_from", "model.backbone is 'resnet18' there, 'paper_convnet' here")
+    no_val = lnl_in_process("train", "--preset", "smoke", "data.val_size=0", "train.select=val_accuracy", "--dry-run",
+                            "--out", str(tmp_path / "run"))
+    assert_one_line_error(no_val, 2, "train.select=val_accuracy needs a validation split")
+    fine = lnl_in_process("train", "--preset", "smoke", "data.val_size=0", "train.select=last", "--dry-run",
+                          "--out", str(tmp_path / "run"))
+    assert fine.returncode == 0, fine.stderr
+    assert not (tmp_path / "run").exists()

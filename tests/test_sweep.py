@@ -318,3 +318,105 @@ def test_ctrl_c_stops_parallel_points_which_keep_resumable_folders(pets, tmp_pat
         assert not (out / name / "summary.json").exists()
     plan = api.sweep_plan(pets, ["seed=0,1"], ["train.num_threads=1", "method=lnl", "train.epochs=100000"], out)
     assert [point.action for point in plan.points] == ["resume", "resume"]
+
+
+# ------------------------------------------------------------------ kill -9: no orphans, one writer per folder (issue 28)
+def _live_trainers(folder: Path) -> list[int]:
+    """Pids of live (not zombie) processes whose command line names `folder`: the sweep's `lnl train` points."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"train" in command and any(str(folder).encode() in part for part in command):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the points' processes")
+def test_the_points_of_a_sweep_killed_with_sigkill_die_with_it(pets, tmp_path):
+    out = tmp_path / "s"
+    env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lnl_cli", "sweep", "--preset", str(pets), *GRID, *FIXED, "--set", "train.epochs=100000",
+         "--out", str(out), "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert _wait_for(lambda: all((out / name / "last.pt").is_file() for name in NAMES), 60)
+        assert len(_live_trainers(out)) == 2
+    finally:
+        process.kill()
+        process.wait()
+    from lnl_cli import run_folder
+
+    orphans = _live_trainers(out)
+    gone = lambda: not _live_trainers(out) and not any(run_folder.in_use(out / name) for name in NAMES)  # noqa: E731
+    try:
+        assert _wait_for(gone, 10), f"points outlived their sweep: {orphans}"
+    finally:
+        for pid in _live_trainers(out):
+            os.kill(pid, signal.SIGKILL)
+    # nobody holds the points now: the same sweep again would resume both
+    plan = api.sweep_plan(pets, ["seed=0,1"], ["train.num_threads=1", "method=lnl", "train.epochs=100000"], out)
+    assert [point.action for point in plan.points] == ["resume", "resume"]
+
+
+@pytest.mark.slow
+def test_a_folder_resumed_twice_at_once_has_one_writer_and_sigkill_frees_it(pets, tmp_path):
+    from lnl_cli import run_folder
+
+    run = tmp_path / "run"
+    trained = lnl_in_process("train", "--preset", str(pets), *FIXED, "--set", "train.epochs=1", "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}
+    first = subprocess.Popen([sys.executable, "-m", "lnl_cli", "train", "--resume", str(run), "train.epochs=100000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert _wait_for(lambda: run_folder.in_use(run), 60), "the first resume never took the folder"
+        second = lnl_in_process("train", "--resume", str(run), "train.epochs=100000")
+        assert_one_line_error(second, 2, f"run folder {run} is in use")
+    finally:
+        first.kill()
+        first.wait()
+    assert not run_folder.in_use(run)  # the lock died with its holder
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    done = load_checkpoint(run / "last.pt")["epoch"]
+    third = lnl_in_process("train", "--resume", str(run), f"train.epochs={done + 1}")
+    assert third.returncode == 0, third.stderr
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, done + 2))  # every epoch once: one writer at a time
+
+
+def test_a_claim_left_by_a_run_killed_before_its_first_checkpoint_is_taken_over(pets, tmp_path):
+    """A point whose run was SIGKILLed while loading its data: `--dry-run` says train, and the sweep trains it."""
+    out = tmp_path / "s"
+    dead = out / NAMES[0]
+    dead.mkdir(parents=True)
+    (dead / ".lnl-claim").write_text(json.dumps({"token": "dead-run", "pid": 2**22 + 1, "host": "here"}) + "\n")
+    resumed = lnl_in_process("train", "--resume", str(dead))
+    assert_one_line_error(resumed, 4, "has no checkpoint to resume", f"lnl train --out {dead}")
+    plan = api.sweep_plan(pets, ["seed=0,1"], ["train.num_threads=1", "method=lnl"], out)
+    assert [point.action for point in plan.points] == ["train", "train"]
+    result = lnl_in_process("sweep", "--preset", str(pets), *GRID, *FIXED, "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert (dead / "summary.json").is_file()
+    assert json.loads((dead / ".lnl-claim").read_text())["token"] != "dead-run"
+
+
+def test_a_point_that_lnl_train_would_refuse_before_its_data_is_an_error_of_the_plan(pets, tmp_path):
+    result = lnl_in_process("sweep", "--preset", "smoke", "--grid", "data.val_size=0,100", "--set",
+                            "train.select=val_accuracy", "--out", str(tmp_path / "s"), "--dry-run")
+    assert_one_line_error(result, 2, "needs a validation split", "(points with data.val_size=0)")

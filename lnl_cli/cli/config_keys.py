@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.cli.common import JsonOutput, print_json, stdout
+from lnl_cli.cli.common import JsonOutput, print_json, result_output, stdout
 
 app = typer.Typer(help="Inspect the config schema.", no_args_is_help=True)
 
@@ -17,6 +17,12 @@ def keys(json_output: JsonOutput = False,
          contains: str = typer.Option("", "--grep", help="Only keys containing this text.")) -> None:
     """Every key a preset, --set or key=value can set: type, default and what it does."""
     rows = [row for row in api.config_keys() if contains in row["key"]]
+    with result_output():
+        _print_keys(rows, json_output)
+
+
+def _print_keys(rows: list[dict], json_output: bool) -> None:
+    """The keys as JSON, one line each off a terminal, or a table."""
     if json_output:
         print_json(rows)
         return

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from lnl_cli import api
-from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, user_errors, write_stdout
+from lnl_cli.cli.common import CheckpointPath, JsonOutput, print_json, result_output, user_errors, write_stdout
 
 
 def predict(
@@ -18,13 +18,17 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
     path_column: str = typer.Option("path", "--path-column", help="Column of a CSV input holding image paths."),
     json_output: JsonOutput = False,
+    force: bool = typer.Option(False, "--force", help="Let --out replace a checkpoint or a file of a run folder."),
 ) -> None:
     """Predict the class of each image: path, prediction, confidence, and one probability column per class."""
     with user_errors():
+        if out is not None:
+            api.check_output_file(out, force=force)  # before the predictions, not after them
         rows = api.predict(checkpoint, sources, path_column)
         if out is not None:
-            api.write_csv(out, rows)
-    if json_output:
-        print_json(rows)
-    elif out is None:
-        write_stdout(api.csv_text(rows))
+            api.write_csv(out, rows, force=force)
+    with result_output(f"; {out} is complete" if out is not None else ""):
+        if json_output:
+            print_json(rows)
+        elif out is None:
+            write_stdout(api.csv_text(rows))

@@ -94,6 +94,7 @@ def _record_exit_code(code: int) -> None:
 
 
 def _train(overrides, preset, set_values, out, data_root, json_output, resume, nproc_per_node) -> None:
+    api.watch_parent()  # a point of `lnl sweep --jobs N` dies with its sweep
     with user_errors():
         all_overrides = collect_overrides(set_values, overrides, data_root)
         if nproc_per_node is not None and not api.launched_by_torchrun():

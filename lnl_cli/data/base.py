@@ -206,5 +206,8 @@ class DatasetSpec:
     # Side of the square images the networks see, from the config: what `lnl predict` resizes files to.
     image_size: Callable[["Config"], int] = lambda config: config.data.image_size
     check: Callable[["Config"], list[str]] = lambda config: []
+    # Whether the config gives this data a validation split, when that is known without loading it
+    # (None: only the data can tell, e.g. a manifest's split column); what `lnl train --dry-run` checks.
+    has_validation: Callable[["Config"], bool | None] = lambda config: None
     # Gives per-pixel bias targets (Batch.bias_targets): what the paper's colour heads predict.
     pixel_bias_targets: bool = False

@@ -310,4 +310,5 @@ def check_config(config: "Config") -> list[str]:
 
 DATASET = DatasetSpec(
     summary="colored_mnist (generated from MNIST)", options=ColoredMnistOptions, load=load_colored_mnist,
-    image_size=lambda config: MNIST_SIDE, check=check_config, pixel_bias_targets=True)
+    image_size=lambda config: MNIST_SIDE, check=check_config, pixel_bias_targets=True,
+    has_validation=lambda config: val_digits(config) > 0)
