@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from lnl_cli import distributed, resume_state, run_folder, runtime, tensorboard
+from lnl_cli import distributed, models, resume_state, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
@@ -73,6 +73,7 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
     this run) and gives it back if the run ends without a checkpoint, so a run that fails on its data,
     its first epoch or a full disk leaves nothing behind."""
     _check_init_from(config)
+    models.check_weights_installed(config)
     held = run_folder.claim(out_dir, config.name, config.method, claim_token) if distributed.is_main() else None
     run_dir = held.path if held else run_folder.resolve_run_dir(out_dir, config.name, config.method)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from lnl_cli.data import DATASETS
 from lnl_cli.data.images import IMAGENET_MEAN, IMAGENET_STD
+from lnl_cli.errors import ConfigError
 from lnl_cli.models.backbones import IMAGENET, PAPER_CONVNET, BackboneSpec, resnet, shufflenet
 from lnl_cli.models.efficientnet import efficientnet_lite0
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
@@ -91,9 +92,14 @@ def keep_norm_statistics(config: "Config", featurizer: nn.Module, classifier: nn
     at all). Their affine parameters still learn unless frozen."""
     for network in (featurizer, classifier):
         for module in network.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-                    config.model.bn_eval or not any(p.requires_grad for p in module.parameters())):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (config.model.bn_eval or _frozen(module)):
                 module.eval()
+
+
+def _frozen(module: nn.Module) -> bool:
+    """A module with parameters, none of which learns (model.frozen_stages froze it)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    return bool(flags) and not any(flags)
 
 
 def check_config(config: "Config") -> list[str]:
@@ -122,15 +128,24 @@ def _weights_problems(config: "Config", spec: BackboneSpec) -> list[str]:
                                                    "backbones and efficientnet_lite0"]
     if spec.imagenet is None:
         having = [name for name, other in BACKBONES.items() if other.imagenet is not None]
+        instead = " (it takes a local weights file)" if spec.takes_weights_file else ""
         return [f"model.pretrained: {IMAGENET} weights exist for model.backbone={'|'.join(having)}, not "
-                f"{model.backbone} (a torchvision backbone takes a local weights file)"]
-    problems = [reason] if (reason := spec.imagenet.missing()) else []
+                f"{model.backbone}{instead}"]
+    problems = []
     for key, expected in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
         values = getattr(data, key)
         if values and any(abs(v - e) > NORMALISATION_TOLERANCE for v, e in zip(values, expected)):
             problems.append(f"data.{key}: model.pretrained={IMAGENET} needs ImageNet's input normalisation "
                             f"{list(expected)} (leave data.{key} empty), got {values}")
     return problems
+
+
+def check_weights_installed(config: "Config") -> None:
+    """Before a run starts (not in config validation: a checkpoint trained from `imagenet` carries its
+    weights and evaluates, exports and resumes without the extra): the extra that ships the weights."""
+    spec = BACKBONES[config.model.backbone]
+    if config.model.pretrained == IMAGENET and spec.imagenet is not None and (reason := spec.imagenet.missing()):
+        raise ConfigError(reason)
 
 
 def _fine_tuning_problems(config: "Config", spec: BackboneSpec) -> list[str]:
@@ -149,5 +164,5 @@ def _fine_tuning_problems(config: "Config", spec: BackboneSpec) -> list[str]:
 
 
 __all__ = ["BACKBONES", "BIAS_HEADS", "IMAGENET", "PIXEL_HEAD", "CategoricalBiasHead", "ColorBiasHead", "FeatureExtractor", "LabelClassifier",
-           "bias_head_kind", "build_backbone", "check_config", "feature_layer", "init_paper_weights",
+           "bias_head_kind", "build_backbone", "check_config", "check_weights_installed", "feature_layer", "init_paper_weights",
            "keep_norm_statistics", "new_head", "parameter_groups"]
