@@ -1,4 +1,4 @@
-"""Every command the README shows is one the tool accepts, and its Python example runs as written."""
+"""Every command the README and docs/ show is one the tool accepts, and the Python API example runs as written."""
 
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ import typer
 from lnl_cli.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
+# The front page and every reference page: a command shown anywhere a user reads must work.
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+TEXTS = {path.relative_to(REPO).as_posix(): path.read_text() for path in DOCUMENTS}
+README = TEXTS["README.md"]
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+def _blocks(language: str, text: str | None = None) -> list[str]:
+    texts = [text] if text is not None else list(TEXTS.values())
+    return [block for t in texts for block in re.findall(rf"```{language}\n(.*?)```", t, re.S)]
 
 
 def _shell_commands() -> list[list[str]]:
-    """Each command of the README's bash blocks (continuation lines joined, comments and redirections
-    dropped), split into words."""
+    """Each command of the bash blocks of the README and docs/*.md (continuation lines joined, comments
+    and redirections dropped), split into words."""
     commands = []
     for block in _blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
@@ -45,6 +49,17 @@ SCRIPTS = [words for words in _shell_commands() if words[:1] == ["python"] and w
 
 def test_the_readme_shows_commands_at_all():
     assert len(LNL_COMMANDS) >= 10 and SCRIPTS
+    readme_commands = [line for block in _blocks("bash", README) for line in block.splitlines()]
+    assert any(line.startswith("pip install -e . && lnl train") for line in readme_commands)
+
+
+def test_the_readme_is_a_front_page():
+    """At most 12 KB, with the two setup commands and links into the reference."""
+    assert len(README.encode()) <= 12 * 1024, len(README.encode())
+    assert 'pip install -e ".[test]" && LNL_DATA_ROOT=../shared/data python -m pytest -q' in README
+    assert "pip install -e . && LNL_DATA_ROOT=../shared/data lnl train --preset colored-mnist-fast" in README
+    for link in ("docs/README.md", "benchmarks/RESULTS.md", "CHANGELOG.md"):
+        assert f"]({link})" in README, link
 
 
 @pytest.mark.parametrize("words", LNL_COMMANDS, ids=[" ".join(w)[:60] for w in LNL_COMMANDS])
@@ -72,11 +87,12 @@ def test_every_benchmark_script_in_the_readme_takes_its_arguments(words):
 
 @pytest.mark.mnist
 def test_the_python_api_example_runs_as_written(mnist_root, tmp_path, monkeypatch):
-    (example,) = [block for block in _blocks("python") if "load_config" in block and "train(" in block]
+    (example,) = [block for block in _blocks("python", TEXTS["docs/python-api.md"])
+                  if "load_config" in block and "train(" in block]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LNL_DATA_ROOT", str(mnist_root))
     namespace: dict = {}
-    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    exec(compile(example, "docs/python-api.md", "exec"), namespace)  # noqa: S102 - the docs' own example
     assert namespace["summary"]["epochs"] == 3
     assert (tmp_path / "runs" / "demo" / "probe.json").is_file()
     assert namespace["rows"][0]["run"] == "runs/demo"
