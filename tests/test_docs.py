@@ -111,7 +111,7 @@ def test_every_registered_method_has_a_section_naming_its_keys():
 def test_every_dataset_type_and_builder_flag_is_in_data_md():
     text = _doc("data.md")
     for name in DATASETS:
-        assert f"`{name}`" in text, name
+        _section(text, f"`{name}`")
     from lnl_cli.tools import background_mnist, utkface
 
     for tool in (utkface, background_mnist):
