@@ -63,6 +63,12 @@ def test_every_config_key_with_its_default_is_in_config_md():
         assert re.search(rf"^\| `{re.escape(row['key'])}` \|", text, re.M), row["key"]
 
 
+def test_every_built_in_preset_is_in_config_md():
+    table = _section(_doc("config.md"), "Built-in presets")
+    missing = [name for name in api.presets() if f"`{name}`" not in table]
+    assert not missing, f"config.md's preset table lacks {missing}"
+
+
 def test_every_exit_code_is_in_the_table_of_cli_md():
     table = _section(_doc("cli.md"), "Exit codes")
     for name, value in vars(errors).items():
