@@ -36,7 +36,7 @@ from arguments import add_method_overrides, method_overrides  # noqa: E402
 from reproduce import cpu_model, native_bf16  # noqa: E402
 
 from lnl_cli.algorithms import ALGORITHMS  # noqa: E402
-from lnl_cli.tools.utkface import AGE_BINS, OLD_MIN_AGE, YOUNG_MAX_AGE  # noqa: E402
+from lnl_cli.tools.utkface import AGE_BIN_GROUPS, AGE_BINS  # noqa: E402
 
 DIRECTIONS = {"eb1": "EB1 -> EB2", "eb2": "EB2 -> EB1"}
 BALANCED_SPLIT = "balanced_test.csv"
@@ -46,15 +46,13 @@ BIAS_TARGETS = {"age_group": [], "age_bin": ["data.columns.bias=age_bin", f"data
 
 
 def age_group_of(bias_name: str) -> str:
-    """young or old for an age_group or age_bin value (a bin lies wholly on one side: 0-19 .. 25-29, 40-44 ..)."""
+    """young or old for an age_group or age_bin value (the builder owns which bin is which)."""
     if bias_name in ("young", "old"):
         return bias_name
-    low = int(bias_name.rstrip("+").split("-")[0])
-    if low <= YOUNG_MAX_AGE:
-        return "young"
-    if low >= OLD_MIN_AGE:
-        return "old"
-    raise ValueError(f"age bin {bias_name} is neither young nor old")
+    group = AGE_BIN_GROUPS.get(bias_name)
+    if group is None:
+        raise ValueError(f"age bin {bias_name} is neither young nor old")
+    return group
 
 
 def worst_age_group_accuracy(cells: list[dict[str, Any]]) -> float | None:

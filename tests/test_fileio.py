@@ -91,17 +91,6 @@ def test_output_errors_become_one_line_output_errors(tmp_path):
     assert raised.value.exit_code == 74
 
 
-def test_writing_to_a_full_device_is_an_error_not_a_partial_line(tmp_path):
-    """/dev/full fails every write with ENOSPC, also for root (who ignores read-only permissions)."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    link = tmp_path / "metrics.jsonl"
-    link.symlink_to("/dev/full")
-    with pytest.raises(OSError) as raised:
-        fileio.append_json_line(link, {"epoch": 1})
-    assert raised.value.errno == errno.ENOSPC
-
-
 # ------------------------------------------------------------------ what an atomic write must not replace (issue 28)
 def test_an_atomic_write_through_a_symlink_keeps_the_link_and_writes_its_target(tmp_path):
     (tmp_path / "keep.txt").write_text("old\n")
@@ -125,16 +114,20 @@ def test_an_atomic_write_to_a_fifo_writes_into_it_and_keeps_it_a_fifo(tmp_path):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
-def test_an_atomic_write_to_a_full_device_is_enospc_and_the_device_stays(tmp_path):
-    """Through a link to /dev/full: the link is kept, the device is written directly and refuses (ENOSPC)."""
+@pytest.mark.parametrize("write", [
+    lambda path: fileio.append_json_line(path, {"epoch": 1}),  # an error, not a partial line
+    lambda path: fileio.atomic_write_text(path, "x" * 10_000),  # the device is written directly, not replaced
+], ids=["append", "atomic"])
+def test_writing_through_a_link_to_a_full_device_is_enospc_and_the_device_stays(tmp_path, write):
+    """/dev/full fails every write with ENOSPC, also for root (who ignores read-only permissions)."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
     link = tmp_path / "out.csv"
     link.symlink_to("/dev/full")
     with pytest.raises(OSError) as raised:
-        fileio.atomic_write_text(link, "x" * 10_000)
+        write(link)
     assert raised.value.errno == errno.ENOSPC
     assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
-    with pytest.raises(OutputError, match="No space left on device"):
+    with pytest.raises(OutputError, match="No space left on device"):  # the CLI's exit 74
         with fileio.output_errors(link):
-            fileio.atomic_write_text(link, "x")
+            write(link)

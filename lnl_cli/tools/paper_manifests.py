@@ -61,7 +61,8 @@ def dogs_and_cats(images: Path, lists: Path, out: Path) -> None:
     _write(out / "tb2.csv", header, rows(bright, "bright", dark, "dark"))
 
 
-def _age_group(age: int) -> str | None:
+def age_group(age: int) -> str | None:
+    """young (0-29), old (40+), or None for the ages 30-39 the experiment leaves out."""
     if age <= YOUNG_MAX_AGE:
         return "young"
     return "old" if age >= OLD_MIN_AGE else None
@@ -94,7 +95,7 @@ def imdb(images: Path, age_gender: Path, split: Path, out: Path) -> None:
             if info is None:
                 continue
             try:
-                gender, group = GENDERS.get(int(info["gender"])), _age_group(int(info["age"]))
+                gender, group = GENDERS.get(int(info["gender"])), age_group(int(info["age"]))
             except (TypeError, ValueError):  # unknown gender or age (NaN) in IMDB-WIKI
                 continue
             if gender and group and keep(gender, group):

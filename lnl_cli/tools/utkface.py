@@ -56,7 +56,7 @@ from pathlib import Path
 from lnl_cli.errors import ConfigError, DataError
 from lnl_cli.fileio import atomic_write_text, expand_path, output_errors
 from lnl_cli.tools import one_line_errors
-from lnl_cli.tools.paper_manifests import OLD_MIN_AGE, YOUNG_MAX_AGE
+from lnl_cli.tools.paper_manifests import OLD_MIN_AGE, YOUNG_MAX_AGE, age_group
 from lnl_cli.version import __version__
 
 DEFAULT_SEED = 0
@@ -110,6 +110,9 @@ def age_bin(age: int) -> str:
 
 
 AGE_BINS = tuple(age_bin(start) for start in AGE_BIN_STARTS)
+# The age group of every bin (None for 30-34 and 35-39): no bin straddles 29/30 or 39/40, so its first age
+# decides it.
+AGE_BIN_GROUPS = {age_bin(start): age_group(start) for start in AGE_BIN_STARTS}
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,7 @@ class Photo:
 
     @property
     def age_group(self) -> str | None:
-        if self.age <= YOUNG_MAX_AGE:
-            return "young"
-        return "old" if self.age >= OLD_MIN_AGE else None
+        return age_group(self.age)
 
     @property
     def cell(self) -> tuple[str, str | None]:
