@@ -20,11 +20,12 @@ from typing import Any, Literal, Union
 import yaml
 
 from lnl_cli import models, tensorboard
-from lnl_cli.algorithms import ALGORITHMS, csad
+from lnl_cli.algorithms import METHODS, method_sections
 from lnl_cli.data import DATASETS
 from lnl_cli.data import augment as augmentation
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
+from lnl_cli.models.heads import MAX_HEAD_WIDTH
 from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
 from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
 from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
@@ -32,12 +33,11 @@ from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, coll
 DatasetType = choice(DATASETS)
 BackboneName = choice(models.BACKBONES)
 BiasHeadKind = choice(("auto", *models.BIAS_HEADS))
-MethodName = choice(ALGORITHMS)
+MethodName = choice(METHODS)
 RGB = 3
 # Practical ceilings, far above any real run, so that a typo cannot ask torch for an impossible size.
 MAX_BATCH_SIZE = 1 << 20
 MAX_THREADS = 1024
-MAX_HEAD_WIDTH = 4096
 # Run names become folder names (runs/<name>-<method>-N): no path separators, no leading dot or dash,
 # no glob characters, and short enough for any file system's 255-byte names.
 NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
@@ -184,98 +184,11 @@ class DistConfig:
 
 
 @dataclass
-class LnlConfig:
-    # `lambda` is a Python keyword, so the attribute is `lambda_`; its config key is `lnl.lambda`.
-    lambda_: float = option(0.01, "weight of the negative-entropy (mutual-information) term", min=0.0, key="lambda")
-    grl_scale: float = option(0.1, "scale of the reversed bias gradient that reaches f", min=0.0)
-    step: Literal["alternating", "single_pass"] = option(
-        "alternating", "alternating: the paper's two passes per batch; single_pass: one forward of f, the same "
-                       "gradients routed in one update")
+class CommonConfig:
+    """The keys of every run; each method's own sections (lnl.*, csad.*, ...) come from its MethodSpec."""
 
-
-MAX_HEAD_STEPS = 1000  # lnl_probe.head_steps: a typo, not a schedule, beyond this
-
-
-@dataclass
-class LnlProbeConfig:
-    """The second adversary of method=lnl_probe (not in the paper): a linear bias classifier on f's flattened
-    features, the view probe-bias reads. The lnl section still sets the paper's own h."""
-
-    head_steps: int = option(
-        5, "updates of the linear probe head per batch of the game, on f's detached features, before f's "
-           "update (more: closer to a probe trained to convergence)", min=1, max=MAX_HEAD_STEPS)
-    lambda_: float = option(
-        1.0, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
-    grl_scale: float = option(
-        0.0, "scale of the probe head's reversed cross-entropy in f's loss (0: entropy only; the reversed "
-             "cross-entropy of a linear head is unbounded, and at 1.0 training diverged within 20 steps)",
-        min=0.0)
-    head_lr: Union[float, None] = option(
-        None, "learning rate of the probe head; default: the phase's rate, as the paper's h", min_exclusive=0.0)
-
-
-@dataclass
-class BlindEyeConfig:
-    confusion_weight: float = option(
-        0.1, "weight of the confusion loss (h's prediction vs uniform) in f and g's loss", min=0.0)
-
-
-MAX_POOL_SIDE = 16  # csad.bias_pool: far above the official 4 x 4, far below a linear layer too large to build
-
-
-@dataclass
-class CsadConfig:
-    """CSAD (method=csad, Zhu et al., ICCV 2021); every default is the official code's (zwvews/csad: main.py,
-    trainer.py, models.py and the README's command)."""
-
-    lambda_: float = option(
-        1.0, "weight of the adversarial term: f maximises the cross-sample MI estimator's loss times this "
-             "(official --lambda_ 1)", min=0.0, key="lambda")
-    alpha: float = option(
-        1.0, "initial value of the estimator's learnable weights of positive and negative pairs (official "
-             "--alpha 1)", min_exclusive=0.0)
-    tau: float = option(
-        10.0, "initial value of the estimator's learnable softmax temperatures of the structural similarity "
-              "(official --tau 10)", min_exclusive=0.0)
-    propagation: float = option(
-        0.5, "c of the structural similarity's random walk with restart, (1 - c)(I - cA)^-1 (official 0.5)",
-        min=0.0, max_exclusive=1.0)
-    bias_steps: int = option(
-        10, "updates of the bias branch (encoder and classifier) per batch of the game (official 10)", min=1)
-    mi_steps: int = option(10, "updates of the MI estimator per batch of the game (official 10)", min=1)
-    bias_warmup_epochs: int = option(
-        20, "epochs after train.pretrain_epochs that train only the bias branch on f's features, at train.lr "
-            "(official: 20 epochs at the pretraining rate)", min=0)
-    mi_warmup_epochs: int = option(
-        2, "epochs after the bias warm-up that train only the MI estimator, at train.adversarial_lr (official: "
-           "2 passes over the data before the game)", min=0)
-    feature_width: int = option(
-        128, "width of the bias feature, the bias encoder's output (official 128)", min=1, max=MAX_HEAD_WIDTH)
-    bias_pool: int = option(
-        4, "f's feature map is average-pooled to this many cells a side before the bias encoder's linear layer "
-           "(the official encoder reads its f's 4 x 4 map)", min=1, max=MAX_POOL_SIDE)
-    bias_classifier_width: int = option(
-        64, "hidden width of each bias-classifier head (official 64)", min=1, max=MAX_HEAD_WIDTH)
-    mi_hidden_width: int = option(
-        128, "first hidden width of the estimator's two projections (official 128)", min=1, max=MAX_HEAD_WIDTH)
-    mi_width: int = option(
-        64, "second hidden width and output width of the estimator's projections (official 64)", min=1,
-        max=MAX_HEAD_WIDTH)
-    bias_target: Literal["auto", "color_bins", "class"] = option(
-        "auto", "what the bias branch predicts and which pairs share the bias: color_bins (each image's colour "
-                "bin per RGB channel, three heads: the official Colored-MNIST targets), class (the bias class); "
-                "auto: color_bins where the data has per-pixel colour targets (colored_mnist), else class")
-    same_color_distance: float = option(
-        4.0, "color_bins: two images share the bias when the squared distance of their colour-bin vectors is "
-             "below this (official 4)", min_exclusive=0.0)
-
-
-@dataclass
-class Config:
     method: MethodName = option(
-        "lnl", "training algorithm: baseline (cross-entropy), lnl (Kim et al. 2019), gray (baseline on grayscale "
-               "copies), blind_eye (Alvi et al. 2018), lnl_probe (lnl plus a linear probe of f's features as a second "
-               "adversary; not in the paper), csad (Zhu et al. 2021: cross-sample mutual information)")
+        "lnl", "training algorithm: " + ", ".join(f"{name} ({spec.summary})" for name, spec in METHODS.items()))
     seed: int = option(0, "seed of weights and batch order", min=0, max=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
     name: str = option("run", "names run folders (runs/<name>-<method>-N); default: the preset's file name",
@@ -284,10 +197,15 @@ class Config:
     model: ModelConfig = option(factory=ModelConfig)
     train: TrainConfig = option(factory=TrainConfig)
     dist: DistConfig = option(factory=DistConfig)
-    lnl: LnlConfig = option(factory=LnlConfig)
-    lnl_probe: LnlProbeConfig = option(factory=LnlProbeConfig)
-    blind_eye: BlindEyeConfig = option(factory=BlindEyeConfig)
-    csad: CsadConfig = option(factory=CsadConfig)
+
+
+def _config_class() -> type:
+    """CommonConfig plus one section per method options class, in registry order: ``config.csad.<key>``."""
+    sections = [(name, options, option(factory=options)) for name, options in method_sections().items()]
+    return dataclasses.make_dataclass("Config", sections, bases=(CommonConfig,))
+
+
+Config = _config_class()
 
 
 # ---------------------------------------------------------------------------- schema
@@ -429,7 +347,7 @@ def _common_data_checks(config: Config) -> list[str]:
 def component_checks(config: Config) -> list[str]:
     """Each component's own checks of a well-typed config: the chosen dataset's, the model's."""
     return (DATASETS[config.data.type].check(config) + _common_data_checks(config) + models.check_config(config)
-            + _train_checks(config) + csad.check_config(config))
+            + _train_checks(config) + METHODS[config.method].check(config))
 
 
 def _train_checks(config: Config) -> list[str]:

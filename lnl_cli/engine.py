@@ -247,10 +247,11 @@ def _record_epoch(ctx: RunContext, record: dict[str, Any], generator: torch.Gene
 
 
 def _checks_inside(ctx: RunContext, epoch: int) -> bool:
-    """Whether `epoch` (0-based) gets validation checks inside it: an evaluated epoch past the warm-up
-    (train.pretrain_epochs), whose plain cross-entropy model is not what a debiasing run selects."""
+    """Whether `epoch` (0-based) gets validation checks inside it: an evaluated epoch past every warm-up
+    (the algorithm says which: CSAD has three), whose model is not what a debiasing run selects."""
     train = ctx.config.train
-    return (ctx.val_split is not None and train.val_checks_per_epoch > 1 and epoch >= train.pretrain_epochs
+    return (ctx.val_split is not None and train.val_checks_per_epoch > 1
+            and epoch >= ctx.algorithm.first_selectable_epoch()
             and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs))
 
 
@@ -280,7 +281,6 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     progress = progress or EpochProgress(generator.get_state())
     generator.set_state(progress.order_state)
     phase = algorithm.begin_epoch(epoch, resumed)
-    ramp = _LearningRateRamp(algorithm, config.train.lr_ramp_steps if epoch == 0 else 0)
     ctx.callbacks.on_epoch_start(epoch, config.train.epochs, phase, steps)
     algorithm.train()
     tally = _LossTally.resumed(progress, split.labels.device)
@@ -288,7 +288,7 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
                               start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()))
     augment = augmentation.enabled(config.data.augment)
     for step, batch in enumerate(batches, start=progress.step + 1):
-        ramp.before(step)
+        algorithm.begin_step(step)
         if augment:
             seed = augmentation.batch_seed(config.seed, epoch, step, distributed.rank())
             batch = augmentation.augment_batch(batch, config.data.augment, seed)
@@ -308,22 +308,6 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
         if ctx.stop.requested and step < steps:
             raise _Stopped(EpochProgress(progress.order_state, step, tally.total_seen, tally.total_floats()))
     return tally.means() | {"phase": phase}
-
-
-class _LearningRateRamp:
-    """Steps 1..`steps` of a run's first epoch train at step/steps of the rates `begin_epoch` set (read
-    from the optimizers once, before the first step); from step `steps` on, at those rates. The factor
-    depends on the step alone, so a run resumed inside the ramp continues it exactly."""
-
-    def __init__(self, algorithm: Algorithm, steps: int):
-        self.steps = steps
-        self.groups = [(group, group["lr"]) for optimizer in algorithm.optimizers().values()
-                       for group in optimizer.param_groups] if steps else []
-
-    def before(self, step: int) -> None:
-        if step <= self.steps:
-            for group, lr in self.groups:
-                group["lr"] = lr * step / self.steps
 
 
 class _LossTally:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from lnl_cli import run_folder
+from lnl_cli.algorithms import loss_names
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write, output_errors
 from lnl_cli.selection import VAL_PREFIX
 
-LOSS_KEYS = ("label_loss", "bias_loss", "neg_entropy", "confusion", "mi_loss", "probe_loss")
+LOSS_KEYS = tuple(loss_names())  # every registered method's losses
 LABEL_ACCURACY_KEYS = tuple(VAL_PREFIX + name for name in (
     "accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"))
 BIAS_HEAD_KEY = VAL_PREFIX + "bias_head_accuracy"

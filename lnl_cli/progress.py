@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from lnl_cli.algorithms import loss_names
 from lnl_cli.callbacks import TrainCallbacks
 from lnl_cli.selection import VAL_PREFIX
 
@@ -24,7 +25,7 @@ HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 REFRESH_PER_SECOND = 4
 # Short names for the losses and metrics people watch; anything else keeps its own name.
-SHORT_NAMES = {"label_loss": "loss", "bias_loss": "h_loss", "neg_entropy": "neg_entropy", "confusion": "confusion",
+SHORT_NAMES = {**loss_names(),
                **{VAL_PREFIX + metric: short for metric, short in (
                    ("accuracy", "val_acc"), ("aligned_accuracy", "aligned"), ("conflicting_accuracy", "conflicting"),
                    ("worst_group_accuracy", "worst"), ("bias_head_accuracy", "h_acc"))}}

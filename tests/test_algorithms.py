@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lnl_cli import load_config
-from lnl_cli.algorithms import ALGORITHMS, TaskSpec, build_algorithm
+from lnl_cli.algorithms import ALGORITHMS, METHODS, TaskSpec, build_algorithm
 from lnl_cli.data.base import iterate_batches
 
 from helpers import image_batch as _image_batch
@@ -32,6 +32,7 @@ def test_every_algorithm_updates_predicts_and_round_trips_its_state(method):
     algorithm.begin_epoch(0)
     losses = algorithm.update(batch)
     assert "label_loss" in losses
+    assert set(losses) <= set(METHODS[method].losses), "update reports a loss its MethodSpec does not declare"
     assert all(math.isfinite(float(v)) for v in losses.values())
     changed = [k for k, v in algorithm.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("featurizer") for k in changed) and any(k.startswith("classifier") for k in changed)

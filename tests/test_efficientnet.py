@@ -241,7 +241,7 @@ def _group_rates(algorithm) -> list[float]:
 
 
 def test_pretrained_lr_scale_scales_every_phase_and_the_ramp_for_the_pretrained_layers_only(tmp_path):
-    from lnl_cli.engine import _LearningRateRamp
+    from lnl_cli.algorithms.base import LearningRateRamp
 
     weights = _wheel_format_file(tmp_path)
     base = [*LITE0, f"model.pretrained={weights}", "method=lnl_probe", "data.image_size=32", "train.lr=0.02",
@@ -255,7 +255,7 @@ def test_pretrained_lr_scale_scales_every_phase_and_the_ramp_for_the_pretrained_
     assert _group_rates(algorithm) == pytest.approx([0.02, 0.002])  # before any begin_epoch, too
     algorithm.begin_epoch(0)
     assert _group_rates(algorithm) == pytest.approx([0.02, 0.002])
-    ramp = _LearningRateRamp(algorithm, steps=4)
+    ramp = LearningRateRamp(algorithm.optimizers().values(), steps=4)
     ramp.before(1)
     assert _group_rates(algorithm) == pytest.approx([0.005, 0.0005])
     ramp.before(4)

@@ -125,6 +125,21 @@ def test_checks_inside_an_epoch_are_evenly_spaced_and_never_at_its_ends():
     assert engine.check_steps(430, 1) == engine.check_steps(1, 4) == set()
 
 
+@pytest.mark.parametrize("method, warm_ups, first", [
+    ("lnl", ["train.pretrain_epochs=2"], 2),
+    ("baseline", ["train.pretrain_epochs=1"], 1),
+    ("csad", ["train.pretrain_epochs=1", "csad.bias_warmup_epochs=2", "csad.mi_warmup_epochs=1"], 4),
+])
+def test_no_checks_inside_an_epoch_before_every_warm_up_is_over(method, warm_ups, first):
+    """CSAD's bias and estimator warm-ups leave f and g frozen: a check there would only pick a warm-up model."""
+    config = load_config("colored-mnist", [f"method={method}", *warm_ups, "train.epochs=6", "train.select=val_accuracy",
+                                           "train.val_checks_per_epoch=4", "data.val_size=100"])
+    algorithm = build_algorithm(config, engine.TaskSpec(10, 10, 8))
+    ctx = type("Ctx", (), {"config": config, "val_split": object(), "algorithm": algorithm})()
+    assert algorithm.first_selectable_epoch() == first
+    assert [engine._checks_inside(ctx, epoch) for epoch in range(6)] == [epoch >= first for epoch in range(6)]
+
+
 def test_a_check_inside_an_epoch_that_wins_is_best_pt_and_the_model_tested(monkeypatch, tmp_path):
     dataset = _with_val()  # 64 images, batch 16: 4 steps an epoch, checked after step 2 and at the end
     test_spy = SplitSpy(dataset.test, EpochClock())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -77,6 +77,34 @@ class TaskSpec:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
+# Losses update() reports, with their short names in progress lines: f and g's cross-entropy, h's bias loss.
+LABEL_LOSS = {"label_loss": "loss"}
+HEAD_LOSS = {"bias_loss": "h_loss"}
+
+
+def no_problems(config: Config) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What ``method=<name>`` is, declared by the algorithm's own module (as a dataset's DatasetSpec):
+    adding a method means writing its module and one registry line in :mod:`lnl_cli.algorithms`.
+
+    `sections` are the config sections it reads, each a key and the options dataclass declaring its keys
+    (several methods may share one, e.g. ``lnl``, with the same class); the config builds them from the
+    registry. `losses` maps every loss `update` reports to its short name in progress lines; plots draw
+    them. `check` returns the problems of a config choosing this method; `compare_keys` are the config
+    keys `lnl compare` shows for its runs."""
+
+    algorithm: type["Algorithm"]
+    summary: str
+    sections: tuple[tuple[str, type], ...] = ()
+    losses: dict[str, str] = field(default_factory=lambda: dict(LABEL_LOSS))
+    check: Callable[["Config"], list[str]] = no_problems
+    compare_keys: tuple[str, ...] = ()
+
+
 def make_optimizer(params, config: Config) -> torch.optim.Optimizer:
     """train.optimizer over `params` (parameters or param groups) at train.lr (begin_epoch sets each phase's rate): SGD with
     train.momentum (the official LNL code's), or Adam with torch's default betas (0.9, 0.999), as the
@@ -122,6 +150,21 @@ def native_bf16(device: torch.device) -> bool:
     return any(check() for check in checks if check is not None)
 
 
+class LearningRateRamp:
+    """Steps 1..`steps` of a run's first epoch train at step/steps of the rates the phase set (read from
+    the optimizers once, before the first step); from step `steps` on, at those rates. The factor depends
+    on the step alone, so a run resumed inside the ramp continues it exactly."""
+
+    def __init__(self, optimizers: Iterable[torch.optim.Optimizer], steps: int):
+        self.steps = steps
+        self.groups = [(group, group["lr"]) for optimizer in optimizers for group in optimizer.param_groups] if steps else []
+
+    def before(self, step: int) -> None:
+        if step <= self.steps:
+            for group, lr in self.groups:
+                group["lr"] = lr * step / self.steps
+
+
 class Algorithm(nn.Module):
     """Base: f and g trained with cross-entropy. Subclasses add a bias head and their own update."""
 
@@ -141,6 +184,7 @@ class Algorithm(nn.Module):
         self.device_type = "cpu"
         self.autocast_dtype: torch.dtype | None = None
         self.channels_last = False
+        self._ramp = LearningRateRamp((), 0)
 
     def prepare(self, device: torch.device) -> "Algorithm":
         """Move to `device` and pick the fast path there: bf16 autocast where the hardware runs it
@@ -179,15 +223,33 @@ class Algorithm(nn.Module):
 
     # -- the interface the engine uses ---------------------------------------------------
     def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
-        """Set learning rates for `epoch` (0-based; `resumed`: the epoch was begun before a resume and its
-        optimizer state is the saved one); return the phase name for logs. A baseline run is one long
-        plain cross-entropy phase, scheduled like LNL's warm-up."""
+        """Set every learning rate for `epoch` (0-based; `resumed`: the epoch was begun before a resume and
+        its optimizer state is the saved one) and return the phase name for logs. The algorithm owns its
+        rates: the phase's (:meth:`set_phase`) and, in a run's first epoch, the train.lr_ramp_steps ramp
+        that :meth:`begin_step` applies; the engine never touches ``param_groups``."""
+        phase = self.set_phase(epoch, resumed)
+        self._ramp = LearningRateRamp(self.optimizers().values(), self.config.train.lr_ramp_steps if epoch == 0 else 0)
+        return phase
+
+    def begin_step(self, step: int) -> None:
+        """Before batch `step` (1-based) of the epoch begun last: the warm-up ramp's rate, if any."""
+        self._ramp.before(step)
+
+    def set_phase(self, epoch: int, resumed: bool) -> str:
+        """The phase of `epoch` and its rates (see begin_epoch). A baseline run is one long plain
+        cross-entropy phase, scheduled like LNL's warm-up."""
         set_lr(self.optimizer, phase_lr(self.config, epoch, warm_up=True))
         return "baseline"
 
     def first_adversarial_epoch(self) -> int | None:
         """The epoch at which the adversarial game starts (after every warm-up); None: a method without one."""
         return None
+
+    def first_selectable_epoch(self) -> int:
+        """The first epoch whose models train.select may choose inside the epoch: after every warm-up, whose
+        model is not what a debiasing run is for (a method without a game: after train.pretrain_epochs)."""
+        start = self.first_adversarial_epoch()
+        return self.config.train.pretrain_epochs if start is None else start
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -255,3 +317,7 @@ class Gray(Baseline):
         raw = images * self.input_std + self.input_mean
         gray = (raw * self.luma).sum(dim=1, keepdim=True)
         return super()._input((gray - self.input_mean) / self.input_std)
+
+
+BASELINE = MethodSpec(Baseline, "cross-entropy")
+GRAY = MethodSpec(Gray, "baseline on grayscale copies")

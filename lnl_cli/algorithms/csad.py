@@ -68,19 +68,71 @@ Deviations from the official code (also in the CHANGELOG):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lnl_cli.algorithms.base import Algorithm, TaskSpec, make_optimizer, phase_lr, set_lr
+from lnl_cli.algorithms.base import HEAD_LOSS, LABEL_LOSS, Algorithm, MethodSpec, TaskSpec, make_optimizer, phase_lr, set_lr
 from lnl_cli.data import DATASETS
 from lnl_cli.data.base import IGNORE_INDEX, Batch
-from lnl_cli.models.heads import COLOR_CHANNELS
+from lnl_cli.models.heads import COLOR_CHANNELS, MAX_HEAD_WIDTH
+from lnl_cli.schema import option
 
 if TYPE_CHECKING:
     from lnl_cli.config import Config
+
+MAX_POOL_SIDE = 16  # csad.bias_pool: far above the official 4 x 4, far below a linear layer too large to build
+
+
+@dataclass
+class CsadConfig:
+    """CSAD (method=csad, Zhu et al., ICCV 2021); every default is the official code's (zwvews/csad: main.py,
+    trainer.py, models.py and the README's command)."""
+
+    lambda_: float = option(
+        1.0, "weight of the adversarial term: f maximises the cross-sample MI estimator's loss times this "
+             "(official --lambda_ 1)", min=0.0, key="lambda")
+    alpha: float = option(
+        1.0, "initial value of the estimator's learnable weights of positive and negative pairs (official "
+             "--alpha 1)", min_exclusive=0.0)
+    tau: float = option(
+        10.0, "initial value of the estimator's learnable softmax temperatures of the structural similarity "
+              "(official --tau 10)", min_exclusive=0.0)
+    propagation: float = option(
+        0.5, "c of the structural similarity's random walk with restart, (1 - c)(I - cA)^-1 (official 0.5)",
+        min=0.0, max_exclusive=1.0)
+    bias_steps: int = option(
+        10, "updates of the bias branch (encoder and classifier) per batch of the game (official 10)", min=1)
+    mi_steps: int = option(10, "updates of the MI estimator per batch of the game (official 10)", min=1)
+    bias_warmup_epochs: int = option(
+        20, "epochs after train.pretrain_epochs that train only the bias branch on f's features, at train.lr "
+            "(official: 20 epochs at the pretraining rate)", min=0)
+    mi_warmup_epochs: int = option(
+        2, "epochs after the bias warm-up that train only the MI estimator, at train.adversarial_lr (official: "
+           "2 passes over the data before the game)", min=0)
+    feature_width: int = option(
+        128, "width of the bias feature, the bias encoder's output (official 128)", min=1, max=MAX_HEAD_WIDTH)
+    bias_pool: int = option(
+        4, "f's feature map is average-pooled to this many cells a side before the bias encoder's linear layer "
+           "(the official encoder reads its f's 4 x 4 map)", min=1, max=MAX_POOL_SIDE)
+    bias_classifier_width: int = option(
+        64, "hidden width of each bias-classifier head (official 64)", min=1, max=MAX_HEAD_WIDTH)
+    mi_hidden_width: int = option(
+        128, "first hidden width of the estimator's two projections (official 128)", min=1, max=MAX_HEAD_WIDTH)
+    mi_width: int = option(
+        64, "second hidden width and output width of the estimator's projections (official 64)", min=1,
+        max=MAX_HEAD_WIDTH)
+    bias_target: Literal["auto", "color_bins", "class"] = option(
+        "auto", "what the bias branch predicts and which pairs share the bias: color_bins (each image's colour "
+                "bin per RGB channel, three heads: the official Colored-MNIST targets), class (the bias class); "
+                "auto: color_bins where the data has per-pixel colour targets (colored_mnist), else class")
+    same_color_distance: float = option(
+        4.0, "color_bins: two images share the bias when the squared distance of their colour-bin vectors is "
+             "below this (official 4)", min_exclusive=0.0)
+
 
 COLOR_TARGETS = "color_bins"
 CLASS_TARGETS = "class"
@@ -99,9 +151,7 @@ def bias_target_kind(config: Config) -> str:
 
 
 def check_config(config: Config) -> list[str]:
-    """Problems of the csad section against the data (only when method=csad)."""
-    if config.method != "csad":
-        return []
+    """Problems of the csad section against the data (a config choosing method=csad)."""
     if config.csad.bias_target == COLOR_TARGETS and not DATASETS[config.data.type].pixel_bias_targets:
         fitting = [name for name, spec in DATASETS.items() if spec.pixel_bias_targets]
         return [f"csad.bias_target: {COLOR_TARGETS} needs per-pixel colour targets (data.type="
@@ -268,7 +318,7 @@ class CrossSampleAdversarialDebiasing(Algorithm):
     def first_adversarial_epoch(self) -> int:
         return self._phase_starts()[2]
 
-    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
+    def set_phase(self, epoch: int, resumed: bool = False) -> str:
         bias_start, mi_start, game_start = self._phase_starts()
         if epoch < bias_start:
             self.phase, lr = WARM_UP, phase_lr(self.config, epoch, warm_up=True)
@@ -379,3 +429,9 @@ class CrossSampleAdversarialDebiasing(Algorithm):
         torch.autograd.backward(-csad.lambda_ * mi_loss, inputs=inputs)
         self._step(self.optimizer)
         return {"label_loss": label_loss.detach(), "bias_loss": bias_loss, "mi_loss": mi_loss.detach()}
+
+
+METHOD = MethodSpec(CrossSampleAdversarialDebiasing, "Zhu et al. 2021: cross-sample mutual information",
+                    sections=(("csad", CsadConfig),),
+                    losses={**LABEL_LOSS, **HEAD_LOSS, "mi_loss": "mi_loss"},
+                    check=check_config, compare_keys=("csad.lambda",))

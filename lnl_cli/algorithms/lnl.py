@@ -7,21 +7,60 @@ gradient reversed and scaled by ``lnl.grl_scale`` (so f removes what h can read)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lnl_cli import distributed
-from lnl_cli.algorithms.base import Algorithm, TaskSpec, make_optimizer, phase_lr, set_lr
+from lnl_cli.algorithms.base import HEAD_LOSS, LABEL_LOSS, Algorithm, MethodSpec, TaskSpec, make_optimizer, phase_lr, set_lr
 from lnl_cli.algorithms.grad_reverse import grad_reverse
 from lnl_cli.data import DATASETS
 from lnl_cli.data.base import IGNORE_INDEX, Batch
 from lnl_cli.models import PIXEL_HEAD, CategoricalBiasHead, ColorBiasHead, bias_head_kind
+from lnl_cli.schema import option
 
 if TYPE_CHECKING:
     from lnl_cli.config import Config
+
+
+@dataclass
+class LnlConfig:
+    # `lambda` is a Python keyword, so the attribute is `lambda_`; its config key is `lnl.lambda`.
+    lambda_: float = option(0.01, "weight of the negative-entropy (mutual-information) term", min=0.0, key="lambda")
+    grl_scale: float = option(0.1, "scale of the reversed bias gradient that reaches f", min=0.0)
+    step: Literal["alternating", "single_pass"] = option(
+        "alternating", "alternating: the paper's two passes per batch; single_pass: one forward of f, the same "
+                       "gradients routed in one update")
+
+
+MAX_HEAD_STEPS = 1000  # lnl_probe.head_steps: a typo, not a schedule, beyond this
+
+
+@dataclass
+class LnlProbeConfig:
+    """The second adversary of method=lnl_probe (not in the paper): a linear bias classifier on f's flattened
+    features, the view probe-bias reads. The lnl section still sets the paper's own h."""
+
+    head_steps: int = option(
+        5, "updates of the linear probe head per batch of the game, on f's detached features, before f's "
+           "update (more: closer to a probe trained to convergence)", min=1, max=MAX_HEAD_STEPS)
+    lambda_: float = option(
+        1.0, "weight in f's loss of the negative entropy of the probe head's prediction", min=0.0, key="lambda")
+    grl_scale: float = option(
+        0.0, "scale of the probe head's reversed cross-entropy in f's loss (0: entropy only; the reversed "
+             "cross-entropy of a linear head is unbounded, and at 1.0 training diverged within 20 steps)",
+        min=0.0)
+    head_lr: Union[float, None] = option(
+        None, "learning rate of the probe head; default: the phase's rate, as the paper's h", min_exclusive=0.0)
+
+
+@dataclass
+class BlindEyeConfig:
+    confusion_weight: float = option(
+        0.1, "weight of the confusion loss (h's prediction vs uniform) in f and g's loss", min=0.0)
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -63,7 +102,7 @@ class LearningNotToLearn(Algorithm):
         self.bias_optimizer = make_optimizer(self.bias_head.parameters(), config)
         self.adversarial = False
 
-    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
+    def set_phase(self, epoch: int, resumed: bool = False) -> str:
         warmup = self.config.train.pretrain_epochs
         self.adversarial = epoch >= warmup
         if warmup and epoch == warmup and not resumed:
@@ -255,8 +294,8 @@ class LearningNotToLearnWithProbe(LearningNotToLearn):
         self.probe_optimizer = make_optimizer(self.probe_head.parameters(), config)
         self._probe_loss = torch.zeros(())
 
-    def begin_epoch(self, epoch: int, resumed: bool = False) -> str:
-        phase = super().begin_epoch(epoch, resumed)
+    def set_phase(self, epoch: int, resumed: bool = False) -> str:
+        phase = super().set_phase(epoch, resumed)
         set_lr(self.probe_optimizer, self.config.lnl_probe.head_lr or self.optimizer.param_groups[0]["lr"])
         return phase
 
@@ -291,3 +330,17 @@ class LearningNotToLearnWithProbe(LearningNotToLearn):
         logits, loss = self._probe_cross_entropy(features, batch)
         self.probe_head.requires_grad_(True)
         return settings.lambda_ * negative_entropy(logits) - settings.grl_scale * loss
+
+
+LNL_COMPARED = ("lnl.lambda", "lnl.grl_scale", "lnl.step")
+
+LNL = MethodSpec(LearningNotToLearn, "Kim et al. 2019", sections=(("lnl", LnlConfig),),
+                 losses={**LABEL_LOSS, "neg_entropy": "neg_entropy", **HEAD_LOSS}, compare_keys=LNL_COMPARED)
+LNL_PROBE = MethodSpec(
+    LearningNotToLearnWithProbe, "lnl plus a linear probe of f's features as a second adversary; not in the paper",
+    sections=(("lnl", LnlConfig), ("lnl_probe", LnlProbeConfig)),
+    losses={**LABEL_LOSS, "neg_entropy": "neg_entropy", **HEAD_LOSS, "probe_loss": "probe_loss"},
+    compare_keys=(*LNL_COMPARED, "lnl_probe.lambda", "lnl_probe.grl_scale", "lnl_probe.head_steps"))
+BLIND_EYE = MethodSpec(BlindEye, "Alvi et al. 2018", sections=(("lnl", LnlConfig), ("blind_eye", BlindEyeConfig)),
+                       losses={**LABEL_LOSS, "confusion": "confusion", **HEAD_LOSS},
+                       compare_keys=("lnl.step", "blind_eye.confusion_weight"))

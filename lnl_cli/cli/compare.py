@@ -11,12 +11,13 @@ from rich.table import Table
 
 from lnl_cli import api
 from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
+from lnl_cli.api import COMPARE_CONFIG_COLUMNS
 from lnl_cli.cli.common import (JsonOutput, print_json, result_output, stdout, unlimited_width_stdout,
                                 user_errors, write_stdout)
 
 SECONDS_COLUMN = "seconds"
-# Config values printed with %g (learning rates, weights); metrics with four decimals.
-GENERAL_NUMBERS = ("data.color_var", "train.lr", "train.adversarial_lr", "lnl.lambda", "lnl.grl_scale", "csad.lambda")
+# Config values are printed with %g (learning rates, weights); metrics with four decimals.
+GENERAL_NUMBERS = frozenset(COMPARE_CONFIG_COLUMNS)
 
 
 def compare(

@@ -10,6 +10,9 @@ COLOR_CHANNELS = 3
 PIXEL_HEAD = "color_pixels"
 CATEGORICAL_HEADS = ("conv", "mlp", "spatial")
 BIAS_HEADS = (PIXEL_HEAD, *CATEGORICAL_HEADS)
+# Widest hidden layer a head may ask for: far above any real head, so that a typo cannot ask torch for an
+# impossible size.
+MAX_HEAD_WIDTH = 4096
 DEFAULT_CATEGORICAL_HEAD = "conv"
 
 
