@@ -21,6 +21,7 @@ from lnl_cli import run_folder
 from lnl_cli.callbacks import CallbackList, SweepCallbacks, TrainCallbacks
 from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
 from lnl_cli.compare import CONFIG_COLUMNS as COMPARE_CONFIG_COLUMNS
+from lnl_cli.metrics import ACCURACY, METRIC_DESCRIPTIONS, NUM_SAMPLES
 from lnl_cli.compare import compare_runs
 from lnl_cli.compare import shown_columns as compare_table_columns
 from lnl_cli.errors import ConfigError, OutputError, TrainingInterrupted
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 Overrides = Iterable[str] | dict[str, Any]
 
 __all__ = ["check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
-           "COMPARE_CONFIG_COLUMNS",
+           "COMPARE_CONFIG_COLUMNS", "ACCURACY", "METRIC_DESCRIPTIONS", "NUM_SAMPLES",
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",

@@ -10,15 +10,15 @@ from lnl_cli import run_folder
 from lnl_cli.algorithms import compare_keys
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import file_sha256
+from lnl_cli.metrics import SPLIT_METRICS
 
 # The run's own settings, then what each registered method declares it is compared by (lnl.lambda, ...).
 CONFIG_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.optimizer",
                   "train.lr", "train.adversarial_lr", "train.select", *compare_keys())
 # The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
-METRIC_COLUMNS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy",
-                  "bias_head_accuracy", "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
+METRIC_COLUMNS = (*SPLIT_METRICS, "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
                   "probe_stale", "seconds")
-SUMMARY_METRICS = METRIC_COLUMNS[:5]  # read from summary.json's test metrics
+SUMMARY_METRICS = SPLIT_METRICS  # read from summary.json's test metrics
 COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
 
 

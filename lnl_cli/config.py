@@ -25,9 +25,11 @@ from lnl_cli.data import DATASETS
 from lnl_cli.data import augment as augmentation
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
+from lnl_cli.metrics import LABEL_METRICS
 from lnl_cli.models.heads import MAX_HEAD_WIDTH
 from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
 from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml
+from lnl_cli.selection import LAST, VAL_PREFIX
 from lnl_cli.schema import MAX_SEED, KeySpec, check_bounds, choice, coerce, collect_specs, did_you_mean, option
 
 DatasetType = choice(DATASETS)
@@ -122,9 +124,8 @@ class ModelConfig:
     bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1, max=MAX_HEAD_WIDTH)
 
 
-# Validation metrics train.select can maximise (metrics.evaluate_split's keys, prefixed "val_").
-SelectMetric = Literal["last", "val_accuracy", "val_worst_group_accuracy", "val_conflicting_accuracy",
-                       "val_aligned_accuracy"]
+# What train.select can maximise: the label metrics of the validation split (val_accuracy, ...), or last.
+SelectMetric = choice((LAST, *(VAL_PREFIX + metric for metric in LABEL_METRICS)))
 
 
 @dataclass

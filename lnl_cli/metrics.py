@@ -1,19 +1,37 @@
-"""Unbiased-test metrics from per-(label, bias) counts, computed on the device in whole tensors."""
+"""Unbiased-test metrics from per-(label, bias) counts, computed on the device in whole tensors.
+
+This module owns the metric names: every report, selection key (``val_`` + name), plot, progress line,
+table and benchmark reads them from here.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from lnl_cli.algorithms import Algorithm
 from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, Split, iterate_batches
+
+if TYPE_CHECKING:
+    from lnl_cli.algorithms import Algorithm
 
 EVAL_BATCH_SIZE = 1024
 
+ACCURACY = "accuracy"
+ALIGNED_ACCURACY = "aligned_accuracy"          # on the (label, bias) cells of the training shortcut
+CONFLICTING_ACCURACY = "conflicting_accuracy"  # on every other cell
+WORST_GROUP_ACCURACY = "worst_group_accuracy"  # of the worst (label, bias) cell with images
+BIAS_HEAD_ACCURACY = "bias_head_accuracy"      # h's accuracy on the bias (methods with a bias head)
+NUM_SAMPLES = "num_samples"
+LABEL_METRICS = (ACCURACY, ALIGNED_ACCURACY, CONFLICTING_ACCURACY, WORST_GROUP_ACCURACY)
+SPLIT_METRICS = (*LABEL_METRICS, BIAS_HEAD_ACCURACY)
+METRIC_DESCRIPTIONS = {ACCURACY: "accuracy", ALIGNED_ACCURACY: "bias-aligned accuracy",
+                       CONFLICTING_ACCURACY: "bias-conflicting accuracy", WORST_GROUP_ACCURACY: "worst-group accuracy",
+                       BIAS_HEAD_ACCURACY: "bias-head accuracy"}
+
 
 @torch.no_grad()
-def count_predictions(algorithm: Algorithm, split: Split, dataset: BiasedDataset,
+def count_predictions(algorithm: "Algorithm", split: Split, dataset: BiasedDataset,
                       batch_size: int = EVAL_BATCH_SIZE) -> dict[str, torch.Tensor]:
     """Per-cell totals and hits, the confusion matrix and the bias head's pixel hits.
 
@@ -65,12 +83,12 @@ def summarise_counts(counts: dict[str, torch.Tensor], aligned: torch.Tensor, wit
     filled = total > 0
     cell_accuracy = correct.double() / total.clamp(min=1).double()
     report: dict[str, Any] = {
-        "accuracy": _ratio(correct, total),
-        "aligned_accuracy": _ratio(correct[aligned], total[aligned]),
-        "conflicting_accuracy": _ratio(correct[~aligned], total[~aligned]),
-        "worst_group_accuracy": float(cell_accuracy[filled].min()) if filled.any() else None,
-        "num_samples": int(total.sum()),
-        "bias_head_accuracy": (float(counts["bias_hits"]) / int(counts["bias_pixels"])
+        ACCURACY: _ratio(correct, total),
+        ALIGNED_ACCURACY: _ratio(correct[aligned], total[aligned]),
+        CONFLICTING_ACCURACY: _ratio(correct[~aligned], total[~aligned]),
+        WORST_GROUP_ACCURACY: float(cell_accuracy[filled].min()) if filled.any() else None,
+        NUM_SAMPLES: int(total.sum()),
+        BIAS_HEAD_ACCURACY: (float(counts["bias_hits"]) / int(counts["bias_pixels"])
                                if int(counts["bias_pixels"]) else None),
     }
     if with_cells:
@@ -93,7 +111,7 @@ def _names(class_names: tuple[str, ...], bias_names: tuple[str, ...], label: int
     return named
 
 
-def evaluate_split(algorithm: Algorithm, split: Split, dataset: BiasedDataset, with_cells: bool = True,
+def evaluate_split(algorithm: "Algorithm", split: Split, dataset: BiasedDataset, with_cells: bool = True,
                    reduce_counts: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda c: c,
                    ) -> dict[str, Any]:
     """`reduce_counts` combines the counts of several shards (e.g. summed over processes) first."""

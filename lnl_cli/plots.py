@@ -13,12 +13,12 @@ from lnl_cli import run_folder
 from lnl_cli.algorithms import loss_names
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write, output_errors
+from lnl_cli.metrics import BIAS_HEAD_ACCURACY, LABEL_METRICS
 from lnl_cli.selection import VAL_PREFIX
 
 LOSS_KEYS = tuple(loss_names())  # every registered method's losses
-LABEL_ACCURACY_KEYS = tuple(VAL_PREFIX + name for name in (
-    "accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy"))
-BIAS_HEAD_KEY = VAL_PREFIX + "bias_head_accuracy"
+LABEL_ACCURACY_KEYS = tuple(VAL_PREFIX + name for name in LABEL_METRICS)
+BIAS_HEAD_KEY = VAL_PREFIX + BIAS_HEAD_ACCURACY
 # Cells are annotated with their values up to this many rows and columns; beyond, text would not fit.
 MAX_ANNOTATED = 16
 FIGURE_SIZE = (7.0, 4.5)

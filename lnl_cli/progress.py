@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lnl_cli.algorithms import loss_names
 from lnl_cli.callbacks import TrainCallbacks
+from lnl_cli.metrics import (ACCURACY, ALIGNED_ACCURACY, BIAS_HEAD_ACCURACY, CONFLICTING_ACCURACY,
+                             WORST_GROUP_ACCURACY)
 from lnl_cli.selection import VAL_PREFIX
 
 HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
@@ -27,8 +29,8 @@ REFRESH_PER_SECOND = 4
 # Short names for the losses and metrics people watch; anything else keeps its own name.
 SHORT_NAMES = {**loss_names(),
                **{VAL_PREFIX + metric: short for metric, short in (
-                   ("accuracy", "val_acc"), ("aligned_accuracy", "aligned"), ("conflicting_accuracy", "conflicting"),
-                   ("worst_group_accuracy", "worst"), ("bias_head_accuracy", "h_acc"))}}
+                   (ACCURACY, "val_acc"), (ALIGNED_ACCURACY, "aligned"), (CONFLICTING_ACCURACY, "conflicting"),
+                   (WORST_GROUP_ACCURACY, "worst"), (BIAS_HEAD_ACCURACY, "h_acc"))}}
 NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
 
 

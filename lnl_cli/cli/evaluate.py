@@ -43,10 +43,7 @@ def evaluate(
 def render_report(report: dict[str, Any]) -> None:
     summary = Table(title=escape(f"{report['method']} checkpoint on {report['dataset']} (unbiased test set)"),
                     show_header=False)
-    for label, key in (("accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
-                       ("bias-conflicting accuracy", "conflicting_accuracy"),
-                       ("worst-group accuracy", "worst_group_accuracy"),
-                       ("bias-head accuracy", "bias_head_accuracy"), ("samples", "num_samples")):
+    for key, label in {**api.METRIC_DESCRIPTIONS, api.NUM_SAMPLES: "samples"}.items():
         summary.add_row(label, fmt(report.get(key)))
     stdout.print(summary)
     stdout.print(_grid("accuracy per cell (rows: label, columns: bias; diagonal = aligned)",

@@ -129,11 +129,8 @@ def _render(summary: dict, json_output: bool) -> None:
         value = "" if selected.get("value") is None else f" = {fmt(selected['value'])}"
         tested = f"{api.selected_model_text(selected)} ({selected.get('metric')}{value})"
         table.add_row("tested model", escape(tested))
-    for label, key in (("unbiased test accuracy", "accuracy"), ("bias-aligned accuracy", "aligned_accuracy"),
-                       ("bias-conflicting accuracy", "conflicting_accuracy"),
-                       ("worst-group accuracy", "worst_group_accuracy"),
-                       ("bias-head accuracy", "bias_head_accuracy")):
-        table.add_row(label, fmt(test.get(key)))
+    for key, label in api.METRIC_DESCRIPTIONS.items():
+        table.add_row("unbiased test " + label if key == api.ACCURACY else label, fmt(test.get(key)))
     table.add_row("train images/s", fmt(summary["train_images_per_second"], 1))
     table.add_row("wall time (s)", fmt(summary["seconds"], 1))
     table.add_row("run folder", escape(summary["run_dir"]))
