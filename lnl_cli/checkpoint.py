@@ -21,22 +21,54 @@ from lnl_cli.fileio import atomic_write, output_errors, sha256_of
 from lnl_cli.version import __version__
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "config", "task", "model", "epoch")
+
+
+class Field:
+    """The named fields of a checkpoint dict (format 1), the one place their names are spelled: whoever
+    reads or writes a checkpoint field asks here."""
+
+    FORMAT_VERSION = "format_version"
+    CONFIG = "config"              # the resolved config, as config.to_dict
+    TASK = "task"                  # TaskSpec.to_dict: what sizes the networks
+    MODEL = "model"                # the algorithm's state_dict (every network)
+    OPTIMIZERS = "optimizers"      # optimizer name -> state_dict
+    EPOCH = "epoch"                # finished epochs
+    VERSIONS = "versions"          # lnl and torch versions that wrote it
+    # Resume state (last.pt; best.pt and exports may lack it):
+    BATCH_ORDER_STATE = "batch_order_state"
+    RNG = "rng"
+    TRAIN_SECONDS = "train_seconds"
+    PARTIAL_EPOCH = "partial_epoch"
+    SELECTION = "selection"
+
+
+REQUIRED_KEYS = (Field.FORMAT_VERSION, Field.CONFIG, Field.TASK, Field.MODEL, Field.EPOCH)
 STATE_DICT_PROBLEM_CHARS = 600  # enough to name several keys, short enough for one line
 
 
-def make_checkpoint(algorithm: Algorithm, config: Config, epoch: int, **extra: Any) -> dict[str, Any]:
-    """`epoch` counts finished epochs; the learning-rate schedule is derived from it."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "config": to_dict(config),
-        "task": algorithm.task.to_dict(),
-        "model": algorithm.state_dict(),
-        "optimizers": algorithm.optimizer_state(),
-        "epoch": epoch,
-        "versions": {"lnl": __version__, "torch": str(torch.__version__)},
-        **extra,
+def make_checkpoint(algorithm: Algorithm, config: Config, epoch: int, *, batch_order_state: torch.Tensor | None = None,
+                    rng: dict[str, Any] | None = None, train_seconds: float | None = None,
+                    partial_epoch: dict[str, Any] | None = None, selection: dict[str, Any] | None = None,
+                    ) -> dict[str, Any]:
+    """`epoch` counts finished epochs; the learning-rate schedule is derived from it. The resume state
+    (the batch order's generator, every RNG, training seconds so far, a stopped epoch's progress and the
+    model selection) is stored only where given."""
+    checkpoint = {
+        Field.FORMAT_VERSION: FORMAT_VERSION,
+        Field.CONFIG: to_dict(config),
+        Field.TASK: algorithm.task.to_dict(),
+        Field.MODEL: algorithm.state_dict(),
+        Field.OPTIMIZERS: algorithm.optimizer_state(),
+        Field.EPOCH: epoch,
+        Field.VERSIONS: {"lnl": __version__, "torch": str(torch.__version__)},
     }
+    resume = {Field.BATCH_ORDER_STATE: batch_order_state, Field.RNG: rng, Field.TRAIN_SECONDS: train_seconds,
+              Field.PARTIAL_EPOCH: partial_epoch, Field.SELECTION: selection}
+    if batch_order_state is not None:  # what a resumable checkpoint holds, even where a value is None
+        checkpoint.update(resume)
+    else:
+        checkpoint.update({key: value for key, value in resume.items() if value is not None})
+    return checkpoint
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
@@ -96,23 +128,23 @@ def _check_fields(checkpoint: Any, path: Path) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} is not an lnl checkpoint (missing {', '.join(missing)})")
-    version = checkpoint["format_version"]
+    version = checkpoint[Field.FORMAT_VERSION]
     if type(version) is not int:  # noqa: E721 - "1", 1.0 and True are not format 1
         raise CheckpointError(f"{path} has an invalid format_version {shown(version)} (a {type(version).__name__}, "
                               f"not an integer); lnl writes the integer {FORMAT_VERSION}")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version}, this lnl reads format {FORMAT_VERSION} only")
-    epoch = checkpoint["epoch"]
+    epoch = checkpoint[Field.EPOCH]
     if type(epoch) is not int or epoch < 0:
         raise CheckpointError(f"{path} is damaged: epoch must be a whole number >= 0, got {shown(epoch)}")
-    for key in ("config", "task", "model"):
+    for key in (Field.CONFIG, Field.TASK, Field.MODEL):
         if not isinstance(checkpoint[key], dict):
             raise CheckpointError(f"{path} is damaged: '{key}' must be a mapping, got {type(checkpoint[key]).__name__}")
 
 
 def checkpoint_config(checkpoint: dict[str, Any], path: Path | str) -> Config:
     try:
-        return from_dict(checkpoint["config"])
+        return from_dict(checkpoint[Field.CONFIG])
     except ConfigError as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
 
@@ -120,17 +152,17 @@ def checkpoint_config(checkpoint: dict[str, Any], path: Path | str) -> Config:
 def restore_algorithm(checkpoint: dict[str, Any], config: Config, path: Path | str) -> Algorithm:
     """Rebuild the networks the checkpoint describes and load its weights."""
     try:
-        task = TaskSpec.from_dict(checkpoint["task"])
+        task = TaskSpec.from_dict(checkpoint[Field.TASK])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unreadable task description ({exc})") from None
-    method = checkpoint["config"].get("method")
+    method = checkpoint[Field.CONFIG].get("method")
     if method not in ALGORITHMS:
         raise CheckpointError(f"{path} was trained with unknown method {method!r}")
     if config.method != method:
         raise CheckpointError(f"{path} was trained with method {method!r}, not {config.method!r}")
     algorithm = build_algorithm(config, task, load_pretrained=False)
     try:
-        algorithm.load_state_dict(checkpoint["model"])
+        algorithm.load_state_dict(checkpoint[Field.MODEL])
     except (RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} does not fit this architecture: {state_dict_problem(exc)}") from None
     return algorithm
@@ -175,7 +207,7 @@ def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> i
     checkpoint = load_checkpoint(path)
     problems = _init_mismatches(checkpoint, config, path)
     try:
-        task = TaskSpec.from_dict(checkpoint["task"])
+        task = TaskSpec.from_dict(checkpoint[Field.TASK])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unreadable task description ({exc})") from None
     for name in ("num_classes", "in_channels"):
@@ -183,7 +215,7 @@ def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> i
             problems.append(f"{name} is {getattr(task, name)} there, {getattr(algorithm.task, name)} here")
     if problems:
         raise ConfigError(f"train.init_from: {path} does not match this run: {'; '.join(problems)}")
-    state = checkpoint["model"]
+    state = checkpoint[Field.MODEL]
     for name in INIT_NETWORKS:
         prefix = name + "."
         weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
@@ -192,4 +224,4 @@ def initialise_from(algorithm: Algorithm, config: Config, path: Path | str) -> i
         except (RuntimeError, KeyError, TypeError) as exc:
             raise ConfigError(f"train.init_from: the {name} of {path} does not fit this model: "
                               f"{state_dict_problem(exc)}") from None
-    return int(checkpoint["epoch"])
+    return int(checkpoint[Field.EPOCH])

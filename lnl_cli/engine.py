@@ -23,7 +23,8 @@ import torch
 from lnl_cli import distributed, models, resume_state, run_folder, runtime, tensorboard
 from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
-from lnl_cli.checkpoint import check_init_source, initialise_from, load_checkpoint, make_checkpoint, restore_algorithm, save_checkpoint
+from lnl_cli.checkpoint import (Field, check_init_source, initialise_from, load_checkpoint, make_checkpoint,
+                                 restore_algorithm, save_checkpoint)
 from lnl_cli.config import Config, dump_yaml
 from lnl_cli.data import augment as augmentation
 from lnl_cli.data import DATASETS, load_dataset
@@ -145,7 +146,7 @@ def _resume(run_dir: Path, overrides: Iterable[str] | dict[str, Any], callbacks:
 
     def body() -> dict[str, Any]:
         ctx = _build(config, run_dir, callbacks, stop, checkpoint)
-        resume_state.restore_rng(checkpoint.get("rng"))
+        resume_state.restore_rng(checkpoint.get(Field.RNG))
         with _closing(ctx.callbacks):
             return _run(ctx, start)
 
@@ -220,7 +221,7 @@ def _load_selected(ctx: RunContext, selection: Selection) -> None:
         return
     if distributed.is_main():
         checkpoint = load_checkpoint(run_folder.best_checkpoint_path(ctx.run_dir))
-        ctx.algorithm.load_state_dict(checkpoint["model"])
+        ctx.algorithm.load_state_dict(checkpoint[Field.MODEL])
     distributed.broadcast_state(ctx.algorithm)
 
 
@@ -420,7 +421,7 @@ def _closing(callbacks: TrainCallbacks) -> Iterator[None]:
 def _restore(checkpoint: dict[str, Any], config: Config, path: Path, device: torch.device) -> Algorithm:
     algorithm = restore_algorithm(checkpoint, config, path).prepare(device)
     try:
-        algorithm.load_optimizer_state(checkpoint["optimizers"])
+        algorithm.load_optimizer_state(checkpoint[Field.OPTIMIZERS])
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path} has unusable optimizer state ({exc})") from None
     return algorithm

@@ -10,7 +10,7 @@ import torch
 
 from lnl_cli import runtime
 from lnl_cli.algorithms import Algorithm, TaskSpec
-from lnl_cli.checkpoint import checkpoint_config, load_checkpoint, load_hashed_checkpoint, restore_algorithm
+from lnl_cli.checkpoint import Field, checkpoint_config, load_checkpoint, load_hashed_checkpoint, restore_algorithm
 from lnl_cli.config import Config, load_config
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, resolve_data_root
@@ -48,7 +48,7 @@ def load_identified_for_inference(path: Path, preset: str | Path | None = None,
     say which weights it measured (a probe that `lnl compare` can later find stale)."""
     checkpoint, digest = load_hashed_checkpoint(path)
     config, algorithm, dataset = _prepare(checkpoint, path, preset, overrides, with_train)
-    return Identified(config, algorithm, dataset, checkpoint["epoch"], digest)
+    return Identified(config, algorithm, dataset, checkpoint[Field.EPOCH], digest)
 
 
 def _prepare(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
@@ -65,7 +65,7 @@ def _prepare(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
 
 def warn_if_not_finite(checkpoint: dict[str, Any], path: Path) -> None:
     """A NonFiniteWeightsWarning naming the weight tensors that hold NaN or infinite values."""
-    weights = checkpoint["model"] if isinstance(checkpoint["model"], dict) else {}
+    weights = checkpoint[Field.MODEL] if isinstance(checkpoint[Field.MODEL], dict) else {}
     broken = [name for name, value in weights.items()
               if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())]
     if broken:

@@ -16,7 +16,7 @@ import torch
 
 from lnl_cli import distributed, run_folder
 from lnl_cli.callbacks import TrainCallbacks
-from lnl_cli.checkpoint import checkpoint_config
+from lnl_cli.checkpoint import Field, checkpoint_config
 from lnl_cli.config import SPECS, Config, get_value, load_config, overlay
 from lnl_cli.errors import CheckpointError, ConfigError, shown
 from lnl_cli.selection import Selection
@@ -97,18 +97,18 @@ def start_state(checkpoint: dict[str, Any], config: Config, path: Path | str = "
     """Where the loop continues, from the checkpoint's resume-only fields, each checked first: a field
     that is damaged or tampered with is a CheckpointError naming it (exit 4), never a crash inside torch."""
     generator = torch.Generator()
-    _set_generator_state(generator, checkpoint.get("batch_order_state"), "batch_order_state", path)
-    progress = _partial_epoch(checkpoint.get("partial_epoch"), path)
-    _check_rng(checkpoint.get("rng"), path)
+    _set_generator_state(generator, checkpoint.get(Field.BATCH_ORDER_STATE), Field.BATCH_ORDER_STATE, path)
+    progress = _partial_epoch(checkpoint.get(Field.PARTIAL_EPOCH), path)
+    _check_rng(checkpoint.get(Field.RNG), path)
     try:
-        selection = Selection.from_dict(_mapping_or_none(checkpoint.get("selection"), "selection", path),
+        selection = Selection.from_dict(_mapping_or_none(checkpoint.get(Field.SELECTION), Field.SELECTION, path),
                                         config.train.select)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _damaged(path, "selection", exc) from None
-    seconds = checkpoint.get("train_seconds", 0.0)
+    seconds = checkpoint.get(Field.TRAIN_SECONDS, 0.0)
     if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
         raise _damaged(path, "train_seconds", f"a number of seconds >= 0, got {shown(seconds)}")
-    return StartState(int(checkpoint["epoch"]), generator, selection, progress, float(seconds))
+    return StartState(int(checkpoint[Field.EPOCH]), generator, selection, progress, float(seconds))
 
 
 def _damaged(path: Path | str, key: str, detail: Any) -> CheckpointError:
@@ -143,7 +143,7 @@ def _set_generator_state(generator: torch.Generator, state: Any, key: str, path:
 
 def _partial_epoch(partial: Any, path: Path | str) -> EpochProgress | None:
     """The interrupted epoch's progress, checked field by field (None: the checkpoint is at an epoch's end)."""
-    partial = _mapping_or_none(partial, "partial_epoch", path)
+    partial = _mapping_or_none(partial, Field.PARTIAL_EPOCH, path)
     if partial is None:
         return None
     _set_generator_state(torch.Generator(), partial.get("order_state"), "partial_epoch.order_state", path)
