@@ -16,30 +16,6 @@ from typing import Any, Callable
 
 DOCS = Path(__file__).resolve().parent
 
-# What each exit code means. Every EXIT_* constant of lnl_cli/errors.py needs a line here: a new code
-# without one stops the generator (and fails tests/test_docs.py).
-EXIT_MEANINGS = {
-    "EXIT_OK": "success",
-    "EXIT_GATE_FAILED": "`probe-bias` gate failed (the upper 95% bound of leakage above `--max-leakage`, or of "
-                        "relative leakage above `--max-relative-leakage`); never used for anything else",
-    "EXIT_USAGE": "usage or config error (unknown key, bad value, unknown preset, bad flag, run folder taken or "
-                  "empty; for `sweep`: any point's, a point folder holding a run of another config, another "
-                  "sweep running into the folder)",
-    "EXIT_DATA": "data error (MNIST missing, unreadable or corrupt; a manifest's CSV, column, row or image; "
-                 "CelebA files)",
-    "EXIT_CHECKPOINT": "checkpoint error (missing, truncated, unsafe, incompatible, or with fields out of type "
-                       "or range)",
-    "EXIT_DIVERGED": "training diverged (NaN or infinite loss)",
-    "EXIT_INTERNAL": "internal error (a bug: please report it; `LNL_DEBUG=1` shows the traceback)",
-    "EXIT_IO": "output error: a file or stdout could not be written (disk full, read-only file system, closed "
-               "stdout, broken pipe); nothing is left half-written; wins over 1 when probe-bias cannot deliver "
-               "its verdict",
-    "EXIT_SIGINT": "interrupted by SIGINT (Ctrl-C; a checkpoint is saved first; before training starts nothing "
-                   "is written)",
-    "EXIT_SIGTERM": "terminated by SIGTERM (as SIGINT)",
-}
-
-
 def _cell(value: Any) -> str:
     """Text for one Markdown table cell: pipes escaped, one line."""
     return " ".join(str(value).split()).replace("|", "\\|")
@@ -115,13 +91,9 @@ def cli_reference() -> str:
 def exit_codes() -> str:
     from lnl_cli import errors
 
-    constants = {name: value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    missing = sorted(set(constants) - set(EXIT_MEANINGS))
-    if missing:
-        raise SystemExit(f"docs/generate.py: no meaning for the exit codes {missing}: add them to EXIT_MEANINGS")
     lines = ["| code | name in `lnl_cli.errors` | meaning |", "|---|---|---|"]
-    for name, value in sorted(constants.items(), key=lambda item: item[1]):
-        lines.append(f"| {value} | `{name}` | {EXIT_MEANINGS[name]} |")
+    for code in errors.ALL_EXIT_CODES:
+        lines.append(f"| {code.value} | `{code.name}` | {code.meaning} |")
     return "\n".join(lines)
 
 

@@ -1,13 +1,14 @@
 """The project's exception types.
 
 The core raises these and never prints or exits; the CLI maps each to a one-line
-``Error: ...`` on stderr and the exit code below (documented in the README).
+``Error: ...`` on stderr and the exit code below. This module owns the exit codes: `lnl --help` and
+docs/cli.md are written from :data:`ALL_EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import reprlib
-from typing import Any
+from typing import Any, NamedTuple
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -19,6 +20,39 @@ EXIT_INTERNAL = 70
 EXIT_IO = 74  # sysexits' EX_IOERR
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+
+
+class ExitCode(NamedTuple):
+    value: int
+    name: str      # the constant's name above
+    summary: str   # a few words, for `lnl --help`
+    meaning: str   # the whole rule, for docs/cli.md
+
+
+ALL_EXIT_CODES = tuple(ExitCode(value, name, summary, meaning) for value, name, summary, meaning in (
+    (EXIT_OK, "EXIT_OK", "success", "success"),
+    (EXIT_GATE_FAILED, "EXIT_GATE_FAILED", "probe-bias gate failed",
+     "`probe-bias` gate failed (the upper 95% bound of leakage above `--max-leakage`, or of relative leakage "
+     "above `--max-relative-leakage`); never used for anything else"),
+    (EXIT_USAGE, "EXIT_USAGE", "usage or config error",
+     "usage or config error (unknown key, bad value, unknown preset, bad flag, run folder taken or empty; for "
+     "`sweep`: any point's, a point folder holding a run of another config, another sweep running into the folder)"),
+    (EXIT_DATA, "EXIT_DATA", "data error",
+     "data error (MNIST missing, unreadable or corrupt; a manifest's CSV, column, row or image; CelebA files)"),
+    (EXIT_CHECKPOINT, "EXIT_CHECKPOINT", "checkpoint error",
+     "checkpoint error (missing, truncated, unsafe, incompatible, or with fields out of type or range)"),
+    (EXIT_DIVERGED, "EXIT_DIVERGED", "training diverged (NaN/inf loss)", "training diverged (NaN or infinite loss)"),
+    (EXIT_INTERNAL, "EXIT_INTERNAL", "internal error",
+     "internal error (a bug: please report it; `LNL_DEBUG=1` shows the traceback)"),
+    (EXIT_IO, "EXIT_IO", "output error",
+     "output error: a file or stdout could not be written (disk full, read-only file system, closed stdout, "
+     "broken pipe); nothing is left half-written; wins over 1 when probe-bias cannot deliver its verdict"),
+    (EXIT_SIGINT, "EXIT_SIGINT", "interrupted (SIGINT)",
+     "interrupted by SIGINT (Ctrl-C; a checkpoint is saved first; before training starts nothing is written)"),
+    (EXIT_SIGTERM, "EXIT_SIGTERM", "terminated (SIGTERM)", "terminated by SIGTERM (as SIGINT)"),
+))
+HELP_ON_EXIT_CODES = "Exit codes: " + "; ".join(f"{code.value} {code.summary}" for code in ALL_EXIT_CODES) + "."
+
 
 # Messages stay one readable line whatever the input: a value is shown in at most MAX_SHOWN characters,
 # a config problem in MAX_PROBLEM, at most MAX_PROBLEMS problems are listed, a whole message is at most

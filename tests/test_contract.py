@@ -26,8 +26,10 @@ from lnl_cli.algorithms import TaskSpec, build_algorithm
 from lnl_cli.checkpoint import make_checkpoint
 from lnl_cli.cli import app
 from lnl_cli.config import SPECS, to_dict
+from lnl_cli.errors import ALL_EXIT_CODES, EXIT_INTERNAL
 
-DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5, 74, 130, 143}
+# Every exit code but the internal error (a bug), which no input may reach.
+DOCUMENTED_EXIT_CODES = {code.value for code in ALL_EXIT_CODES} - {EXIT_INTERNAL}
 EXAMPLES = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

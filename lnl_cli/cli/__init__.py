@@ -16,17 +16,12 @@ from lnl_cli.cli import config_keys, presets
 from lnl_cli.cli.probe_bias import probe_bias
 from lnl_cli.cli.sweep import sweep
 from lnl_cli.cli.train import train
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 probe-bias gate failed; 2 usage or config error; 3 data error; "
-    "4 checkpoint error; 5 training diverged (NaN/inf loss); 70 internal error; 74 output error; "
-    "130 interrupted (SIGINT); 143 terminated (SIGTERM)."
-)
+from lnl_cli.errors import HELP_ON_EXIT_CODES
 
 app = typer.Typer(
     name="lnl",
     help="Train deep networks that do not learn a known bias in their data "
-         "(Learning Not to Learn, Kim et al., CVPR 2019).\n\n" + EXIT_CODES_HELP,
+         "(Learning Not to Learn, Kim et al., CVPR 2019).\n\n" + HELP_ON_EXIT_CODES,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
