@@ -258,17 +258,24 @@ def _preset_chain(name_or_path: str) -> list[tuple[Path, dict[str, Any]]]:
         parent = tree.pop(EXTENDS_KEY, None)
         if parent is not None and not isinstance(parent, str):
             raise ConfigError(f"preset {path}: '{EXTENDS_KEY}' must name a preset, got {shown(parent)}")
-        flat = _rename_legacy_keys(_flatten(tree))
-        for key in PATH_KEYS:
-            value = flat.get(key)
-            relative = isinstance(value, str) and value and not expand_path(value).is_absolute()
-            relative = relative and value not in SPECS[key].metadata.get("path_words", ())  # e.g. imagenet
-            if relative and "\x00" not in value:  # a NUL byte is refused when the value is checked
-                flat[key] = str((path.parent / value).resolve())
-        chain.insert(0, (path, flat))
+        chain.insert(0, (path, _resolve_paths(_rename_legacy_keys(_flatten(tree)), path.parent)))
         current = parent
     chain[-1][1].setdefault("name", tidy_name(chain[-1][0].stem))
     return chain
+
+
+def _resolve_paths(flat: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`flat` with every relative path value made absolute from `folder` (a preset's folder; the working
+    folder for overrides), so that a stored config finds its files from anywhere. Words a path key also
+    takes (model.pretrained=imagenet) stay as given."""
+    resolved = dict(flat)
+    for key in PATH_KEYS:
+        value = flat.get(key)
+        relative = isinstance(value, str) and value and not expand_path(value).is_absolute()
+        relative = relative and value not in SPECS[key].metadata.get("path_words", ())
+        if relative and "\x00" not in value:  # a NUL byte is refused when the value is checked
+            resolved[key] = str((folder / expand_path(value)).resolve())
+    return resolved
 
 
 def tidy_name(text: str) -> str:
@@ -410,7 +417,7 @@ def load_config(
                 pairs.append(parse_override(text))
             except ValueError as exc:
                 problems.append(str(exc))
-    for key, value in pairs:
+    for key, value in _resolve_paths(dict(pairs), Path.cwd()).items():
         values[key] = value
         origin[key] = "override"
     try:

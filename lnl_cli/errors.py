@@ -160,6 +160,11 @@ class NonFiniteWeightsWarning(UserWarning):
     error, so that such a checkpoint can still be inspected (`lnl evaluate` prints it as one line)."""
 
 
+class SubsetEvaluationWarning(UserWarning):
+    """An evaluation scores a random subset of the test split because the training run asked for one
+    (data.test_size): said aloud, as the figure is not the whole split's."""
+
+
 class LabelBiasDependenceWarning(UserWarning):
     """The probe data's label and bias are strongly dependent: a probe that reads the label scores as
     bias leakage there, so the figure overstates what the features keep of the bias itself."""

@@ -11,18 +11,36 @@ import torch
 from lnl_cli import runtime
 from lnl_cli.algorithms import Algorithm, TaskSpec
 from lnl_cli.checkpoint import Field, checkpoint_config, load_checkpoint, load_hashed_checkpoint, restore_algorithm
-from lnl_cli.config import Config, load_config
+from lnl_cli.config import Config, get_value, load_config
 from lnl_cli.data import load_dataset
 from lnl_cli.data.base import BiasedDataset, resolve_data_root
-from lnl_cli.errors import DataError, NonFiniteWeightsWarning
+from lnl_cli.errors import DataError, NonFiniteWeightsWarning, SubsetEvaluationWarning
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.version import JSON_SCHEMA_VERSION
 
 
+# How much of the test split the training run scored, and which split: a subset size is the run's choice
+# for its own split, so an evaluation of another split does not inherit it.
+TEST_SPLIT_KEY, TEST_SUBSET_KEY = "data.test", "data.test_size"
+
+
 def config_for_checkpoint(checkpoint: dict[str, Any], path: Path, preset: str | Path | None,
                           overrides: Iterable[str] | dict[str, Any]) -> Config:
-    """The checkpoint's config, then the preset's values, then overrides."""
-    return load_config(preset, overrides, base=checkpoint_config(checkpoint, path))
+    """The checkpoint's config, then the preset's values, then overrides; except that a training-time
+    data.test_size is dropped when the test split changes (unless the evaluation sets one too), and a
+    SubsetEvaluationWarning says when a subset is still scored."""
+    stored = checkpoint_config(checkpoint, path)
+    config = load_config(preset, overrides, base=load_config(None, {TEST_SUBSET_KEY: None}, base=stored))
+    inherited = get_value(stored, TEST_SUBSET_KEY)
+    # The preset or an override sets a size (null included) when it wins over either starting value.
+    other = load_config(preset, overrides, base=load_config(None, {TEST_SUBSET_KEY: 1}, base=stored))
+    asked = get_value(config, TEST_SUBSET_KEY) == get_value(other, TEST_SUBSET_KEY)
+    if inherited is not None and not asked and get_value(config, TEST_SPLIT_KEY) == get_value(stored, TEST_SPLIT_KEY):
+        config = load_config(None, {TEST_SUBSET_KEY: inherited}, base=config)
+        warnings.warn(f"scoring a random {inherited} images of the test split, as the training run did "
+                      f"({TEST_SUBSET_KEY}={inherited}); {TEST_SUBSET_KEY}=null scores all of it",
+                      SubsetEvaluationWarning, stacklevel=3)
+    return config
 
 
 def load_for_inference(path: Path, preset: str | Path | None = None, overrides: Iterable[str] | dict[str, Any] = (),
