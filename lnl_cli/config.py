@@ -59,7 +59,9 @@ class CommonDataConfig:
               "else ~/.cache/lnl/data", path=True)
     seed: int = option(0, "seed of the colour generator and of subsets", min=0, max=MAX_SEED)
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
-    test_size: Union[int, None] = option(None, "use a random subset of this many test images", min=1)
+    test_size: Union[int, None] = option(
+        None, "use a random subset of this many test images (evaluate and probe-bias of another data.test score "
+              "all of it unless this is set again)", min=1)
     val_size: Union[int, None] = option(
         None, "validation images: manifest, celeba: a random subset of this many (null: all); colored_mnist: "
               "digits held out of the training digits, coloured like the test set (null: 5000); 0: no "
