@@ -55,7 +55,7 @@ class CommonDataConfig:
         "colored_mnist", "dataset: " + ", ".join(spec.summary for spec in DATASETS.values()))
     root: Union[str, None] = option(
         None, "colored_mnist: folder holding MNIST/raw; manifest: folder the CSVs and image paths are relative "
-              "to (relative to the preset's folder); celeba: folder holding celeba/; default: $LNL_DATA_ROOT, "
+              "to (relative to the preset's folder); folder: folder holding train/, test/ (and val/); celeba: folder holding celeba/; default: $LNL_DATA_ROOT, "
               "else ~/.cache/lnl/data", path=True)
     seed: int = option(0, "seed of the colour generator and of subsets", min=0, max=MAX_SEED)
     train_size: Union[int, None] = option(None, "use a random subset of this many training images", min=1)
@@ -63,19 +63,22 @@ class CommonDataConfig:
         None, "use a random subset of this many test images (evaluate and probe-bias of another data.test score "
               "all of it unless this is set again)", min=1)
     val_size: Union[int, None] = option(
-        None, "validation images: manifest, celeba: a random subset of this many (null: all); colored_mnist: "
+        None, "validation images: manifest, folder, celeba: a random subset of this many (null: all); colored_mnist: "
               "digits held out of the training digits, coloured like the test set (null: 5000); 0: no "
               "validation split", min=0)
     train: Union[str, None] = option(
-        None, "manifest: training CSV (relative to data.root); celeba: split name (train, valid, test, all)")
-    test: Union[str, None] = option(None, "manifest: test CSV (relative to data.root); celeba: split name")
+        None, "manifest: training CSV (relative to data.root); folder: training folder of <class>/ folders "
+              "(null: train); celeba: split name (train, valid, test, all)")
+    test: Union[str, None] = option(
+        None, "manifest: test CSV (relative to data.root); folder: test folder (null: test); celeba: split name")
     val: Union[str, None] = option(
         None, "validation split, held out of training for per-epoch metrics and model selection; manifest: "
-              "validation CSV (relative to data.root), null: none; celeba: split name, null: valid unless "
+              "validation CSV (relative to data.root), null: none; folder: validation folder (null: val, when it "
+              "exists); celeba: split name, null: valid unless "
               "data.train or data.test reads it")
     mean: list[float] = option(
         factory=list, help="per-channel input mean on the [0,1] scale; default: the dataset's (ImageNet's for "
-                           "manifest and celeba)")
+                           "manifest, folder and celeba)")
     std: list[float] = option(factory=list, help="per-channel input std; default: the dataset's")
     augment: augmentation.AugmentConfig = option(factory=augmentation.AugmentConfig)
 

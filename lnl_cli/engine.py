@@ -21,15 +21,15 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from lnl_cli import distributed, models, resume_state, run_folder, runtime, tensorboard
-from lnl_cli.algorithms import Algorithm, TaskSpec, build_algorithm
+from lnl_cli.algorithms import METHODS, Algorithm, TaskSpec, build_algorithm
 from lnl_cli.callbacks import CallbackList, TrainCallbacks
 from lnl_cli.checkpoint import (Field, check_init_source, initialise_from, load_checkpoint, make_checkpoint,
                                  restore_algorithm, save_checkpoint)
 from lnl_cli.config import Config, dump_yaml
 from lnl_cli.data import augment as augmentation
 from lnl_cli.data import DATASETS, load_dataset
-from lnl_cli.data.base import BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
-from lnl_cli.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
+from lnl_cli.data.base import MIN_BIAS_VALUES, BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
+from lnl_cli.errors import CheckpointError, ConfigError, DataError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.fileio import expand_path
 from lnl_cli.metrics import evaluate_split
 from lnl_cli.resume_state import RESUME_SAFE_KEYS, EpochProgress, StartState
@@ -378,6 +378,7 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     dataset = load_dataset(config).to(device)
     if config.train.select != LAST and dataset.val is None:
         raise ConfigError(_no_validation(config))
+    _check_bias_values(config, dataset)
     distributed.setup(config.dist.backend, device)  # after the data: a data error needs no process group
     stop = stop or StopRequest()
     stop.armed = True  # from here on a stop is agreed on at a step boundary and saved
@@ -433,6 +434,15 @@ def _shard(split: Split) -> Split:
         return split
     return split.subset(torch.arange(distributed.rank(), len(split), distributed.world_size(),
                                      device=split.labels.device))
+
+
+def _check_bias_values(config: Config, dataset: BiasedDataset) -> None:
+    """A method with a bias head (every debiasing one) needs a bias with two values or more to remove."""
+    if METHODS[config.method].algorithm.has_bias_head and dataset.num_bias_classes < MIN_BIAS_VALUES:
+        names = ", ".join(dataset.bias_names) or "one value"
+        raise DataError(f"method={config.method} removes a bias, and this data has {dataset.num_bias_classes} bias "
+                        f"value ({names}); give it a bias attribute with at least {MIN_BIAS_VALUES} values (data.type="
+                        f"folder: data.bias_from) or use method=baseline")
 
 
 def _announce(ctx: RunContext, start_epoch: int) -> None:

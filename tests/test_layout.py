@@ -149,8 +149,8 @@ def test_a_new_dataset_needs_only_its_module_and_a_registry_line(tmp_path):
     (copy / "lnl_cli" / "data" / "toy.py").write_text(TOY_DATASET)
     registry = copy / "lnl_cli" / "data" / "__init__.py"
     text = registry.read_text()
-    text = text.replace("from lnl_cli.data import celeba, colored_mnist, manifest",
-                        "from lnl_cli.data import celeba, colored_mnist, manifest, toy")
+    text = text.replace("from lnl_cli.data import celeba, colored_mnist, folder, manifest",
+                        "from lnl_cli.data import celeba, colored_mnist, folder, manifest, toy")
     text = text.replace('    "celeba": celeba.DATASET,\n', '    "celeba": celeba.DATASET,\n    "toy": toy.DATASET,\n')
     registry.write_text(text)
 

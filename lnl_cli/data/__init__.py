@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lnl_cli.data import celeba, colored_mnist, manifest
+from lnl_cli.data import celeba, colored_mnist, folder, manifest
 from lnl_cli.data.base import BiasedDataset, BiasedSplit, DatasetSpec, iterate_batches, resolve_data_root
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 DATASETS: dict[str, DatasetSpec] = {
     "colored_mnist": colored_mnist.DATASET,
     "manifest": manifest.DATASET,
+    "folder": folder.DATASET,
     "celeba": celeba.DATASET,
 }
 

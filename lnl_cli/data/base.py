@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from lnl_cli.config import Config
 
 IGNORE_INDEX = 255
+# A bias attribute with fewer values says nothing: the debiasing methods and probe-bias need this many.
+MIN_BIAS_VALUES = 2
 
 
 @dataclass

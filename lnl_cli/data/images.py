@@ -36,11 +36,11 @@ MAX_WORKERS = 256
 
 @dataclass
 class ImageOptions:
-    """The ``data.*`` keys every dataset of image files shares (manifest, celeba)."""
+    """The ``data.*`` keys every dataset of image files shares (manifest, folder, celeba)."""
 
-    image_size: int = option(64, "manifest, celeba: images are resized to this square size", min=8, max=1024)
+    image_size: int = option(64, "manifest, folder, celeba: images are resized to this square size", min=8, max=1024)
     loading: Literal["auto", "memory", "stream"] = option(
-        "auto", "manifest, celeba: memory decodes every image once into uint8 tensors on the training device; "
+        "auto", "manifest, folder, celeba: memory decodes every image once into uint8 tensors on the training device; "
                 "stream decodes batches in DataLoader workers; auto: memory when it fits data.memory_limit_mb")
     memory_limit_mb: int = option(
         4096, "largest decoded dataset (all splits) that loading=auto keeps in memory", min=1)

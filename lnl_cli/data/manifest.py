@@ -64,6 +64,9 @@ class ManifestRows:
 
 def read_manifest(csv_path: Path, root: Path, path_col: str, label_col: str, bias_col: str,
                   split_col: str | None = None) -> ManifestRows:
+    if csv_path.is_dir():
+        raise DataError(f"{csv_path} is a folder, not a CSV manifest (for photos in <class>/ folders use "
+                        f"data.type=folder)")
     if not csv_path.is_file():
         raise DataError(f"manifest not found: {csv_path}")
     wanted = (path_col, label_col, bias_col, *([split_col] if split_col else []))
@@ -158,7 +161,7 @@ def _index(rows: ManifestRows, values: list[str], vocabulary: list[str], what: s
     return torch.tensor(indices, dtype=torch.long)
 
 
-def _records(rows: ManifestRows, classes: list[str], bias_classes: list[str], origin: dict[str, str]) -> ImageRecords:
+def records_of(rows: ManifestRows, classes: list[str], bias_classes: list[str], origin: dict[str, str]) -> ImageRecords:
     return ImageRecords(str(rows.source), rows.paths, rows.rows,
                         _index(rows, rows.labels, classes, "label", origin["label"]),
                         _index(rows, rows.bias, bias_classes, "bias value", origin["bias"]))
@@ -202,9 +205,9 @@ def load_manifest_dataset(config: Config, with_train: bool = True) -> BiasedData
     origin = {"label": "data.classes" if data.classes else training,
               "bias": "data.bias_classes" if data.bias_classes else training}
     return build_image_dataset(
-        config, _records(train, classes, bias_classes, origin), _records(test, classes, bias_classes, origin),
+        config, records_of(train, classes, bias_classes, origin), records_of(test, classes, bias_classes, origin),
         classes, bias_classes, describe(config, root), with_train,
-        val=None if val is None else _records(val, classes, bias_classes, origin))
+        val=None if val is None else records_of(val, classes, bias_classes, origin))
 
 
 @dataclass
@@ -243,9 +246,9 @@ class ManifestOptions(ImageOptions):
               "naming each row's; instead of data.train, data.val and data.test")
     split_values: SplitValues = option(factory=SplitValues)
     classes: list[Union[int, str]] = option(
-        factory=list, help="manifest: label values in class order; default: sorted from the training CSV")
+        factory=list, help="manifest, folder: label values in class order; default: sorted from the training split")
     bias_classes: list[Union[int, str]] = option(
-        factory=list, help="manifest: bias values in order; default: sorted from the training CSV")
+        factory=list, help="manifest, folder: bias values in order; default: sorted from the training split")
 
 
 def _check_splits(data) -> list[str]:
