@@ -41,17 +41,12 @@ from lnl_cli.engine import check_before_training
 from lnl_cli.errors import (EXIT_CHECKPOINT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, LnlError,
                             OutputError, PointsFailed, TrainingInterrupted, shown)
 from lnl_cli.fileio import atomic_write_json, output_errors, unshare
-from lnl_cli.resume_state import RESUME_SAFE_KEYS
+from lnl_cli.result_keys import RESULT_NEUTRAL_KEYS
 from lnl_cli.runtime import PARENT_PID_ENV, StopRequest, die_with_parent
 from lnl_cli.version import JSON_SCHEMA_VERSION
 
 SWEEP_FILE = run_folder.SWEEP_FILE
 LOCK_FILE = ".lnl-sweep.lock"
-# Keys that say where and how a run computes, not what it computes: a finished point stored with other
-# values is still the same point, and a resumed one takes the values asked now.
-RUNTIME_KEYS = frozenset({"device", "train.num_threads", "data.root", "data.download", "train.compile",
-                          "train.tensorboard"})
-assert RUNTIME_KEYS <= RESUME_SAFE_KEYS
 # Keys already in every folder name (<name>-<method>-...), so not repeated after it.
 NAMED_KEYS = ("name", "method")
 MAX_FOLDER_NAME = 255  # bytes, what file systems allow
@@ -330,8 +325,10 @@ def _classify(point: Point) -> None:
         point.action = TRAIN
         return
     stored = _stored_config(point)
+    # A finished point stored with other values of RESULT_NEUTRAL_KEYS is still the same point, and a
+    # resumed one takes the values asked now (they are RESUME_SAFE_KEYS too, by their definition).
     differ = [key for key in SPECS
-              if key not in RUNTIME_KEYS and get_value(stored, key) != get_value(point.config, key)]
+              if key not in RESULT_NEUTRAL_KEYS and get_value(stored, key) != get_value(point.config, key)]
     if differ:
         what = "a finished run" if finished else "an unfinished run"
         details = ", ".join(f"{key}={shown(get_value(stored, key))} there, {shown(get_value(point.config, key))} asked"
@@ -344,7 +341,7 @@ def _classify(point: Point) -> None:
         point.result = point_result(run_folder.read_summary(folder))
         return
     point.action = RESUME
-    point.resume_overrides = {key: get_value(point.config, key) for key in sorted(RUNTIME_KEYS)
+    point.resume_overrides = {key: get_value(point.config, key) for key in sorted(RESULT_NEUTRAL_KEYS)
                               if get_value(stored, key) != get_value(point.config, key)}
 
 

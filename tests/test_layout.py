@@ -99,6 +99,12 @@ def test_allowed_config_values_are_the_registry_keys():
     assert _choices("model.bias_head") == ("auto", *models.BIAS_HEADS)
 
 
+def test_the_keys_that_do_not_change_a_result_are_config_keys():
+    from lnl_cli.result_keys import RESULT_NEUTRAL_KEYS, RESUME_SAFE_KEYS
+
+    assert RESULT_NEUTRAL_KEYS <= RESUME_SAFE_KEYS <= set(config.SPECS)
+
+
 def test_every_dataset_option_is_a_data_key():
     for name, spec in DATASETS.items():
         for key in (s.key for s in config.collect_specs(spec.options, "data.")):
