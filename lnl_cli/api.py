@@ -30,6 +30,7 @@ from lnl_cli.preset_files import builtin_presets, preset_description, preset_hea
 from lnl_cli.probe_settings import CONFIDENCE as PROBE_CONFIDENCE
 from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe_settings import ProbeSettings
+from lnl_cli.result_keys import RESULT_NEUTRAL_KEYS
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.runtime import StopRequest, watch_parent
 from lnl_cli.schema import type_name
@@ -39,17 +40,19 @@ from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
     from lnl_cli.config import Config
-    from lnl_cli.sweep import SweepPlan
+    from lnl_cli.sweep import FolderCheck, SweepPlan
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
+__all__ = ["check_folder", "check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare",
+           "COMPARE_COLUMNS",
            "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
            "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
-           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim",
+           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "RESULT_NEUTRAL_KEYS", "resume", "RunClaim",
            "selected_model_text", "show_preset",
-           "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
+           "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE",
+           "to_json", "train",
            "TrainCallbacks", "watch_parent", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
 
 
@@ -303,6 +306,26 @@ def sweep(plan: "SweepPlan", callbacks: SweepCallbacks | None = None, stop: Stop
         return train(point.config, point.run_dir, receiver, stop, plots=plots)
 
     return sweeps.run_sweep(plan, run_here, callbacks, stop)
+
+
+def check_folder(run_dir: str | Path, config: "Config", keys: Iterable[str] | None = None, *,
+                 free: Iterable[str] = RESULT_NEUTRAL_KEYS, partial: bool = False,
+                 label: str = "the run folder") -> "FolderCheck":
+    """What a sweep makes of `run_dir` before it trains `config` there, for a script that reuses run folders
+    the same way: ``action`` "train" (nothing there yet), "resume" (a checkpoint, no summary) or "skip" (a
+    finished run); ``stored``, the config of the run there; ``differ``, the `keys` (default: every key)
+    outside `free` stored with another value, as key -> (stored, asked); ``resume_overrides``, the
+    RESULT_NEUTRAL_KEYS a resume should take from `config`. A ConfigError starting with `label` when the
+    folder cannot be used (a file, a run in progress, metrics without a checkpoint, no config.yaml or one
+    that is not a valid config). With `partial`, config.yaml may name only some keys: the others count as
+    asked, and a folder without one is not compared. Writes nothing."""
+    from lnl_cli import sweep as sweeps
+
+    _check_config(config, "config")
+    keys = None if keys is None else check.strings(keys, "keys", "train.lr")
+    return sweeps.check_folder(_folder(check.path(run_dir, "run_dir"), "the run folder"), config,
+                               check.instance(label, str, "label", optional=False), keys,
+                               check.strings(free, "free", "device"), bool(check.flag(partial, "partial")))
 
 
 # ---------------------------------------------------------------------------- using a trained model

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 from lnl_cli import config as config_module
 from lnl_cli import run_folder
 from lnl_cli.config import SPECS, Config, get_value
-from lnl_cli.errors import ConfigError
+from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import output_errors
 from lnl_cli.result_keys import RESULT_NEUTRAL_KEYS
 from lnl_cli.sweep.grid import canonical_key
@@ -35,21 +35,28 @@ class FolderCheck:
 
     action: str                      # TRAIN (nothing there yet), RESUME (a checkpoint, no summary), SKIP (finished)
     stored: Config | None = None     # the config of the run there (None for TRAIN, or no config.yaml to read)
-    differ: list[str] = field(default_factory=list)  # compared keys whose stored value is not the one asked
+    # the compared keys whose stored value is not the one asked: key -> (stored value, asked value)
+    differ: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     # RESULT_NEUTRAL_KEYS asked otherwise than stored: what a resume of the run there takes from the asking
     resume_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def check_folder(folder: Path, config: Config, label: str, keys: Iterable[str] | None = None,
-                 free: Iterable[str] = RESULT_NEUTRAL_KEYS, need_config: bool = True) -> FolderCheck:
-    """Read `folder` for a run of `config`. `differ` lists the `keys` (default: every config key) outside
+                 free: Iterable[str] = RESULT_NEUTRAL_KEYS, partial: bool = False) -> FolderCheck:
+    """Read `folder` for a run of `config`. `differ` holds the `keys` (default: every config key) outside
     `free` whose value stored there differs from `config`'s; a finished point stored with other values of
     RESULT_NEUTRAL_KEYS is still the same point, and a resumed one takes the values asked now (they are
     RESUME_SAFE_KEYS too, by their definition).
 
     A ConfigError, its message starting with `label`, when the folder cannot be used: a file, a folder an
-    lnl process is training in, metrics but no checkpoint, a stored config.yaml that is not a valid config,
-    or (with `need_config`) no config.yaml beside a checkpoint or summary."""
+    lnl process is training in, metrics but no checkpoint, no config.yaml beside a checkpoint or summary,
+    or one that is not a valid config. With `partial`, config.yaml may name only some keys (one written by
+    another tool): the keys it leaves out count as asked, and a folder without one is not compared (its
+    `stored` is None). Writes nothing."""
+    compared = SPECS if keys is None else dict.fromkeys(canonical_key(key) for key in keys)
+    unknown = [key for key in compared if key not in SPECS]
+    if unknown:
+        raise ConfigError([f"{shown(key)} is not a config key" for key in unknown])
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{label}: {folder} is a file")
@@ -64,28 +71,31 @@ def check_folder(folder: Path, config: Config, label: str, keys: Iterable[str] |
                               "saved one); remove the folder to train this point again")
         return FolderCheck(TRAIN)
     action = SKIP if finished else RESUME
-    stored = stored_config(folder, label, need_config)
+    stored = stored_config(folder, label, config if partial else None)
     if stored is None:
         return FolderCheck(action)
     free = frozenset(free)
-    compared = SPECS if keys is None else dict.fromkeys(canonical_key(key) for key in keys)
-    differ = [key for key in compared if key not in free and get_value(stored, key) != get_value(config, key)]
+    differ = {key: (get_value(stored, key), get_value(config, key)) for key in compared
+              if key not in free and get_value(stored, key) != get_value(config, key)}
     resume_overrides = {key: get_value(config, key) for key in sorted(RESULT_NEUTRAL_KEYS)
                         if get_value(stored, key) != get_value(config, key)}
     return FolderCheck(action, stored, differ, resume_overrides)
 
 
-def stored_config(folder: Path, label: str, need_config: bool = True) -> Config | None:
+def stored_config(folder: Path, label: str, partial_over: Config | None = None) -> Config | None:
     """The config of the run in `folder`, from its config.yaml; a ConfigError (starting with `label`) when
-    that is not a valid config, or when it is missing or unreadable and `need_config` (else None)."""
+    that is missing, unreadable or not a valid config. With `partial_over`, config.yaml may name only some
+    keys: those it leaves out take `partial_over`'s values, and a folder without one gives None."""
     tree = run_folder.read_config_tree(folder)
     path = Path(folder) / run_folder.CONFIG_FILE
     if not tree:
-        if not need_config:
+        if partial_over is not None:
             return None
         raise ConfigError(f"{label}: {path} is missing or unreadable, so the run there cannot be "
                           "checked against this point; remove the folder to train it again")
     try:
+        if partial_over is not None:
+            return config_module.overlay(partial_over, tree, str(path))
         return config_module.from_dict(tree)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {path} is not a valid config ({exc})") from None

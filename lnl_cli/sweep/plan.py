@@ -194,10 +194,10 @@ def _classify(point: Point) -> None:
     point.status, point.result, point.error, point.exit_code, point.resume_overrides = PENDING, None, None, None, {}
     check = check_folder(folder, point.config, f"point {point.name}")
     if check.differ:
-        stored, differ = check.stored, check.differ
+        differ = list(check.differ.items())
         what = "a finished run" if check.action == SKIP else "an unfinished run"
-        details = ", ".join(f"{key}={shown(get_value(stored, key))} there, {shown(get_value(point.config, key))} asked"
-                            for key in differ[:POINTS_NAMED])
+        details = ", ".join(f"{key}={shown(there)} there, {shown(asked)} asked"
+                            for key, (there, asked) in differ[:POINTS_NAMED])
         more = f" and {len(differ) - POINTS_NAMED} more" if len(differ) > POINTS_NAMED else ""
         raise ConfigError(f"point {point.name}: {folder} holds {what} of another config ({details}{more}); "
                           "remove that folder or sweep into another --out")
