@@ -3,7 +3,8 @@
 Every command is a function here: :func:`train`, :func:`resume`, :func:`evaluate`, :func:`probe`,
 :func:`compare`, :func:`presets`, :func:`load_model`. The CLI (``lnl_cli/cli/``) parses arguments,
 calls one of these and renders the result; a notebook calls the same functions. What the CLI
-needs besides (the progress and stop interfaces, option defaults) is re-exported here too.
+needs besides (terminal helpers the core uses too, option choices and defaults) is importable here too,
+listed apart in ``CLI_SUPPORT``.
 
 Only light modules are imported at the top; the modules that need torch (config, engine, evaluation,
 inference, probe, distributed) are imported by the functions that use them, so that `lnl --version`
@@ -44,16 +45,19 @@ if TYPE_CHECKING:
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["check_folder", "check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare",
-           "COMPARE_COLUMNS",
-           "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
-           "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
-           "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
-           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "RESULT_NEUTRAL_KEYS", "resume", "RunClaim",
-           "selected_model_text", "show_preset",
-           "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE",
-           "to_json", "train",
-           "TrainCallbacks", "watch_parent", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
+# The public API (docs/python-api.md): what a notebook or a script calls.
+__all__ = ["check_folder", "check_output_file", "check_run_folder", "claim_run_folder", "compare", "Config",
+           "config_keys", "evaluate", "export", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
+           "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "ProbeSettings", "rank", "release_run_folder",
+           "RESULT_NEUTRAL_KEYS", "resume", "RunClaim", "show_preset", "StopRequest", "sweep", "sweep_document",
+           "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train", "TrainCallbacks", "write_csv",
+           "write_evaluation_plots", "write_training_plots", "__version__"]
+# Also here for lnl_cli/cli/, which reaches the core only through this module and lnl_cli.errors: terminal
+# and formatting helpers that the core uses too (so they cannot move into lnl_cli/cli/), and the choices
+# and defaults of its options. Not part of the public API.
+CLI_SUPPORT = ("check_plots_available", "COMPARE_COLUMNS", "compare_table_columns", "csv_text", "DEFAULT_PROBE_LAYER",
+               "EXPORT_FORMATS", "PipeSafeConsole", "PROBE_CONFIDENCE", "progress_callbacks", "selected_model_text",
+               "watch_parent")
 
 
 def __getattr__(name: str) -> Any:
