@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -34,8 +33,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py lives beside this script
 import stats  # noqa: E402
@@ -74,12 +71,10 @@ CONTROLLED = {"method": "--methods", "seed": "--seeds", "data.color_var": "--col
               "train.epochs": "--warmup-epochs / --adversarial-epochs", "train.pretrain_epochs": "(always 0)",
               "train.init_from": "(the warm-up's last.pt)", "train.select": "--select",
               "train.lr": "--warmup-lr", "train.adversarial_lr": "--adversarial-lr", "train.num_threads": "--threads"}
-# Keys whose stored value may differ when a finished run is reused (they do not change what is learned,
-# or, for init_from, the folder layout already ties a branch to its warm-up).
-FREE_ON_REUSE = {"train.num_threads", "data.root", "device", "train.init_from"}
-# Config keys the two-stage procedure needs from the core.
-# A run folder holding one of these (and no summary.json) stopped before the end: it is resumed.
-RESUMABLE = ("last.pt", "checkpoint.pt")  # checkpoint.pt: run folders of lnl before last.pt/best.pt
+# Keys whose stored value may differ when a finished run is reused: the keys that do not change a result
+# (lnl's one set, which `lnl sweep` uses too), and train.init_from, an absolute path that changes when
+# --out is moved, while the folder layout already ties a branch to its warm-up.
+FREE_ON_REUSE = api.RESULT_NEUTRAL_KEYS | {"train.init_from"}
 TEST_KEYS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "bias_head_accuracy")
 
 
@@ -244,71 +239,42 @@ class EpochLog(api.TrainCallbacks):
 
 
 def train_run(preset: str, overrides: list[str], out: Path, tag: str, resume: bool = False,
-              resume_overrides: list[str] | None = None) -> dict[str, Any]:
+              resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or resume) one run folder through the public API; returns its summary. Tests replace this."""
     callbacks = EpochLog(tag)
     if resume:
-        return api.resume(out, resume_overrides or [], callbacks)
+        return api.resume(out, resume_overrides or {}, callbacks)
     config = api.load_config(preset, overrides)
     return api.train(config, out, callbacks)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def folder_check(spec: RunSpec, config: "api.Config") -> "api.FolderCheck":
+    """What spec.out holds, read as `lnl sweep` reads a point's folder: nothing yet ("train"), an unfinished
+    run ("resume") or a finished one ("skip"). A run there must have been trained with spec's overrides
+    (FREE_ON_REUSE aside); keys its config.yaml leaves out, or a folder without one, are not checked."""
+    keys = [override.partition("=")[0].strip() for override in spec.overrides]
+    check = api.check_folder(spec.out, config, keys, free=FREE_ON_REUSE, partial=True, label=spec.tag)
+    if check.differ:
+        key, (stored, wanted) = next(iter(check.differ.items()))  # the first override that differs
+        raise ReproduceError(f"{spec.out} holds a run with {key}={stored!r}, but this benchmark asks for "
+                             f"{key}={wanted!r}; choose another --out or remove that folder")
+    return check
 
 
-def stored_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run folder's config.yaml, flattened to dotted keys; None when it has none."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    tree = yaml.safe_load(path.read_text())
-    return _flatten(tree) if isinstance(tree, dict) else None
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    if isinstance(stored, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(stored, bool):
-        return math.isclose(float(stored), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
-    return stored == wanted
-
-
-def check_matches(spec: RunSpec) -> None:
-    """A finished or interrupted run in spec.out must have been trained with these overrides."""
-    stored = stored_config(spec.out)
-    if stored is None:
-        return
-    for override in spec.overrides:
-        key, _, text = override.partition("=")
-        key = key.strip()
-        if key in FREE_ON_REUSE or key not in stored:
-            continue
-        wanted = yaml.safe_load(text)
-        if not _same(stored[key], wanted):
-            raise ReproduceError(f"{spec.out} holds a run with {key}={stored[key]!r}, but this benchmark asks for "
-                                 f"{key}={wanted!r}; choose another --out or remove that folder")
-
-
-def execute(spec: RunSpec, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """The run's summary and what was done: "trained", "resumed" or "reused"."""
+def execute(spec: RunSpec, args: argparse.Namespace) -> tuple[dict[str, Any], str, "api.Config"]:
+    """The run's summary, what was done ("trained", "resumed" or "reused") and the run's config."""
     summary_path = spec.out / "summary.json"
-    if summary_path.is_file():
-        check_matches(spec)
+    config = api.load_config(args.preset, list(spec.overrides))
+    check = folder_check(spec, config)
+    if check.action == "skip":
         print(f"reusing {spec.tag}: {spec.out} already has summary.json", file=sys.stderr, flush=True)
-        return json.loads(summary_path.read_text()), "reused"
+        return json.loads(summary_path.read_text()), "reused", check.stored or config
     if spec.init_from is not None and not spec.init_from.is_file():
         raise ReproduceError(f"{spec.tag} starts from {spec.init_from}, which does not exist")
-    if any((spec.out / name).is_file() for name in RESUMABLE):
-        check_matches(spec)
+    if check.action == "resume":
         print(f"resuming {spec.tag}: {spec.out} holds an unfinished run", file=sys.stderr, flush=True)
-        threads = [f"train.num_threads={args.threads}"] if args.threads is not None else []
         summary = train_run(args.preset, list(spec.overrides), spec.out, spec.tag, resume=True,
-                            resume_overrides=threads)
+                            resume_overrides=check.resume_overrides)
         status = "resumed"
     else:
         print(f"training {spec.tag} -> {spec.out}", file=sys.stderr, flush=True)
@@ -316,7 +282,7 @@ def execute(spec: RunSpec, args: argparse.Namespace) -> tuple[dict[str, Any], st
         status = "trained"
     if summary_path.is_file():  # what the run folder says, the same whether trained now or reused later
         summary = json.loads(summary_path.read_text())
-    return summary, status
+    return summary, status, check.stored or config
 
 
 def run_all(args: argparse.Namespace, specs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -325,15 +291,14 @@ def run_all(args: argparse.Namespace, specs: list[RunSpec]) -> list[dict[str, An
         if args.report_only and not (spec.out / "summary.json").is_file():
             print(f"not in the report (--report-only, not finished): {spec.tag}", file=sys.stderr, flush=True)
             continue
-        summary, status = execute(spec, args)
-        records.append(record_of(spec, summary, status))
+        summary, status, config = execute(spec, args)
+        records.append(record_of(spec, summary, status, config))
     return records
 
 
-def record_of(spec: RunSpec, summary: dict[str, Any], status: str) -> dict[str, Any]:
+def record_of(spec: RunSpec, summary: dict[str, Any], status: str, config: "api.Config") -> dict[str, Any]:
     """One run's figures for the report: the selected model's test metrics only."""
     test = summary.get("test") or {}
-    stored = stored_config(spec.out) or {}
     return {
         "method": spec.method, "color_var": spec.color_var, "seed": spec.seed, "role": spec.role,
         "run_dir": str(spec.out), "status": status, "overrides": list(spec.overrides),
@@ -342,8 +307,7 @@ def record_of(spec: RunSpec, summary: dict[str, Any], status: str) -> dict[str, 
         "test": {key: test.get(key) for key in TEST_KEYS if key in test},
         "epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
         "train_seconds": summary.get("train_seconds"), "device": summary.get("device"),
-        "precision": summary.get("precision") or resolved_precision(stored.get("train.precision", "auto"),
-                                                                    summary.get("device")),
+        "precision": summary.get("precision") or resolved_precision(config.train.precision, summary.get("device")),
         "versions": summary.get("versions"),
     }
 

@@ -3,7 +3,8 @@
 Every command is a function here: :func:`train`, :func:`resume`, :func:`evaluate`, :func:`probe`,
 :func:`compare`, :func:`presets`, :func:`load_model`. The CLI (``lnl_cli/cli/``) parses arguments,
 calls one of these and renders the result; a notebook calls the same functions. What the CLI
-needs besides (the progress and stop interfaces, option defaults) is re-exported here too.
+needs besides (terminal helpers the core uses too, option choices and defaults) is importable here too,
+listed apart in ``CLI_SUPPORT``.
 
 Only light modules are imported at the top; the modules that need torch (config, engine, evaluation,
 inference, probe, distributed) are imported by the functions that use them, so that `lnl --version`
@@ -19,19 +20,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from lnl_cli import arguments as check
 from lnl_cli import run_folder
 from lnl_cli.callbacks import CallbackList, SweepCallbacks, TrainCallbacks
-from lnl_cli.compare import COLUMNS as COMPARE_COLUMNS
-from lnl_cli.compare import CONFIG_COLUMNS as COMPARE_CONFIG_COLUMNS
-from lnl_cli.metrics import ACCURACY, METRIC_DESCRIPTIONS, NUM_SAMPLES
+from lnl_cli.compare import METRIC_COLUMNS as COMPARE_METRIC_COLUMNS
 from lnl_cli.compare import compare_runs
 from lnl_cli.compare import shown_columns as compare_table_columns
 from lnl_cli.errors import ConfigError, OutputError, TrainingInterrupted
 from lnl_cli.export_formats import EXPORT_FORMATS
 from lnl_cli.fileio import atomic_write_text, csv_text, to_json
+from lnl_cli.metric_names import ACCURACY, METRIC_DESCRIPTIONS, NUM_SAMPLES
 from lnl_cli.plots import PlotsUnavailable, check_plots_available, plot_report, plot_training
 from lnl_cli.preset_files import builtin_presets, preset_description, preset_header, resolve_preset
 from lnl_cli.probe_settings import CONFIDENCE as PROBE_CONFIDENCE
 from lnl_cli.probe_settings import DEFAULT_LAYER as DEFAULT_PROBE_LAYER
 from lnl_cli.probe_settings import ProbeSettings
+from lnl_cli.result_keys import RESULT_NEUTRAL_KEYS
 from lnl_cli.progress import PipeSafeConsole, in_notebook, progress_callbacks
 from lnl_cli.runtime import StopRequest, watch_parent
 from lnl_cli.schema import type_name
@@ -41,26 +42,47 @@ from lnl_cli.version import JSON_SCHEMA_VERSION, __version__
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
     from lnl_cli.config import Config
-    from lnl_cli.sweep import SweepPlan
+    from lnl_cli.sweep import FolderCheck, SweepPlan
 
 Overrides = Iterable[str] | dict[str, Any]
 
-__all__ = ["check_output_file", "check_plots_available", "check_run_folder", "claim_run_folder", "compare", "COMPARE_COLUMNS",
-           "COMPARE_CONFIG_COLUMNS", "ACCURACY", "METRIC_DESCRIPTIONS", "NUM_SAMPLES",
-           "compare_table_columns", "Config", "config_keys", "csv_text", "DEFAULT_PROBE_LAYER", "evaluate",
-           "export", "EXPORT_FORMATS", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
-           "PipeSafeConsole", "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "PROBE_CONFIDENCE",
-           "ProbeSettings", "progress_callbacks", "rank", "release_run_folder", "resume", "RunClaim",
-           "selected_model_text", "show_preset",
-           "StopRequest", "sweep", "sweep_document", "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train",
-           "TrainCallbacks", "watch_parent", "write_csv", "write_evaluation_plots", "write_training_plots", "__version__"]
+# The public API (docs/python-api.md): what a notebook or a script calls.
+__all__ = ["check_folder", "check_output_file", "check_run_folder", "claim_run_folder", "compare", "Config",
+           "config_keys", "evaluate", "export", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
+           "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "ProbeSettings", "rank", "release_run_folder",
+           "RESULT_NEUTRAL_KEYS", "resume", "RunClaim", "show_preset", "StopRequest", "sweep", "sweep_document",
+           "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train", "TrainCallbacks", "write_csv",
+           "write_evaluation_plots", "write_training_plots", "__version__"]
+# Also here for lnl_cli/cli/, which reaches the core only through this module and lnl_cli.errors: terminal
+# and formatting helpers that the core uses too (so they cannot move into lnl_cli/cli/), and the choices
+# and defaults of its options. Not part of the public API.
+CLI_SUPPORT = ("ACCURACY", "check_plots_available", "COMPARE_COLUMNS", "COMPARE_CONFIG_COLUMNS", "COMPARE_METRIC_COLUMNS", "compare_table_columns", "csv_text", "DEFAULT_PROBE_LAYER",
+               "EXPORT_FORMATS", "METRIC_DESCRIPTIONS", "NUM_SAMPLES", "PipeSafeConsole", "PROBE_CONFIDENCE", "progress_callbacks", "selected_model_text",
+               "watch_parent")
 
 
 def __getattr__(name: str) -> Any:
-    """`api.Config`, imported when first asked for (it needs torch, through the registries)."""
+    """`api.Config` and the columns of `compare`, built when first asked for (they need torch, through
+    the registries)."""
     if name == "Config":
         return _config().Config
+    if name == "COMPARE_COLUMNS":
+        return columns_of_compare()
+    if name == "COMPARE_CONFIG_COLUMNS":
+        return config_columns_of_compare()
     raise AttributeError(f"module 'lnl_cli.api' has no attribute {name!r}")
+
+
+def columns_of_compare() -> tuple[str, ...]:
+    from lnl_cli.compare import columns
+
+    return columns()
+
+
+def config_columns_of_compare() -> tuple[str, ...]:
+    from lnl_cli.compare import config_columns
+
+    return config_columns()
 
 
 def _config():
@@ -306,6 +328,26 @@ def sweep(plan: "SweepPlan", callbacks: SweepCallbacks | None = None, stop: Stop
         return train(point.config, point.run_dir, receiver, stop, plots=plots)
 
     return sweeps.run_sweep(plan, run_here, callbacks, stop)
+
+
+def check_folder(run_dir: str | Path, config: "Config", keys: Iterable[str] | None = None, *,
+                 free: Iterable[str] = RESULT_NEUTRAL_KEYS, partial: bool = False,
+                 label: str = "the run folder") -> "FolderCheck":
+    """What a sweep makes of `run_dir` before it trains `config` there, for a script that reuses run folders
+    the same way: ``action`` "train" (nothing there yet), "resume" (a checkpoint, no summary) or "skip" (a
+    finished run); ``stored``, the config of the run there; ``differ``, the `keys` (default: every key)
+    outside `free` stored with another value, as key -> (stored, asked); ``resume_overrides``, the
+    RESULT_NEUTRAL_KEYS a resume should take from `config`. A ConfigError starting with `label` when the
+    folder cannot be used (a file, a run in progress, metrics without a checkpoint, no config.yaml or one
+    that is not a valid config). With `partial`, config.yaml may name only some keys: the others count as
+    asked, and a folder without one is not compared. Writes nothing."""
+    from lnl_cli import sweep as sweeps
+
+    _check_config(config, "config")
+    keys = None if keys is None else check.strings(keys, "keys", "train.lr")
+    return sweeps.check_folder(_folder(check.path(run_dir, "run_dir"), "the run folder"), config,
+                               check.instance(label, str, "label", optional=False), keys,
+                               check.strings(free, "free", "device"), bool(check.flag(partial, "partial")))
 
 
 # ---------------------------------------------------------------------------- using a trained model

@@ -7,19 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from lnl_cli import run_folder
-from lnl_cli.algorithms import compare_keys
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import file_sha256
-from lnl_cli.metrics import SPLIT_METRICS
+from lnl_cli.metric_names import SPLIT_METRICS
 
-# The run's own settings, then what each registered method declares it is compared by (lnl.lambda, ...).
-CONFIG_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.optimizer",
-                  "train.lr", "train.adversarial_lr", "train.select", *compare_keys())
+# The run's own settings; then come what each registered method declares it is compared by (lnl.lambda, ...).
+RUN_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.optimizer",
+               "train.lr", "train.adversarial_lr", "train.select")
 # The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
 METRIC_COLUMNS = (*SPLIT_METRICS, "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
                   "probe_stale", "seconds")
 SUMMARY_METRICS = SPLIT_METRICS  # read from summary.json's test metrics
-COLUMNS = ("run",) + CONFIG_COLUMNS + METRIC_COLUMNS
+
+
+def config_columns() -> tuple[str, ...]:
+    """The run's settings and every registered method's compare keys (the registry loads torch, which
+    `lnl --help` must not: asked for when comparing)."""
+    from lnl_cli.algorithms import compare_keys
+
+    return (*RUN_COLUMNS, *compare_keys())
+
+
+def columns() -> tuple[str, ...]:
+    return ("run", *config_columns(), *METRIC_COLUMNS)
 
 
 def shown_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -31,7 +41,7 @@ def shown_columns(rows: list[dict[str, Any]]) -> list[str]:
     def present(column: str) -> bool:
         return any(row[column] is not None for row in rows)
 
-    config = [c for c in CONFIG_COLUMNS if varies(c)] or (["method"] if rows else [])
+    config = [c for c in config_columns() if varies(c)] or (["method"] if rows else [])
     return ["run", *config, *(c for c in METRIC_COLUMNS if present(c))]
 
 
@@ -57,7 +67,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{run_dir} has no readable {run_folder.SUMMARY_FILE} (not a finished lnl run)")
     config = run_folder.read_config_tree(run_dir)
     row: dict[str, Any] = {"run": str(run_dir)}
-    row.update({key: _dotted(config, key) for key in CONFIG_COLUMNS})
+    row.update({key: _dotted(config, key) for key in config_columns()})
     row.update({key: _number(_dotted(summary, f"test.{key}")) for key in SUMMARY_METRICS})
     row["selected_epoch"] = _number(_dotted(summary, "selected.epoch"))
     probe = run_folder.read_probe(run_dir) or {}
@@ -87,8 +97,8 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: bool = True) -> list[dict[str, Any]]:
-    if sort_by is not None and sort_by not in COLUMNS:
-        raise ConfigError(f"cannot sort by '{sort_by}'; columns: {', '.join(COLUMNS)}")
+    if sort_by is not None and sort_by not in columns():
+        raise ConfigError(f"cannot sort by '{sort_by}'; columns: {', '.join(columns())}")
     rows = [run_row(run) for run in _expand_sweeps([Path(d) for d in run_dirs])]
     if sort_by is not None:
         present = [r for r in rows if r[sort_by] is not None]

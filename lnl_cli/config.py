@@ -25,7 +25,7 @@ from lnl_cli.data import DATASETS
 from lnl_cli.data import augment as augmentation
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
-from lnl_cli.metrics import LABEL_METRICS
+from lnl_cli.metric_names import LABEL_METRICS
 from lnl_cli.models.heads import MAX_HEAD_WIDTH
 from lnl_cli.preset_files import read_yaml_mapping, resolve_extends, resolve_preset
 from lnl_cli.safe_yaml import MAX_DEPTH, YamlError, load_yaml

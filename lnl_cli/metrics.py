@@ -1,7 +1,7 @@
 """Unbiased-test metrics from per-(label, bias) counts, computed on the device in whole tensors.
 
-This module owns the metric names: every report, selection key (``val_`` + name), plot, progress line,
-table and benchmark reads them from here.
+The names of what it reports live in :mod:`lnl_cli.metric_names` (no torch there, so that the CLI's
+tables and progress lines can name them without loading torch).
 """
 
 from __future__ import annotations
@@ -11,23 +11,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from lnl_cli.data.base import IGNORE_INDEX, BiasedDataset, Split, iterate_batches
+from lnl_cli.metric_names import (ACCURACY, ALIGNED_ACCURACY, BIAS_HEAD_ACCURACY, CONFLICTING_ACCURACY, NUM_SAMPLES,
+                                  WORST_GROUP_ACCURACY)
 
 if TYPE_CHECKING:
     from lnl_cli.algorithms import Algorithm
 
 EVAL_BATCH_SIZE = 1024
-
-ACCURACY = "accuracy"
-ALIGNED_ACCURACY = "aligned_accuracy"          # on the (label, bias) cells of the training shortcut
-CONFLICTING_ACCURACY = "conflicting_accuracy"  # on every other cell
-WORST_GROUP_ACCURACY = "worst_group_accuracy"  # of the worst (label, bias) cell with images
-BIAS_HEAD_ACCURACY = "bias_head_accuracy"      # h's accuracy on the bias (methods with a bias head)
-NUM_SAMPLES = "num_samples"
-LABEL_METRICS = (ACCURACY, ALIGNED_ACCURACY, CONFLICTING_ACCURACY, WORST_GROUP_ACCURACY)
-SPLIT_METRICS = (*LABEL_METRICS, BIAS_HEAD_ACCURACY)
-METRIC_DESCRIPTIONS = {ACCURACY: "accuracy", ALIGNED_ACCURACY: "bias-aligned accuracy",
-                       CONFLICTING_ACCURACY: "bias-conflicting accuracy", WORST_GROUP_ACCURACY: "worst-group accuracy",
-                       BIAS_HEAD_ACCURACY: "bias-head accuracy"}
 
 
 @torch.no_grad()

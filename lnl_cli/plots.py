@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from lnl_cli import run_folder
-from lnl_cli.algorithms import loss_names
 from lnl_cli.errors import ConfigError
 from lnl_cli.fileio import atomic_write, output_errors
-from lnl_cli.metrics import BIAS_HEAD_ACCURACY, LABEL_METRICS
+from lnl_cli.metric_names import BIAS_HEAD_ACCURACY, LABEL_METRICS
 from lnl_cli.selection import VAL_PREFIX
 
-LOSS_KEYS = tuple(loss_names())  # every registered method's losses
 LABEL_ACCURACY_KEYS = tuple(VAL_PREFIX + name for name in LABEL_METRICS)
 BIAS_HEAD_KEY = VAL_PREFIX + BIAS_HEAD_ACCURACY
 # Cells are annotated with their values up to this many rows and columns; beyond, text would not fit.
@@ -78,9 +76,16 @@ def _plot_curves(ax, records: list[dict[str, Any]], keys: tuple[str, ...]) -> bo
     return drawn
 
 
+def loss_keys() -> tuple[str, ...]:
+    """Every registered method's losses (the registry loads torch: asked for only when plotting)."""
+    from lnl_cli.algorithms import loss_names
+
+    return tuple(loss_names())
+
+
 def _plot_losses(plt, run_dir: Path, records: list[dict[str, Any]]) -> Path:
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
-    _plot_curves(ax, records, LOSS_KEYS)
+    _plot_curves(ax, records, loss_keys())
     ax.set(xlabel="epoch", ylabel="loss (epoch mean)", title=f"{run_dir.name}: loss")
     ax.legend(fontsize=8)
     path = _save(fig, run_dir / run_folder.LOSSES_PLOT)

@@ -8,6 +8,7 @@ written to once, then left alone.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 import time
@@ -17,18 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lnl_cli.algorithms import loss_names
 from lnl_cli.callbacks import TrainCallbacks
-from lnl_cli.metrics import (ACCURACY, ALIGNED_ACCURACY, BIAS_HEAD_ACCURACY, CONFLICTING_ACCURACY,
+from lnl_cli.metric_names import (ACCURACY, ALIGNED_ACCURACY, BIAS_HEAD_ACCURACY, CONFLICTING_ACCURACY,
                              WORST_GROUP_ACCURACY)
 from lnl_cli.selection import VAL_PREFIX
 
 HEARTBEAT_ENV = "LNL_HEARTBEAT_SECONDS"
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 REFRESH_PER_SECOND = 4
-# Short names for the losses and metrics people watch; anything else keeps its own name.
-SHORT_NAMES = {**loss_names(),
-               **{VAL_PREFIX + metric: short for metric, short in (
+# Short names for the metrics people watch (each method's losses bring theirs: see short_names); anything
+# else keeps its own name.
+METRIC_SHORT_NAMES = {**{VAL_PREFIX + metric: short for metric, short in (
                    (ACCURACY, "val_acc"), (ALIGNED_ACCURACY, "aligned"), (CONFLICTING_ACCURACY, "conflicting"),
                    (WORST_GROUP_ACCURACY, "worst"), (BIAS_HEAD_ACCURACY, "h_acc"))}}
 NOT_SHOWN = frozenset({"epoch", "phase", "seconds", "train_seconds"})
@@ -52,10 +52,19 @@ def heartbeat_seconds() -> float:
         return DEFAULT_HEARTBEAT_SECONDS
 
 
+@functools.cache
+def short_names() -> dict[str, str]:
+    """Every registered method's losses and the validation metrics, by short name. Read from the method
+    registry at the first progress line (importing it loads torch, which `lnl --version` must not)."""
+    from lnl_cli.algorithms import loss_names
+
+    return {**loss_names(), **METRIC_SHORT_NAMES}
+
+
 def short_name(key: str) -> str:
     """The displayed name of a record key; a check inside an epoch (val_accuracy@step107) keeps its step."""
     name, at, step = key.partition("@")
-    return SHORT_NAMES.get(name, name) + at + step
+    return short_names().get(name, name) + at + step
 
 
 def format_values(values: dict[str, Any]) -> str:

@@ -19,11 +19,8 @@ from lnl_cli.callbacks import TrainCallbacks
 from lnl_cli.checkpoint import Field, checkpoint_config
 from lnl_cli.config import SPECS, Config, get_value, load_config, overlay
 from lnl_cli.errors import CheckpointError, ConfigError, shown
+from lnl_cli.result_keys import RESUME_SAFE_KEYS
 from lnl_cli.selection import Selection
-
-# Config keys that may change when a run is resumed: they do not change what was already trained.
-RESUME_SAFE_KEYS = frozenset({"device", "train.epochs", "train.num_threads", "train.eval_every", "data.root",
-                              "data.download", "train.compile", "train.tensorboard"})
 
 
 @dataclass

@@ -30,10 +30,10 @@ def test_every_method_section_is_in_the_config_with_its_declared_keys():
 def test_names_shown_by_progress_plots_and_compare_come_from_the_registry():
     for spec in METHODS.values():
         for loss, short in spec.losses.items():
-            assert loss in plots.LOSS_KEYS
-            assert progress.SHORT_NAMES[loss] == short
-        assert set(spec.compare_keys) <= set(compare.CONFIG_COLUMNS) <= set(config.SPECS) | {"method"}
-    assert tuple(loss_names()) == plots.LOSS_KEYS
+            assert loss in plots.loss_keys()
+            assert progress.short_names()[loss] == short
+        assert set(spec.compare_keys) <= set(compare.config_columns()) <= set(config.SPECS) | {"method"}
+    assert tuple(loss_names()) == plots.loss_keys()
     assert compare_keys()[:3] == ("lnl.lambda", "lnl.grl_scale", "lnl.step")
 
 
@@ -118,7 +118,7 @@ def test_a_new_method_needs_only_its_module_and_a_registry_line(tmp_path, mnist_
     assert yaml.safe_load((out / "config.yaml").read_text())["toy"] == {"weight": 0.25}
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert record["toy_penalty"] > 0
-    probe = subprocess.run([sys.executable, "-c", "from lnl_cli import plots; print(plots.LOSS_KEYS)"],
+    probe = subprocess.run([sys.executable, "-c", "from lnl_cli import plots; print(plots.loss_keys())"],
                            cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(copy)})
     assert "toy_penalty" in probe.stdout  # losses.png draws its curve
     assert (out / "losses.png").stat().st_size > 0
@@ -133,3 +133,12 @@ def test_the_engine_leaves_learning_rates_to_the_algorithm():
     """Each phase's rate and the warm-up ramp are the algorithm's (begin_epoch, begin_step): one owner."""
     from lnl_cli import engine
     assert "param_groups" not in Path(engine.__file__).read_text()
+
+
+def test_the_cli_starts_without_loading_torch():
+    """`lnl --version`, `--help` and `presets` answer at once: the registries (and torch) load only when a
+    command needs them."""
+    script = "import sys; import lnl_cli.cli; print('torch' in sys.modules)"
+    started = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "False"

@@ -29,6 +29,16 @@ def test_non_editable_install_finds_the_builtin_presets(tmp_path):
     assert "colored-mnist" in names and "colored-mnist-paper" in names
 
 
+def test_every_package_of_lnl_cli_is_in_the_wheel():
+    """pyproject.toml lists the packages one by one: a new subpackage (lnl_cli/sweep/) must be among them,
+    or a non-editable install lacks it."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "lnl_cli").rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+
+
 # Folders whose Python files may import only the standard library, the project and declared packages.
 IMPORTING_FOLDERS = ("lnl_cli", "benchmarks", "tests")
 PROJECT_MODULES = {"lnl_cli", "benchmarks", "tests"}

@@ -10,8 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from lnl_cli.errors import ConfigError
-from lnl_cli.probe import (BOOTSTRAP_RESAMPLES, GATE_BOUND, ProbeSettings, _summary, balanced_leakage,
-                           bootstrap_leakage, gate, probe_features, source_split)
+from lnl_cli.probe import (BOOTSTRAP_RESAMPLES, GATE_BOUND, ProbeSettings, balanced_leakage, bootstrap_leakage, gate,
+                           probe_features, source_split)
+from lnl_cli.probe.estimates import _summary
 
 CLASSES = 5
 SAMPLES = 2000

@@ -10,19 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from lnl_cli import api
-from lnl_cli.api import COMPARE_COLUMNS as COLUMNS
-from lnl_cli.api import COMPARE_CONFIG_COLUMNS
 from lnl_cli.cli.common import (JsonOutput, print_json, result_output, stdout, unlimited_width_stdout,
                                 user_errors, write_stdout)
 
 SECONDS_COLUMN = "seconds"
-# Config values are printed with %g (learning rates, weights); metrics with four decimals.
-GENERAL_NUMBERS = frozenset(COMPARE_CONFIG_COLUMNS)
 
 
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run folders written by `lnl train`, or `lnl sweep` folders (their finished points)."),
-    sort: Optional[str] = typer.Option("accuracy", "--sort", help=f"Column to sort by: {', '.join(COLUMNS)}."),
+    sort: Optional[str] = typer.Option("accuracy", "--sort", help=f"Column to sort by: a metric ({', '.join(api.COMPARE_METRIC_COLUMNS)}) or a config column of --json (lnl.lambda, ...)."),
     ascending: bool = typer.Option(False, "--ascending", help="Sort smallest first."),
     json_output: JsonOutput = False,
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
@@ -35,7 +31,7 @@ def compare(
         if json_output:
             print_json(rows)
         elif csv_output:
-            write_stdout(api.csv_text([{column: row[column] for column in COLUMNS} for row in rows]))
+            write_stdout(api.csv_text([{column: row[column] for column in api.COMPARE_COLUMNS} for row in rows]))
         else:
             _print_table(rows, sort)
 
@@ -67,7 +63,8 @@ def format_cell(column: str, value: Any) -> str:
     if column == SECONDS_COLUMN:
         return _duration(float(value))
     if isinstance(value, float):
-        return f"{value:g}" if column in GENERAL_NUMBERS else f"{value:.4f}"
+        # Config values with %g (learning rates, weights); metrics with four decimals.
+        return f"{value:g}" if column in api.COMPARE_CONFIG_COLUMNS else f"{value:.4f}"
     return str(value)
 
 
