@@ -70,6 +70,8 @@ def test_without_a_bias_a_baseline_trains_evaluates_and_predicts(tmp_path):
     summary = api.train(config, tmp_path / "run")
     assert summary["test"]["num_samples"] == 8
     assert api.evaluate(tmp_path / "run")["num_samples"] == 8
+    with pytest.raises(DataError, match=r"probe-bias measures how well the bias can be read, and this data has 1"):
+        api.probe(tmp_path / "run")  # a leakage of 0 here would let a CI gate pass for no reason
     with pytest.raises(DataError, match=r"method=lnl removes a bias, and this data has 1 bias value \(none\)"):
         api.train(load_config(None, [*config_overrides(tmp_path), "method=lnl"]), tmp_path / "lnl")
 

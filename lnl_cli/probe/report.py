@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from lnl_cli.errors import LabelBiasDependenceWarning
+from lnl_cli.data.base import MIN_BIAS_VALUES
+from lnl_cli.errors import DataError, LabelBiasDependenceWarning
 from lnl_cli.evaluation import load_identified_for_inference
 from lnl_cli.probe.estimates import (BOOTSTRAP_RESAMPLES, _bootstrap_seed, _leakage_summary, _relative, _summary,
                                      bootstrap_leakage, label_bias_dependence)
@@ -103,6 +104,11 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
     # A validation split is held out of the training data, which `with_train` loads.
     loaded = load_identified_for_inference(path, preset, overrides, with_train=settings.source != "test")
     dataset = loaded.dataset
+    if dataset.num_bias_classes < MIN_BIAS_VALUES:
+        raise DataError(f"probe-bias measures how well the bias can be read, and this data has "
+                        f"{dataset.num_bias_classes} bias value ({', '.join(dataset.bias_names) or 'one value'}): "
+                        f"give it a bias attribute with at least {MIN_BIAS_VALUES} values (data.type=folder: "
+                        f"data.bias_from)")
     split = source_split(dataset, settings.source)
     ceiling = extract_input_views(split, dataset)
     features = (ceiling[PIXELS_VIEW] if settings.layer == INPUT_LAYER
