@@ -169,15 +169,16 @@ def release_run_folder(claim: RunClaim) -> None:
 
 
 def plan_run(preset: str | Path, overrides: Overrides = (), out_dir: str | Path | None = None) -> dict[str, Any]:
-    """What `train` would do, without doing it: the validated config and the run folder it would use.
-    Refused like `train` would refuse it before loading data (a foreign train.init_from, selection on a
-    validation split the config leaves out)."""
-    from lnl_cli.engine import check_before_training
+    """What `train` would do, without doing it: the validated config, the run folder it would use and
+    what the run would warn about. Refused like `train` would refuse it (a foreign train.init_from,
+    selection on a validation split the config leaves out, data or weights missing on disk, a manifest
+    or folder that does not read, a first image that does not decode), without loading the data."""
+    from lnl_cli.engine import preflight
 
     config = load_config(preset, overrides)
-    check_before_training(config)
+    warnings = preflight(config)
     return {"schema_version": JSON_SCHEMA_VERSION, "run_dir": str(check_run_folder(config, out_dir)),
-            "yaml": _config().dump_yaml(config),
+            "warnings": warnings, "yaml": _config().dump_yaml(config),
             "config": _config().to_dict(config)}
 
 

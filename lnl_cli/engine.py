@@ -111,6 +111,32 @@ def check_before_training(config: Config) -> None:
         raise ConfigError(_no_validation(config))
 
 
+def preflight(config: Config) -> list[str]:
+    """What `lnl train --dry-run` finds beyond :func:`check_before_training`, without training: the data
+    on disk (MNIST's files, each manifest or folder and its first images) and a weights file, which raise
+    what the run would raise; and what the run would only warn about (a schedule that never reaches its
+    adversarial phase), returned."""
+    check_before_training(config)
+    DATASETS[config.data.type].preflight(config)
+    weights = config.model.pretrained
+    if weights is not None and weights != models.IMAGENET and not expand_path(weights).is_file():
+        raise ConfigError(f"model.pretrained: no weights file at {weights}")
+    return [message for message in [_schedule_warning(config, build_algorithm(config, _PREFLIGHT_TASK, False))]
+            if message]
+
+
+# Networks sized for a schedule question only: their shapes do not matter.
+_PREFLIGHT_TASK = TaskSpec(num_classes=2, num_bias_classes=2, bias_bins=8)
+
+
+def _schedule_warning(config: Config, algorithm: Algorithm) -> str | None:
+    start = algorithm.first_adversarial_epoch()
+    if start is not None and start >= config.train.epochs:
+        return (f"{' + '.join(algorithm.warm_up_keys)} = {start} covers all {config.train.epochs} epochs: this run "
+                "never reaches the adversarial phase")
+    return None
+
+
 def _no_validation(config: Config) -> str:
     return (f"train.select={config.train.select} needs a validation split, and this {config.data.type} data has "
             "none; give it one (see the README) or use train.select=last")
@@ -450,11 +476,9 @@ def _announce(ctx: RunContext, start_epoch: int) -> None:
     config = ctx.config
     if distributed.is_main():
         run_folder.write_config(ctx.run_dir, dump_yaml(config))
-    start = ctx.algorithm.first_adversarial_epoch()
-    if start is not None and start >= config.train.epochs:
-        ctx.callbacks.on_message(
-            f"{' + '.join(ctx.algorithm.warm_up_keys)} = {start} covers all {config.train.epochs} epochs: "
-            "this run never reaches the adversarial phase")
+    warning = _schedule_warning(config, ctx.algorithm)
+    if warning:
+        ctx.callbacks.on_message(warning)
     ctx.callbacks.on_start({
         "run_dir": str(ctx.run_dir), "device": str(ctx.device), "dataset": ctx.dataset.description,
         "train_size": len(ctx.dataset.train), "test_size": len(ctx.dataset.test), "method": config.method,

@@ -79,10 +79,13 @@ def _dry_run(preset: str | None, overrides: list[str], out: Path | None, resume:
         if resume is not None:
             raise fail("--dry-run checks a new run; drop --resume", EXIT_USAGE)
         plan = api.plan_run(preset or DEFAULT_PRESET, overrides, out)
-    stderr.print(escape(f"config is valid; the run would write to {plan['run_dir']}"), soft_wrap=True)
+    for warning in plan["warnings"]:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    stderr.print(escape(f"config is valid, its data and weights are in place; the run would write to "
+                        f"{plan['run_dir']}"), soft_wrap=True)
     with result_output():
         if json_output:
-            print_json({key: plan[key] for key in ("schema_version", "run_dir", "config")})
+            print_json({key: plan[key] for key in ("schema_version", "run_dir", "warnings", "config")})
         else:
             write_stdout(plan["yaml"])
 

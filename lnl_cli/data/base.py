@@ -213,3 +213,6 @@ class DatasetSpec:
     has_validation: Callable[["Config"], bool | None] = lambda config: None
     # Gives per-pixel bias targets (Batch.bias_targets): what the paper's colour heads predict.
     pixel_bias_targets: bool = False
+    # What `lnl train --dry-run` looks at on disk without loading the data (that it exists, the first
+    # rows and files); raises the DataError loading would raise. Loading checks everything anyway.
+    preflight: Callable[["Config"], None] = lambda config: None

@@ -61,10 +61,7 @@ def load_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, t
     except RuntimeError as exc:
         if "not found" not in str(exc).lower():
             raise DataError(f"cannot read MNIST in {raw}: {exc}") from None
-        raise DataError(
-            f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}); "
-            "point data.root, --data-root or LNL_DATA_ROOT at the folder holding MNIST/raw, "
-            "or set data.download=true") from None
+        raise DataError(_not_found(raw)) from None
     except OSError as exc:
         raise DataError(f"cannot read or download MNIST into {raw}: {exc}") from None
     except (AssertionError, TypeError, ValueError, KeyError, IndexError, MemoryError) as exc:
@@ -78,6 +75,11 @@ def load_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, t
         raise DataError(f"cannot read MNIST in {raw}: the {'training' if train else 'test'} images and labels "
                         f"are not N 28x28 digits with N labels in 0..{NUM_DIGITS - 1}")
     return digits.clone(), labels.clone().long()
+
+
+def _not_found(raw: Path) -> str:
+    return (f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}); point data.root, --data-root or "
+            "LNL_DATA_ROOT at the folder holding MNIST/raw, or set data.download=true")
 
 
 def mnist_source(root: Path) -> list[tuple[str, int, int]] | None:
@@ -308,7 +310,14 @@ def check_config(config: "Config") -> list[str]:
     return []
 
 
+def preflight(config: "Config") -> None:
+    """MNIST's four files are where data.root says (or data.download fetches them)."""
+    root = resolve_data_root(config)
+    if not config.data.download and mnist_source(root) is None:
+        raise DataError(_not_found(root / "MNIST" / "raw"))
+
+
 DATASET = DatasetSpec(
     summary="colored_mnist (generated from MNIST)", options=ColoredMnistOptions, load=load_colored_mnist,
     image_size=lambda config: MNIST_SIDE, check=check_config, pixel_bias_targets=True,
-    has_validation=lambda config: val_digits(config) > 0)
+    has_validation=lambda config: val_digits(config) > 0, preflight=preflight)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, Union
 
 from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
 from lnl_cli.data.images import ImageOptions, build_image_dataset, wants_validation
-from lnl_cli.data.manifest import ManifestRows, natural_order, records_of
+from lnl_cli.data.manifest import ManifestRows, check_first_images, natural_order, split_records
 from lnl_cli.errors import DataError
 from lnl_cli.fileio import expand_path
 from lnl_cli.schema import option
@@ -104,23 +104,28 @@ def read_folder(folder: Path, data) -> ManifestRows:
     return rows
 
 
-def load_folder_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
+def _read_splits(config: Config, want_val: bool) -> tuple[ManifestRows, ManifestRows, ManifestRows | None, str]:
     data = config.data
     root = resolve_data_root(config)
     train = read_folder(_split_folder(root, data.train, "train"), data)
     test = read_folder(_split_folder(root, data.test, "test"), data)
     val_folder = _split_folder(root, data.val, "val")
-    use_val = wants_validation(config, with_train) and (data.val is not None or val_folder.is_dir())
-    val = read_folder(val_folder, data) if use_val else None
-    classes = [str(v) for v in data.classes] or natural_order(train.labels)
-    bias_classes = [str(v) for v in data.bias_classes] or natural_order(train.bias)
-    origin = {"label": "data.classes" if data.classes else f"the training folder {train.source}",
-              "bias": "data.bias_classes" if data.bias_classes else f"the training folder {train.source}"}
-    splits = [train.source.name, *([val.source.name] if val else []), test.source.name]
-    return build_image_dataset(
-        config, records_of(train, classes, bias_classes, origin), records_of(test, classes, bias_classes, origin),
-        classes, bias_classes, f"folder {' / '.join(splits)} in {root}", with_train,
-        val=None if val is None else records_of(val, classes, bias_classes, origin))
+    val = read_folder(val_folder, data) if want_val and (data.val is not None or val_folder.is_dir()) else None
+    return train, test, val, f"the training folder {train.source}"
+
+
+def load_folder_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
+    rows = _read_splits(config, wants_validation(config, with_train))
+    train, test, val, classes, bias_classes = split_records(config, *rows)
+    train_rows, test_rows, val_rows, _ = rows
+    names = [split.source.name for split in (train_rows, val_rows, test_rows) if split is not None]
+    return build_image_dataset(config, train, test, classes, bias_classes,
+                               f"folder {' / '.join(names)} in {resolve_data_root(config)}", with_train, val=val)
+
+
+def preflight(config: Config) -> None:
+    """Every split folder reads (classes, photos, bias values) and each split's first photo decodes."""
+    check_first_images(config, split_records(config, *_read_splits(config, wants_validation(config, True)))[:3])
 
 
 def check_config(config: "Config") -> list[str]:
@@ -143,4 +148,4 @@ def check_config(config: "Config") -> list[str]:
 
 DATASET = DatasetSpec(
     summary="folder (your photos in train/<class>/ folders)", options=FolderOptions, load=load_folder_dataset,
-    check=check_config)
+    check=check_config, preflight=preflight)

@@ -129,6 +129,13 @@ def decode_all(records: ImageRecords, size: int, workers: int) -> torch.Tensor:
     return images
 
 
+def check_first_image(records: ImageRecords, size: int) -> None:
+    """The first image of a split exists and decodes (what --dry-run checks before any training)."""
+    first = records.take(torch.arange(min(1, len(records))))
+    first.check_files_exist()
+    decode_all(first, size, workers=1)
+
+
 class _BatchDecoder(Dataset):
     """Item = one batch: the DataLoader's sampler yields index tensors, a worker decodes them all.
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Union
 import torch
 
 from lnl_cli.data.base import BiasedDataset, DatasetSpec, resolve_data_root
-from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset, wants_validation
+from lnl_cli.data.images import ImageOptions, ImageRecords, build_image_dataset, check_first_image, wants_validation
 from lnl_cli.errors import DataError, shown
 from lnl_cli.fileio import expand_path
 from lnl_cli.schema import option
@@ -182,32 +182,53 @@ def describe(config: "Config", root: Path) -> str:
     return f"manifest {' / '.join(_csv_path(root, name).name for name in names)} in {root}"
 
 
-def load_manifest_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
+def _read_splits(config: Config, want_val: bool) -> tuple[ManifestRows, ManifestRows, ManifestRows | None, str]:
+    """The training, test and (when wanted and given) validation rows, and how messages name training."""
     data = config.data
     root = resolve_data_root(config)
     columns = (data.columns.path, data.columns.label, data.columns.bias)
-    want_val = wants_validation(config, with_train)
-    val: ManifestRows | None = None
     if data.columns.split:
         every = read_manifest(_csv_path(root, data.csv), root, *columns, split_col=data.columns.split)
         splits = split_by_column(every, data.columns.split, data.split_values, want_val)
-        train, test = splits["train"], splits["test"]
-        val = splits["val"] if want_val else None
-        training = f"the training rows of {every.source.name}"
-    else:
-        train = read_manifest(_csv_path(root, data.train), root, *columns)
-        test = read_manifest(_csv_path(root, data.test), root, *columns)
-        if data.val and want_val:
-            val = read_manifest(_csv_path(root, data.val), root, *columns)
-        training = f"the training manifest {train.source.name}"
+        return splits["train"], splits["test"], splits["val"] if want_val else None, \
+            f"the training rows of {every.source.name}"
+    train = read_manifest(_csv_path(root, data.train), root, *columns)
+    test = read_manifest(_csv_path(root, data.test), root, *columns)
+    val = read_manifest(_csv_path(root, data.val), root, *columns) if data.val and want_val else None
+    return train, test, val, f"the training manifest {train.source.name}"
+
+
+def split_records(config: Config, train: ManifestRows, test: ManifestRows, val: ManifestRows | None,
+                  training: str) -> tuple[ImageRecords, ImageRecords, ImageRecords | None, list[str], list[str]]:
+    """Rows as records of class and bias indices: the classes and bias values in data.classes /
+    data.bias_classes order, else in natural order of the training rows (`training` names them in messages).
+    Shared by every source of image rows (manifests, folders)."""
+    data = config.data
     classes = [str(v) for v in data.classes] or natural_order(train.labels)
     bias_classes = [str(v) for v in data.bias_classes] or natural_order(train.bias)
     origin = {"label": "data.classes" if data.classes else training,
               "bias": "data.bias_classes" if data.bias_classes else training}
-    return build_image_dataset(
-        config, records_of(train, classes, bias_classes, origin), records_of(test, classes, bias_classes, origin),
-        classes, bias_classes, describe(config, root), with_train,
-        val=None if val is None else records_of(val, classes, bias_classes, origin))
+    train_records, test_records = (records_of(rows, classes, bias_classes, origin) for rows in (train, test))
+    val_records = None if val is None else records_of(val, classes, bias_classes, origin)
+    return train_records, test_records, val_records, classes, bias_classes
+
+
+def check_first_images(config: Config, records: tuple[ImageRecords | None, ...]) -> None:
+    """Each split's first image decodes: what --dry-run reads of the images."""
+    for split in records:
+        if split is not None:
+            check_first_image(split, config.data.image_size)
+
+
+def load_manifest_dataset(config: Config, with_train: bool = True) -> BiasedDataset:
+    train, test, val, classes, bias_classes = split_records(config, *_read_splits(config, wants_validation(config, with_train)))
+    return build_image_dataset(config, train, test, classes, bias_classes,
+                               describe(config, resolve_data_root(config)), with_train, val=val)
+
+
+def preflight(config: Config) -> None:
+    """Every CSV reads (columns, cells, labels known to training) and each split's first image decodes."""
+    check_first_images(config, split_records(config, *_read_splits(config, wants_validation(config, True)))[:3])
 
 
 @dataclass
@@ -290,4 +311,4 @@ def check_config(config: "Config") -> list[str]:
 
 DATASET = DatasetSpec(
     summary="manifest (your images listed in CSV files)", options=ManifestOptions, load=load_manifest_dataset,
-    check=check_config)
+    check=check_config, preflight=preflight)
