@@ -395,11 +395,13 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
     return report
 
 
-def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descending: bool = True) -> list[dict[str, Any]]:
-    """One row per run folder: key config values, final metrics and leakage (when probed). A folder of
-    `lnl sweep` (sweep.json) stands for its finished points."""
+def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descending: bool = True,
+            probe_split: str | None = None) -> list[dict[str, Any]]:
+    """One row per run folder: key config values, final metrics and leakage (when probed: the latest
+    probe's, or with `probe_split` the latest probe of that split, e.g. ``test:balanced_test.csv``; the
+    row's ``probe_split`` says which). A folder of `lnl sweep` (sweep.json) stands for its finished points."""
     return compare_runs(check.paths(runs, "runs"), check.instance(sort_by, str, "sort_by"),
-                        check.flag(descending, "descending"))
+                        check.flag(descending, "descending"), check.instance(probe_split, str, "probe_split"))
 
 
 def load_model(checkpoint: str | Path, device: str | None = None) -> "Algorithm":

@@ -16,7 +16,7 @@ RUN_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretra
                "train.lr", "train.adversarial_lr", "train.select")
 # The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
 METRIC_COLUMNS = (*SPLIT_METRICS, "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
-                  "probe_stale", "seconds")
+                  "probe_split", "probe_stale", "seconds")
 SUMMARY_METRICS = SPLIT_METRICS  # read from summary.json's test metrics
 
 
@@ -61,7 +61,9 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def run_row(run_dir: Path) -> dict[str, Any]:
+def run_row(run_dir: Path, probe_split: str | None = None) -> dict[str, Any]:
+    """`run_dir`'s config values and metrics; its leakage is the latest probe's, or with `probe_split` that
+    split's latest probe (none when it was not probed)."""
     summary = run_folder.read_summary(run_dir)
     if summary is None:
         raise ConfigError(f"{run_dir} has no readable {run_folder.SUMMARY_FILE} (not a finished lnl run)")
@@ -70,7 +72,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     row.update({key: _dotted(config, key) for key in config_columns()})
     row.update({key: _number(_dotted(summary, f"test.{key}")) for key in SUMMARY_METRICS})
     row["selected_epoch"] = _number(_dotted(summary, "selected.epoch"))
-    probe = run_folder.read_probe(run_dir) or {}
+    probe = _probe_record(run_dir, probe_split)
+    row["probe_split"] = (probe.get("split") or probe.get("source")) if probe else None
     row["leakage"] = _number(_dotted(probe, "leakage.mean"))
     row["leakage_ci_high"] = _number(_dotted(probe, "leakage.ci_high"))
     row["relative_leakage"] = _number(_dotted(probe, "relative_leakage.mean"))
@@ -78,6 +81,14 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     # Training time of the whole run, resumed segments included (older summaries: the last segment's wall time).
     row["seconds"] = _number(summary.get("train_seconds", summary.get("seconds")))
     return row
+
+
+def _probe_record(run_dir: Path, split: str | None) -> dict[str, Any]:
+    """The latest probe report, or the latest record of `split` (named) from probe_splits.json."""
+    if split is None:
+        return run_folder.read_probe(run_dir) or {}
+    record = run_folder.read_probe_splits(run_dir).get(split)
+    return {**record, "split": split} if record else {}
 
 
 def probe_is_stale(run_dir: Path, probe: dict[str, Any]) -> bool | None:
@@ -96,10 +107,11 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, number) if number is not None else (1, str(value))
 
 
-def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: bool = True) -> list[dict[str, Any]]:
+def compare_runs(run_dirs: list[Path], sort_by: str | None = None, descending: bool = True,
+                 probe_split: str | None = None) -> list[dict[str, Any]]:
     if sort_by is not None and sort_by not in columns():
         raise ConfigError(f"cannot sort by '{sort_by}'; columns: {', '.join(columns())}")
-    rows = [run_row(run) for run in _expand_sweeps([Path(d) for d in run_dirs])]
+    rows = [run_row(run, probe_split) for run in _expand_sweeps([Path(d) for d in run_dirs])]
     if sort_by is not None:
         present = [r for r in rows if r[sort_by] is not None]
         missing = [r for r in rows if r[sort_by] is None]

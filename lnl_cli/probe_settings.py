@@ -36,6 +36,9 @@ class ProbeSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     mlp_hidden: int = 256
+    # Gate on probe data whose label and bias are strongly dependent (a probe reading the label scores
+    # as leakage there): refused unless asked for.
+    allow_dependent: bool = False
 
     @property
     def split_seed_list(self) -> list[int]:

@@ -9,6 +9,7 @@
       best.pt          the same for the epoch train.select chose: what evaluate, probe-bias, export use
       summary.json     final metrics and timings of a finished run
       probe.json       the last `lnl probe-bias` report of this run's checkpoint (with its hash: stale once it changes)
+      probe_splits.json  the last probe record of each split probed (`lnl compare --probe-split`)
       losses.png, accuracy.png   training plots
       tensorboard/     TensorBoard event files (train.tensorboard=true)
       train.log        stderr of a run that `lnl sweep --jobs N` started in a process of its own
@@ -54,6 +55,7 @@ SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"        # what a sweep's `lnl train` subprocess wrote to stderr (appended on resume)
 SWEEP_FILE = "sweep.json"     # in an `lnl sweep` folder, beside its points' run folders
 PROBE_FILE = "probe.json"
+PROBE_SPLITS_FILE = "probe_splits.json"  # the latest probe of each split (see write_probe)
 LOSSES_PLOT = "losses.png"
 ACCURACY_PLOT = "accuracy.png"
 RUNS_FOLDER = Path("runs")
@@ -515,10 +517,30 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
         atomic_write_json(path, summary)
 
 
+# What probe_splits.json keeps of each split's latest report (probe.json is the whole latest report).
+PROBE_RECORD_KEYS = ("checkpoint", "checkpoint_epoch", "checkpoint_sha256", "source", "layer", "probe", "leakage",
+                     "relative_leakage", "input_ceiling", "label_bias_dependence", "gate", "passed")
+
+
 def write_probe(run_dir: Path, report: dict[str, Any]) -> None:
+    """probe.json: the latest report; probe_splits.json: the latest record of every split probed so far
+    (a probe of EB2 does not erase the balanced split's), so that `lnl compare` can say which split a
+    figure comes from. A report without "split" (an older lnl's) is recorded under its source."""
+    splits_path = Path(run_dir) / PROBE_SPLITS_FILE
+    records = read_probe_splits(run_dir)
+    split = report.get("split") or report.get("source") or "test"
+    records[split] = {key: report[key] for key in PROBE_RECORD_KEYS if key in report}
     path = Path(run_dir) / PROBE_FILE
     with output_errors(path):
         atomic_write_json(path, report)
+    with output_errors(splits_path):
+        atomic_write_json(splits_path, records)
+
+
+def read_probe_splits(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Split name -> the latest probe record of that split (empty when none was kept)."""
+    records = _read_json_object(Path(run_dir) / PROBE_SPLITS_FILE) or {}
+    return {name: record for name, record in records.items() if isinstance(record, dict)}
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:

@@ -20,13 +20,16 @@ def compare(
     runs: list[Path] = typer.Argument(..., help="Run folders written by `lnl train`, or `lnl sweep` folders (their finished points)."),
     sort: Optional[str] = typer.Option("accuracy", "--sort", help=f"Column to sort by: a metric ({', '.join(api.COMPARE_METRIC_COLUMNS)}) or a config column of --json (lnl.lambda, ...)."),
     ascending: bool = typer.Option(False, "--ascending", help="Sort smallest first."),
+    probe_split: Optional[str] = typer.Option(
+        None, "--probe-split", help="Leakage from the latest probe of this split (as probe_split names it, e.g. "
+                                    "test:balanced_test.csv) instead of each run's latest probe."),
     json_output: JsonOutput = False,
     csv_output: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
 ) -> None:
     """Runs side by side: the config values that differ between them, final metrics, leakage when probed,
     training time (resumes included). --json and --csv give every column."""
     with user_errors():
-        rows = api.compare(runs, sort, descending=not ascending)
+        rows = api.compare(runs, sort, descending=not ascending, probe_split=probe_split)
     with result_output():
         if json_output:
             print_json(rows)

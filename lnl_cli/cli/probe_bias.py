@@ -42,13 +42,16 @@ def probe_bias(
         None, "--max-relative-leakage",
         help=f"Exit 1 when the upper {PROBE_CONFIDENCE:.0%} bound of leakage / input ceiling exceeds this "
              "(0 to 1)."),
+    allow_dependent: bool = typer.Option(
+        False, "--allow-dependent", help="Gate even when the probe data's label and bias are strongly dependent "
+                                         "(refused otherwise: leakage there counts the label)."),
     json_output: JsonOutput = False,
 ) -> None:
     """Measure how much bias the features leak, absolute and relative to the input (the ceiling), with
     bootstrap confidence intervals; with --max-leakage / --max-relative-leakage, fail (exit 1) when the upper bound
     of the interval exceeds the threshold."""
     settings = ProbeSettings(kind=probe, layer=layer, seeds=seeds, source=source, split_seed=split_seed,
-                             split_seeds=split_seeds, steps=steps)
+                             split_seeds=split_seeds, steps=steps, allow_dependent=allow_dependent)
 
     def on_seed(done: int, total: int) -> None:
         stderr.print(f"probe {done}/{total} trained")
@@ -88,6 +91,7 @@ def render(report: dict[str, Any]) -> None:
     for label, key in (("probe accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
                        ("MI lower bound (bits)", "mi_lower_bound_bits")):
         table.add_row(label, f"{fmt(report[key]['mean'])} ± {fmt(report[key]['std'])}")
+    table.add_row("probe data", escape(report.get("split") or report["source"]))
     table.add_row("normalised leakage", _interval(report["leakage"]))
     table.add_row("input ceiling (leakage of the images)", _interval(report["input_ceiling"]))
     table.add_row("relative leakage (leakage / ceiling)", _interval(report["relative_leakage"]))

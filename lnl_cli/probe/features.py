@@ -7,6 +7,9 @@ statistics), since the ceiling must catch a bias a linear probe on pixels cannot
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
@@ -14,6 +17,9 @@ from lnl_cli.algorithms import Algorithm
 from lnl_cli.data.base import BiasedDataset, Split, iterate_batches
 from lnl_cli.errors import ConfigError
 from lnl_cli.probe_settings import INPUT_LAYER
+
+if TYPE_CHECKING:
+    from lnl_cli.config import Config
 
 FEATURE_BATCH_SIZE = 1024
 # The input ceiling (and --layer input) reads the images average-pooled to at most this many pixels a side:
@@ -61,6 +67,13 @@ def extract_input_views(split: Split, dataset: BiasedDataset) -> dict[str, torch
         for name, view in input_views(batch.images).items():
             chunks.setdefault(name, []).append(view)
     return {name: torch.cat(views) for name, views in chunks.items()}
+
+
+def split_name(config: "Config", source: str) -> str:
+    """Which data a probe read, as a report and `lnl compare` name it: the source, and the file or split the
+    config names for it (``test:balanced_test.csv``; plain ``test`` where the dataset has one test set)."""
+    named = getattr(config.data, source, None)
+    return f"{source}:{Path(named).name}" if isinstance(named, str) and named else source
 
 
 def source_split(dataset: BiasedDataset, source: str) -> Split:

@@ -16,11 +16,11 @@ from typing import Any, Callable, Iterable
 import torch
 
 from lnl_cli.data.base import MIN_BIAS_VALUES
-from lnl_cli.errors import DataError, LabelBiasDependenceWarning
+from lnl_cli.errors import ConfigError, DataError, LabelBiasDependenceWarning
 from lnl_cli.evaluation import load_identified_for_inference
 from lnl_cli.probe.estimates import (BOOTSTRAP_RESAMPLES, _bootstrap_seed, _leakage_summary, _relative, _summary,
                                      bootstrap_leakage, label_bias_dependence)
-from lnl_cli.probe.features import PIXELS_VIEW, extract_features, extract_input_views, source_split
+from lnl_cli.probe.features import PIXELS_VIEW, extract_features, extract_input_views, source_split, split_name
 from lnl_cli.probe.fit import SplitProbes, probe_split
 from lnl_cli.probe.gate import gate
 from lnl_cli.probe_settings import CONFIDENCE, INPUT_LAYER, ProbeSettings
@@ -110,17 +110,21 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
                         f"give it a bias attribute with at least {MIN_BIAS_VALUES} values (data.type=folder: "
                         f"data.bias_from)")
     split = source_split(dataset, settings.source)
+    probed = split_name(loaded.config, settings.source)
     ceiling = extract_input_views(split, dataset)
     features = (ceiling[PIXELS_VIEW] if settings.layer == INPUT_LAYER
                 else extract_features(loaded.algorithm, split, dataset, settings.layer))
     strata = split.labels * dataset.num_bias_classes + split.bias
     dependence = label_bias_dependence(split.labels, split.bias, dataset.num_classes, dataset.num_bias_classes)
     if dependence["warned"]:
-        warnings.warn(f"label and bias are strongly dependent in the probe data (Cramér's V "
-                      f"{dependence['cramers_v']:.2f}; the label alone gives leakage "
-                      f"{dependence['label_only_leakage']:.2f}): a probe that reads the label scores as leakage "
-                      "here; probe a split where they are independent (--source)", LabelBiasDependenceWarning,
-                      stacklevel=2)
+        problem = (f"label and bias are strongly dependent in the probe data {probed} (Cramér's V "
+                   f"{dependence['cramers_v']:.2f}; the label alone gives leakage {dependence['label_only_leakage']:.2f}): "
+                   "a probe that reads the label scores as leakage here; probe a split where they are independent "
+                   "(--source, or another test split: data.test=...)")
+        gated = max_leakage is not None or max_relative_leakage is not None
+        if gated and not settings.allow_dependent:
+            raise ConfigError(f"the gate refuses to judge: {problem}, or pass --allow-dependent")
+        warnings.warn(problem, LabelBiasDependenceWarning, stacklevel=2)
     result = probe_features(features, split.bias, strata, dataset.num_bias_classes, settings, on_seed, ceiling)
     verdict = gate(result, max_leakage, max_relative_leakage)
     return {
@@ -131,6 +135,7 @@ def probe_checkpoint(path: Path, preset: str | Path | None = None, overrides: It
         "method": loaded.config.method,
         "dataset": dataset.description,
         "source": settings.source,
+        "split": probed,
         "layer": settings.layer,
         "probe": settings.kind,
         "seeds": settings.seeds,
