@@ -37,12 +37,16 @@ def builtin_presets() -> dict[str, Path]:
 
 
 def preset_description(path: Path) -> str:
-    """First line of a preset's header comment: what the preset is for."""
+    """The first paragraph of a preset's header comment, joined into one line: what the preset is for,
+    whole (a sentence that wraps onto a second comment line is not cut)."""
+    words: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         text = line.lstrip("#").strip()
-        if line.startswith("#") and text:
-            return text
-    return ""
+        if not line.startswith("#") or (not text and words):
+            break
+        if text:
+            words.append(text)
+    return " ".join(words)
 
 
 def preset_header(path: Path) -> str:

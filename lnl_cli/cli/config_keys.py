@@ -9,7 +9,14 @@ from rich.table import Table
 from lnl_cli import api
 from lnl_cli.cli.common import JsonOutput, print_json, result_output, stdout
 
-app = typer.Typer(help="Inspect the config schema.", no_args_is_help=True)
+app = typer.Typer(help="Inspect the config schema.", no_args_is_help=False)
+
+
+@app.callback(invoke_without_command=True)
+def config(ctx: typer.Context) -> None:
+    """Inspect the config schema: `lnl config keys` lists every key (this help, exit 0, without a command)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
 
 
 @app.command("keys")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 from rich.markup import escape
 
 from lnl_cli import api
-from lnl_cli.cli.common import JsonOutput, Overrides, print_json, result_output, stdout, user_errors, write_stdout
+from lnl_cli.cli.common import (JsonOutput, Overrides, print_json, result_output, stderr, stdout, user_errors,
+                                write_stdout)
 
 app = typer.Typer(help="List the built-in presets, or show one.", no_args_is_help=False)
 
@@ -30,9 +33,14 @@ def presets(ctx: typer.Context, json_output: JsonOutput = False) -> None:
 
 
 @app.command("show")
-def show(name: str = typer.Argument(..., help="Built-in preset name or path to a YAML preset."),
+def show(name: Optional[str] = typer.Argument(None, help="Built-in preset name or path to a YAML preset; "
+                                                         "none: the list of built-in presets."),
          overrides: Overrides = None, json_output: JsonOutput = False) -> None:
     """A preset as a run would use it: its header, then every key after `extends` and overrides."""
+    if name is None:
+        stderr.print("which preset? `lnl presets show NAME` shows one of these:")
+        print_presets(json_output)
+        return
     with user_errors():
         shown = api.show_preset(name, overrides or [])
     with result_output():

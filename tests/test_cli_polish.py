@@ -1,0 +1,32 @@
+"""Commands that help instead of refusing (issue 31, polish): bare `lnl config` and `lnl presets show`,
+and preset descriptions that are whole sentences."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from lnl_cli import api
+from lnl_cli.cli import app
+from lnl_cli.preset_files import builtin_presets, preset_description
+
+
+def test_bare_lnl_config_shows_its_help_and_succeeds():
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0 and "keys" in result.stdout and "Usage" in result.stdout
+
+
+def test_bare_presets_show_lists_the_presets_and_succeeds():
+    result = CliRunner().invoke(app, ["presets", "show", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["name"] for row in json.loads(result.stdout)] == list(api.presets())
+    assert "which preset?" in result.stderr
+
+
+def test_descriptions_are_the_headers_first_paragraph_whole(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("# A sentence that wraps\n#   onto a second line.\n#\n# Details that are not the description.\nseed: 1\n")
+    assert preset_description(preset) == "A sentence that wraps onto a second line."
+    for name, path in builtin_presets().items():
+        assert preset_description(path).rstrip().endswith((".", ")")), f"{name}: {preset_description(path)!r}"
