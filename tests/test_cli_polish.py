@@ -30,3 +30,13 @@ def test_descriptions_are_the_headers_first_paragraph_whole(tmp_path):
     assert preset_description(preset) == "A sentence that wraps onto a second line."
     for name, path in builtin_presets().items():
         assert preset_description(path).rstrip().endswith((".", ")")), f"{name}: {preset_description(path)!r}"
+
+
+def test_evaluate_tables_name_classes_and_bias_values_and_mark_aligned_cells():
+    from lnl_cli.cli.evaluate import _cell_matrix, _names
+    cells = [{"label": y, "bias": b, "label_name": ["cat", "dog"][y], "bias_name": ["blue", "red"][b],
+              "aligned": y != b, "accuracy": 0.5 * (y + b)} for y in range(2) for b in range(2)]
+    assert _names(cells, "label") == ["cat", "dog"] and _names(cells, "bias") == ["blue", "red"]
+    assert _cell_matrix(cells) == [["0.00", "0.50*"], ["0.50*", "1.00"]]
+    unnamed = [{key: value for key, value in cell.items() if not key.endswith("_name")} for cell in cells]
+    assert _names(unnamed, "label") == ["0", "1"]  # Colored-MNIST: indices

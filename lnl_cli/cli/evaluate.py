@@ -46,9 +46,11 @@ def render_report(report: dict[str, Any]) -> None:
     for key, label in {**api.METRIC_DESCRIPTIONS, api.NUM_SAMPLES: "samples"}.items():
         summary.add_row(label, fmt(report.get(key)))
     stdout.print(summary)
-    stdout.print(_grid("accuracy per cell (rows: label, columns: bias; diagonal = aligned)",
-                       _cell_matrix(report["cells"]), digits=2))
-    stdout.print(_grid("confusion matrix (rows: true label, columns: predicted)", report["confusion_matrix"]))
+    stdout.print(_grid("accuracy per cell (rows: label, columns: bias; * the training split's aligned cells)",
+                       _cell_matrix(report["cells"]), _names(report["cells"], "label"), _names(report["cells"], "bias")))
+    labels = _names(report["cells"], "label")
+    stdout.print(_grid("confusion matrix (rows: true label, columns: predicted)", report["confusion_matrix"],
+                       labels, labels))
 
 
 def _cell_matrix(cells: list[dict[str, Any]]) -> list[list[Any]]:
@@ -56,15 +58,21 @@ def _cell_matrix(cells: list[dict[str, Any]]) -> list[list[Any]]:
     biases = 1 + max(c["bias"] for c in cells)
     matrix: list[list[Any]] = [[None] * biases for _ in range(labels)]
     for cell in cells:
-        matrix[cell["label"]][cell["bias"]] = cell["accuracy"]
+        matrix[cell["label"]][cell["bias"]] = fmt(cell["accuracy"], 2) + ("*" if cell.get("aligned") else "")
     return matrix
 
 
-def _grid(title: str, rows: list[list[Any]], digits: int = 4) -> Table:
+def _names(cells: list[dict[str, Any]], axis: str) -> list[str]:
+    """Each label (or bias value) by its name where the report has names (manifests, folders), else its index."""
+    names = {cell[axis]: str(cell.get(f"{axis}_name", cell[axis])) for cell in cells}
+    return [names[index] for index in sorted(names)]
+
+
+def _grid(title: str, rows: list[list[Any]], row_names: list[str], column_names: list[str], digits: int = 4) -> Table:
     table = Table(title=title)
     table.add_column("")
-    for j in range(len(rows[0])):
-        table.add_column(str(j), justify="right")
-    for i, row in enumerate(rows):
-        table.add_row(str(i), *(fmt(v, digits) for v in row))
+    for name in column_names:
+        table.add_column(escape(name), justify="right")
+    for name, row in zip(row_names, rows):
+        table.add_row(escape(name), *(fmt(v, digits) for v in row))
     return table
