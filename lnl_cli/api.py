@@ -48,7 +48,7 @@ Overrides = Iterable[str] | dict[str, Any]
 
 # The public API (docs/python-api.md): what a notebook or a script calls.
 __all__ = ["check_folder", "check_output_file", "check_run_folder", "claim_run_folder", "compare", "Config",
-           "config_keys", "evaluate", "export", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
+           "config_keys", "environment", "evaluate", "export", "is_main_process", "launched_by_torchrun", "load_config", "load_model",
            "plan_run", "PlotsUnavailable", "predict", "presets", "probe", "ProbeSettings", "rank", "release_run_folder",
            "RESULT_NEUTRAL_KEYS", "resume", "RunClaim", "show_preset", "StopRequest", "sweep", "sweep_document",
            "sweep_plan", "SweepCallbacks", "SWEEP_FILE", "to_json", "train", "TrainCallbacks", "write_csv",
@@ -393,6 +393,13 @@ def probe(checkpoint: str | Path, preset: str | Path | None = None, overrides: O
         except OutputError:
             pass
     return report
+
+
+def environment() -> dict[str, Any]:
+    """What this machine runs lnl with (`lnl env`): versions, CPU, bf16, threads, CUDA, data and cache folders."""
+    from lnl_cli.environment import environment as report
+
+    return report()
 
 
 def compare(runs: Iterable[str | Path], sort_by: str | None = "accuracy", descending: bool = True,

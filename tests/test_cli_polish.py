@@ -40,3 +40,16 @@ def test_evaluate_tables_name_classes_and_bias_values_and_mark_aligned_cells():
     assert _cell_matrix(cells) == [["0.00", "0.50*"], ["0.50*", "1.00"]]
     unnamed = [{key: value for key, value in cell.items() if not key.endswith("_name")} for cell in cells]
     assert _names(unnamed, "label") == ["0", "1"]  # Colored-MNIST: indices
+
+
+def test_lnl_env_reports_versions_cpu_and_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("LNL_DATA_ROOT", str(tmp_path))
+    result = CliRunner().invoke(app, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    import torch
+    assert torch.__version__.startswith(report["packages"]["torch"])
+    assert report["data_root_env"] == str(tmp_path) and report["mnist_found"] is False
+    assert isinstance(report["cpu_native_bf16"], bool) and report["torch_threads"] >= 1
+    text = CliRunner().invoke(app, ["env"]).stdout
+    assert "native bf16" in text and "MNIST found: False" in text

@@ -183,6 +183,7 @@ def outputs(mnist_root, tmp_path_factory):
         "`lnl export --json`":
             _json("export", "--checkpoint", str(run), "--out", str(base / "model.pt"), "--json"),
         "`lnl presets show --json`": _json("presets", "show", "smoke", "--json"),
+        "`lnl env --json`": _json("env", "--json"),
         "sweep.json, `lnl sweep --json`":
             _json("sweep", "--preset", "colored-mnist", "--data-root", str(mnist_root), "--grid", "seed=3",
                   "--out", str(base / "sweep"), "--json", *SMALL),

@@ -109,7 +109,7 @@ LAYERS = [
     ["lnl_cli.checkpoint", "lnl_cli.metrics", "lnl_cli.resume_state", "lnl_cli.inference"],
     # the commands' work
     ["lnl_cli.engine", "lnl_cli.evaluation", "lnl_cli.probe", "lnl_cli.sweep", "lnl_cli.compare", "lnl_cli.plots",
-     "lnl_cli.progress"],
+     "lnl_cli.progress", "lnl_cli.environment"],
     # the front doors of the core: the public API, and the dataset builders (python -m lnl_cli.tools.NAME)
     ["lnl_cli.api", "lnl_cli.tools"],
     # the command line, and the package itself

@@ -15,6 +15,7 @@ from lnl_cli.cli.predict import predict
 from lnl_cli.cli import config_keys, presets
 from lnl_cli.cli.probe_bias import probe_bias
 from lnl_cli.cli.sweep import sweep
+from lnl_cli.cli.env import env
 from lnl_cli.cli.train import train
 from lnl_cli.errors import HELP_ON_EXIT_CODES
 
@@ -36,6 +37,7 @@ app.command("compare")(compare)
 app.command("export")(export)
 app.command("predict")(predict)
 app.command("sweep", context_settings={"allow_interspersed_args": True})(sweep)
+app.command("env")(env)
 
 
 def _version(value: bool) -> None:
