@@ -12,34 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import (assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, write_folder,
+                     write_preset)
+
 SMALL = ["data.train_size=1000", "data.test_size=600", "train.epochs=2", "train.pretrain_epochs=1",
          "train.num_threads=2"]
-
-
-def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("LNL_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "lnl_cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
-
-
-def lnl_in_process(*args: str) -> subprocess.CompletedProcess:
-    """`lnl ARGS` in this process (so that a test can monkeypatch the core), as a CompletedProcess."""
-    from lnl_cli.cli import app
-
-    result = CliRunner().invoke(app, list(args))
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error:"), result.stderr
-    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
-    assert result.stdout == ""
-    for needle in needles:
-        assert needle in result.stderr, (needle, result.stderr)
 
 
 def test_help_lists_the_commands_and_the_exit_codes():
@@ -224,39 +201,6 @@ def test_usage_errors_exit_2():
 
 
 # ------------------------------------------------------------------ stdout that cannot be written (exit 74)
-def lnl_to(stdout: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`lnl ARGS` with stdout on /dev/full ("full"), closed as by `>&-` ("closed"), or a pipe whose reader
-    has gone ("broken-pipe"); stderr is captured."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("LNL_DEBUG", None)
-    command = [sys.executable, "-m", "lnl_cli", *args]
-    run = dict(stderr=subprocess.PIPE, text=True, env=full_env, timeout=timeout)
-    if stdout == "full":
-        with open("/dev/full", "w") as full:
-            return subprocess.run(command, stdout=full, **run)
-    if stdout == "closed":
-        return subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), **run)
-    assert stdout == "broken-pipe"
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # nobody will read: the first write fails with EPIPE
-    try:
-        return subprocess.run(command, stdout=write_end, **run)
-    finally:
-        os.close(write_end)
-
-
-REASONS = {"full": "no space left on device", "closed": "stdout is closed", "broken-pipe": "broken pipe"}
-
-
-def assert_output_error(result: subprocess.CompletedProcess, stdout: str) -> None:
-    assert result.returncode == 74, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: cannot write the result to stdout"), result.stderr
-    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
-    assert REASONS[stdout] in lines[-1], result.stderr
-
-
 def _finished_run(folder: Path) -> Path:
     """A run folder as `lnl compare` reads it, without training."""
     folder.mkdir(parents=True)
@@ -397,8 +341,6 @@ def test_only_the_main_process_reports_a_signal_to_its_dataloader_workers(tmp_pa
     """Ctrl-C reaches the whole process group, forked DataLoader workers included."""
     import signal
     import time
-
-    from test_data_manifest import write_folder, write_preset
 
     write_folder(tmp_path, {"train": [("cat", "red"), ("dog", "blue")] * 40, "test": [("cat", "blue"), ("dog", "red")] * 4})
     preset = write_preset(tmp_path, "")

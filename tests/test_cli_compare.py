@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from test_cli import lnl
+from helpers import lnl
 
 TEST = {"accuracy": 0.81234, "aligned_accuracy": 0.9, "conflicting_accuracy": 0.8, "worst_group_accuracy": 0.5,
         "bias_head_accuracy": 0.2}

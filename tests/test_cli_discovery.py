@@ -7,7 +7,7 @@ import json
 import yaml
 
 from lnl_cli import config
-from test_cli import assert_one_line_error, lnl
+from helpers import assert_one_line_error, lnl
 
 
 def test_presets_show_prints_the_header_and_the_resolved_config_that_loads_back():

@@ -17,38 +17,7 @@ from lnl_cli.data import manifest as manifest_module
 from lnl_cli.data.images import StreamingSplit
 from lnl_cli.errors import ConfigError, DataError
 
-from helpers import save
-from test_cli import assert_one_line_error, lnl
-
-COLORS = {"red": (200, 30, 30), "blue": (30, 30, 200)}
-
-
-def write_folder(root: Path, rows: dict[str, list[tuple[str, str]]], size: int = 12) -> None:
-    """PNG images whose colour is the bias; one CSV per split with (label, bias) rows."""
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    for split, pairs in rows.items():
-        lines = ["file,animal,tone"]
-        for i, (label, tone) in enumerate(pairs):
-            image = torch.tensor(COLORS[tone], dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).contiguous()
-            image[:, : size // 2] = 255 if label == "dog" else 0  # the label is a shape, the bias a colour
-            name = f"img/{split}-{i}.png"
-            save(image, root / name)
-            lines.append(f"{name},{label},{tone}")
-        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
-
-
-def write_preset(root: Path, extra: str = "") -> Path:
-    preset = root / "pets.yaml"
-    preset.write_text(
-        "# Pets: a tiny manifest for tests.\n# lnl train --preset pets.yaml\n"
-        "data:\n  type: manifest\n  root: .\n  train: train.csv\n  test: test.csv\n"
-        "  columns: {path: file, label: animal, bias: tone}\n  image_size: 16\n  num_workers: 0\n"
-        "train:\n  epochs: 2\n  pretrain_epochs: 1\n  batch_size: 4\n" + extra)
-    return preset
-
-
-BIASED = [("cat", "red")] * 6 + [("dog", "blue")] * 6 + [("cat", "blue"), ("dog", "red")]
-UNBIASED = [("cat", "red"), ("cat", "blue"), ("dog", "red"), ("dog", "blue")] * 2
+from helpers import BIASED, UNBIASED, assert_one_line_error, lnl, save, write_folder, write_preset
 
 
 @pytest.fixture

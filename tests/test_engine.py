@@ -14,7 +14,7 @@ import pytest
 
 from lnl_cli.checkpoint import load_checkpoint
 
-from test_cli import assert_one_line_error, lnl, lnl_in_process
+from helpers import assert_one_line_error, lnl, lnl_in_process
 
 
 # ------------------------------------------------------------------ signals on a real run

@@ -12,8 +12,7 @@ import torch
 from lnl_cli import api, load_config
 from lnl_cli.data import load_dataset
 
-from helpers import save
-from test_cli import assert_one_line_error, lnl
+from helpers import assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, save
 
 TINY = ["data.train_size=600", "data.test_size=300", "train.epochs=2", "train.pretrain_epochs=1"]
 FP32 = ["train.precision=fp32"]  # what the exported files compute in, whatever this CPU prefers
@@ -117,8 +116,6 @@ def untrained_run(tmp_path_factory):
 
 
 def test_export_and_predict_refuse_to_overwrite_a_run_s_files_without_force(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     best = (run / "best.pt").read_bytes()
     refused = lnl_in_process("export", "-c", str(run / "last.pt"), "--format", "torchscript", "--out", str(run / "best.pt"))
@@ -139,8 +136,6 @@ def test_export_and_predict_refuse_to_overwrite_a_run_s_files_without_force(untr
 
 
 def test_predict_out_through_a_symlink_keeps_the_link(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     (tmp_path / "keep.txt").write_text("old\n")
     (tmp_path / "link.csv").symlink_to("keep.txt")
@@ -156,16 +151,12 @@ def test_predict_out_through_a_symlink_keeps_the_link(untrained_run, tmp_path):
     ("full", ["export", "-c", "RUN", "--out", "MODEL", "--json"]), ("full", ["config", "keys", "--json"]),
 ])
 def test_predict_export_and_config_keys_exit_74_when_stdout_cannot_be_written(untrained_run, tmp_path, stdout, args):
-    from test_cli import assert_output_error, lnl_to
-
     run, image = untrained_run
     names = {"RUN": str(run), "IMAGE": str(image), "MODEL": str(tmp_path / "m.pt")}
     assert_output_error(lnl_to(stdout, *[names.get(arg, arg) for arg in args]), stdout)
 
 
 def test_a_csv_row_with_an_empty_path_is_refused_not_dropped(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     listing = tmp_path / "list.csv"
     listing.write_text(f"path,note\n{image},first\n,second\n{image},third\n")

@@ -23,8 +23,7 @@ from lnl_cli.errors import ConfigError, TrainingInterrupted
 from lnl_cli.runtime import StopRequest
 from lnl_cli.sweep import locked, plan_sweep, split_values
 
-from test_cli import assert_one_line_error, lnl, lnl_in_process
-from test_data_manifest import BIASED, UNBIASED, write_folder, write_preset
+from helpers import BIASED, UNBIASED, assert_one_line_error, lnl, lnl_in_process, write_folder, write_preset
 
 FIXED = ["--set", "train.num_threads=1", "--set", "method=lnl"]
 GRID = ["--grid", "seed=0,1"]

@@ -10,7 +10,7 @@ import pytest
 from lnl_cli import load_config
 from lnl_cli.tools import background_mnist
 
-from test_cli import lnl
+from helpers import lnl
 
 
 @pytest.mark.mnist

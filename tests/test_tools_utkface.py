@@ -16,7 +16,7 @@ from PIL import Image
 
 from lnl_cli.tools import utkface
 
-from test_cli import lnl_in_process
+from helpers import lnl_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 GENDER_CODE = {"male": 0, "female": 1}
