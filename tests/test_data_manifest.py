@@ -113,6 +113,7 @@ def test_a_file_that_fails_to_decode_while_streaming_is_a_data_error(pets):
         list(iterate_batches(dataset.train, 4, dataset.mean, dataset.std, shuffle=False))
 
 
+@pytest.mark.slow
 def test_cli_reports_manifest_problems_with_exit_code_3(pets):
     (pets.parent / "img" / "test-0.png").unlink()
     result = lnl("train", "--preset", str(pets), "--out", str(pets.parent / "run"))
@@ -146,6 +147,7 @@ def _natural_order_under_hash_seed(seed: int, values: list[str]) -> subprocess.P
                             stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_labels_equal_as_numbers_get_one_order_under_every_hash_seed():
     values = ["2", "02", "1", "10", "002", "+2", "2"]
     processes = [_natural_order_under_hash_seed(seed, values) for seed in range(12)]
@@ -295,6 +297,7 @@ def test_contradictory_split_settings_are_config_errors(pets_with_val, overrides
         load_config(pets_with_val, overrides)
 
 
+@pytest.mark.slow
 def test_lnl_train_runs_on_a_manifest_with_a_split_column(pets_with_val):
     write_split_csv(pets_with_val.parent, {"train": 0, "val": 1, "test": 2})
     out = pets_with_val.parent / "run"

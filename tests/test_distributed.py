@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+pytestmark = pytest.mark.slow  # every test starts several processes (torchrun, or torch.multiprocessing)
+
 # Small enough for a 2-core CPU; every global batch splits evenly over 2 processes. fp32 and the plain
 # memory layout: torch's channels-last BatchNorm on the CPU sums in float32 and is itself ~5e-4 off,
 # which would swamp the comparison. Synchronised BatchNorm makes 2 x 32 the same computation as 1 x 64.

@@ -34,6 +34,7 @@ def _correct(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_torchscript_export_agrees_with_evaluate(trained, tmp_path):
     checkpoint, images, labels = trained
     result = lnl("export", "-c", str(checkpoint), "--format", "torchscript", "-o", str(tmp_path / "m.pt"), "--json")
@@ -46,6 +47,7 @@ def test_torchscript_export_agrees_with_evaluate(trained, tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_onnx_export_agrees_with_torchscript_and_evaluate(trained, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'lnl[onnx]' to check ONNX exports")
     checkpoint, images, labels = trained
@@ -59,6 +61,7 @@ def test_onnx_export_agrees_with_torchscript_and_evaluate(trained, tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(trained, tmp_path):
     checkpoint, images, _ = trained
     folder = tmp_path / "images"
@@ -78,6 +81,7 @@ def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(tra
     assert all(abs(sum(float(r[f"p_{k}"]) for k in range(10)) - 1) < 1e-4 for r in rows)
 
 
+@pytest.mark.slow
 def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
     missing = str(tmp_path / "none.pt")
     assert_one_line_error(lnl("export", "-c", missing, "-o", str(tmp_path / "m.pt")), 4, "not found")
@@ -86,6 +90,7 @@ def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_and_export_errors_name_the_file(trained, tmp_path):
     checkpoint = str(trained[0])
     assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "nope.png")), 3, "nope.png")

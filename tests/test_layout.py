@@ -159,6 +159,7 @@ DATASET = DatasetSpec(summary="toy (noise)", options=ToyOptions, load=load)
 '''
 
 
+@pytest.mark.slow
 def test_a_new_dataset_needs_only_its_module_and_a_registry_line(tmp_path):
     """Copy the package, add data/toy.py and one registry entry, and train on it through the CLI:
     nothing else (config schema, engine, CLI) needs to know the dataset."""

@@ -47,6 +47,7 @@ def test_probe_json_records_settings_split_seed_and_the_checkpoint_it_measured(p
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_compare_marks_a_probe_stale_once_the_checkpoint_changes(probed_run, tmp_path):
     import shutil
 

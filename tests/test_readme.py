@@ -92,6 +92,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.parametrize("words", SCRIPTS, ids=[w[1] for w in SCRIPTS])
+@pytest.mark.slow
 def test_every_benchmark_script_in_the_readme_takes_its_arguments(words):
     """The script exists, prints its help, and its argument parser accepts the command as shown."""
     script, args = REPO / words[1], words[2:]
@@ -105,6 +106,7 @@ def test_every_benchmark_script_in_the_readme_takes_its_arguments(words):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_the_python_api_example_runs_as_written(mnist_root, tmp_path, monkeypatch):
     (example,) = [block for block in _blocks("python", TEXTS["docs/python-api.md"])
                   if "load_config" in block and "train(" in block]
