@@ -15,12 +15,13 @@ import torch.multiprocessing as mp
 
 pytestmark = pytest.mark.slow  # every test starts several processes (torchrun, or torch.multiprocessing)
 
-# Small enough for a 2-core CPU; every global batch splits evenly over 2 processes. fp32 and the plain
+# Small enough for a 2-core CPU; every global batch splits evenly over 2 processes (a 200-digit validation
+# split, not the default 5,000, which would take most of each run's time). fp32 and the plain
 # memory layout: torch's channels-last BatchNorm on the CPU sums in float32 and is itself ~5e-4 off,
 # which would swamp the comparison. Synchronised BatchNorm makes 2 x 32 the same computation as 1 x 64.
-COMMON = ["--preset", "colored-mnist", "data.train_size=256", "data.test_size=200", "train.batch_size=64",
-          "train.epochs=2", "train.pretrain_epochs=1", "train.num_threads=1", "train.precision=fp32",
-          "train.channels_last=false", "train.sync_batchnorm=true"]
+COMMON = ["--preset", "colored-mnist", "data.train_size=256", "data.test_size=200", "data.val_size=200",
+          "train.batch_size=64", "train.epochs=2", "train.pretrain_epochs=1", "train.num_threads=1",
+          "train.precision=fp32", "train.channels_last=false", "train.sync_batchnorm=true"]
 # Rounding differs between 1 x 64 and 2 x 32 (sums in another order) and the adversarial game amplifies
 # it a little over the 8 steps; a wrong gradient (e.g. per-process BatchNorm) is off by orders more.
 MAX_RELATIVE_DIFFERENCE = 1e-5
