@@ -295,7 +295,7 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path, mnist_root):
     folder = "r[/]x/exp[lr=0.1]"  # '[/]' looks like a closing tag (rich: crash), '[lr=0.1]' like a style (dropped)
     result = subprocess.run(
         [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "--out", folder,
-         "data.train_size=256", "data.test_size=128", "train.epochs=1", "train.pretrain_epochs=1",
+         "data.train_size=256", "data.test_size=128", "data.val_size=128", "train.epochs=1", "train.pretrain_epochs=1",
          "train.num_threads=1"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"-> {folder}" in result.stderr

@@ -14,7 +14,7 @@ from lnl_cli.checkpoint import load_checkpoint, save_checkpoint
 
 from helpers import lnl
 
-TINY = ["data.train_size=256", "data.test_size=200", "train.epochs=1", "train.pretrain_epochs=1",
+TINY = ["data.train_size=256", "data.test_size=200", "data.val_size=200", "train.epochs=1", "train.pretrain_epochs=1",
         "train.num_threads=1"]
 SETTINGS = api.ProbeSettings(seeds=1, steps=20, split_seed=4)
 

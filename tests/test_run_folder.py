@@ -13,7 +13,7 @@ import yaml
 from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError, OutputError
 
-TINY_RUN = ["data.train_size=512", "data.test_size=256", "train.epochs=2", "train.num_threads=1"]
+TINY_RUN = ["data.train_size=512", "data.test_size=256", "data.val_size=256", "train.epochs=2", "train.num_threads=1"]
 
 
 # ------------------------------------------------------------------ claiming, in one process

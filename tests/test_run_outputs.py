@@ -10,7 +10,7 @@ import pytest
 from lnl_cli import api, load_config
 from lnl_cli.errors import ConfigError
 
-TINY = ["data.train_size=256", "data.test_size=128", "train.epochs=2", "train.pretrain_epochs=1"]
+TINY = ["data.train_size=256", "data.test_size=128", "data.val_size=128", "train.epochs=2", "train.pretrain_epochs=1"]
 
 
 @pytest.mark.mnist
