@@ -1,7 +1,12 @@
-"""Tiny synthetic biased datasets, image batches and image files for fast unit tests."""
+"""Helpers shared by the test files (no test_*.py imports another): tiny synthetic biased datasets, image
+batches and image files; the tiny "pets" manifest dataset on disk; `lnl` run as a subprocess or in this
+process, and the checks of its one-line errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -39,3 +44,99 @@ def save(image: torch.Tensor, path: Path) -> None:
     """C x H x W uint8 tensor to an image file (format from the suffix; 1 channel = grayscale)."""
     array = image.permute(1, 2, 0).numpy()
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, quality=95)
+
+
+# ------------------------------------------------------------------ the tiny "pets" manifest dataset on disk
+COLORS = {"red": (200, 30, 30), "blue": (30, 30, 200)}
+
+
+def write_folder(root: Path, rows: dict[str, list[tuple[str, str]]], size: int = 12) -> None:
+    """PNG images whose colour is the bias; one CSV per split with (label, bias) rows."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for split, pairs in rows.items():
+        lines = ["file,animal,tone"]
+        for i, (label, tone) in enumerate(pairs):
+            image = torch.tensor(COLORS[tone], dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).contiguous()
+            image[:, : size // 2] = 255 if label == "dog" else 0  # the label is a shape, the bias a colour
+            name = f"img/{split}-{i}.png"
+            save(image, root / name)
+            lines.append(f"{name},{label},{tone}")
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def write_preset(root: Path, extra: str = "") -> Path:
+    preset = root / "pets.yaml"
+    preset.write_text(
+        "# Pets: a tiny manifest for tests.\n# lnl train --preset pets.yaml\n"
+        "data:\n  type: manifest\n  root: .\n  train: train.csv\n  test: test.csv\n"
+        "  columns: {path: file, label: animal, bias: tone}\n  image_size: 16\n  num_workers: 0\n"
+        "train:\n  epochs: 2\n  pretrain_epochs: 1\n  batch_size: 4\n" + extra)
+    return preset
+
+
+BIASED = [("cat", "red")] * 6 + [("dog", "blue")] * 6 + [("cat", "blue"), ("dog", "red")]
+UNBIASED = [("cat", "red"), ("cat", "blue"), ("dog", "red"), ("dog", "blue")] * 2
+
+
+# ------------------------------------------------------------------ running `lnl`
+def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`lnl ARGS` in a fresh interpreter, as a user runs it (real exit codes, stdout and stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LNL_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "lnl_cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def lnl_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`lnl ARGS` in this process (so that a test can monkeypatch the core), as a CompletedProcess."""
+    from typer.testing import CliRunner
+
+    from lnl_cli.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error:"), result.stderr
+    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
+    assert result.stdout == ""
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+# ------------------------------------------------------------------ stdout that cannot be written (exit 74)
+def lnl_to(stdout: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`lnl ARGS` with stdout on /dev/full ("full"), closed as by `>&-` ("closed"), or a pipe whose reader
+    has gone ("broken-pipe"); stderr is captured."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LNL_DEBUG", None)
+    command = [sys.executable, "-m", "lnl_cli", *args]
+    run = dict(stderr=subprocess.PIPE, text=True, env=full_env, timeout=timeout)
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            return subprocess.run(command, stdout=full, **run)
+    if stdout == "closed":
+        return subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), **run)
+    assert stdout == "broken-pipe"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
+    try:
+        return subprocess.run(command, stdout=write_end, **run)
+    finally:
+        os.close(write_end)
+
+
+REASONS = {"full": "no space left on device", "closed": "stdout is closed", "broken-pipe": "broken pipe"}
+
+
+def assert_output_error(result: subprocess.CompletedProcess, stdout: str) -> None:
+    assert result.returncode == 74, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: cannot write the result to stdout"), result.stderr
+    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
+    assert REASONS[stdout] in lines[-1], result.stderr

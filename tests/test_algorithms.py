@@ -144,6 +144,7 @@ def test_precision_auto_follows_the_cpus_bf16_support_and_explicit_choices_do_no
     assert algorithm.autocast_dtype == wanted
 
 
+@pytest.mark.slow
 def test_compiled_single_pass_lnl_step_matches_the_eager_one():
     """The single-pass step back-propagates through h twice; a compiled backward refused that (donated
     buffers) until train.compile turned the donation off. Slow-ish: compiles three tiny networks."""

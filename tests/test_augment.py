@@ -81,6 +81,7 @@ def test_the_per_pixel_colour_head_refuses_augmentation():
     load_config("colored-mnist", ["data.augment.flip=true", "model.bias_head=conv"])
 
 
+@pytest.mark.slow
 def test_only_training_batches_are_augmented_and_augmentation_changes_training(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=64))
     calls = []
@@ -98,6 +99,7 @@ def test_only_training_batches_are_augmented_and_augmentation_changes_training(t
     assert any(not torch.equal(value, augmented[key]) for key, value in plain.items())
 
 
+@pytest.mark.slow
 def test_an_augmented_run_interrupted_and_resumed_ends_with_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "load_dataset", lambda config: tiny_dataset(n=64))
 

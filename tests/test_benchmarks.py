@@ -283,6 +283,7 @@ def test_verdict_wording(stats):
     assert stats.verdict(tight, None) == "no paper figure"
 
 
+@pytest.mark.slow
 def test_reproduce_help_works():
     result = subprocess.run([sys.executable, str(BENCHMARKS / "reproduce.py"), "--help"], capture_output=True,
                             text=True, timeout=120)
@@ -293,6 +294,7 @@ def test_reproduce_help_works():
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path):
     """Real training through the public API: the warm-up, then LNL branched from it."""
     out = tmp_path / "bench"
@@ -309,6 +311,7 @@ def test_reproduce_end_to_end_on_a_tiny_schedule(reproduce, mnist_root, tmp_path
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_background_mnist_benchmark_reports_accuracy_and_leakage(mnist_root, tmp_path):
     bench = _script("background_mnist")
     common = ["--data-root", str(mnist_root), "--out", str(tmp_path), "--train-size", "300", "--val-size", "100",
@@ -581,6 +584,7 @@ def torch_threads() -> int:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_packed_sweep_times_the_same_points_at_each_jobs_and_reads_the_run_folders_sweep_json_lists(
         mnist_root, tmp_path, capsys):
     """Two tiny sweeps on the CPU (--jobs 1 and 2): the JSON's structure and its definitions, never its timings."""
@@ -628,6 +632,7 @@ def test_packed_sweep_refuses_a_used_folder_and_warns_of_too_many_threads(tmp_pa
     assert bench.schedule(3) == ["train.epochs=3", "train.pretrain_epochs=1"]
 
 
+@pytest.mark.slow
 def test_packed_sweep_stops_at_a_failed_sweep_with_its_stderr_and_exit_1(tmp_path, capsys):
     bench = _script("packed_sweep")
     assert bench.main(["--preset", "smoke", "--points", "2", "--jobs", "2", "--device", "cpu", "--out", str(tmp_path),

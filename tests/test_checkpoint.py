@@ -109,6 +109,7 @@ WRITER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.7])
+@pytest.mark.slow
 def test_sigkill_during_checkpoint_writes_leaves_a_valid_checkpoint(tmp_path, delay):
     path = tmp_path / "last.pt"
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)

@@ -12,36 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import (assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, write_folder,
+                     write_preset)
+
 SMALL = ["data.train_size=1000", "data.test_size=600", "train.epochs=2", "train.pretrain_epochs=1",
          "train.num_threads=2"]
 
 
-def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("LNL_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "lnl_cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
-
-
-def lnl_in_process(*args: str) -> subprocess.CompletedProcess:
-    """`lnl ARGS` in this process (so that a test can monkeypatch the core), as a CompletedProcess."""
-    from lnl_cli.cli import app
-
-    result = CliRunner().invoke(app, list(args))
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error:"), result.stderr
-    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
-    assert result.stdout == ""
-    for needle in needles:
-        assert needle in result.stderr, (needle, result.stderr)
-
-
+# Not marked slow: the fast lane's one run of the installed program (about a second; --help imports no torch).
 def test_help_lists_the_commands_and_the_exit_codes():
     result = lnl("--help")
     assert result.returncode == 0
@@ -51,6 +29,7 @@ def test_help_lists_the_commands_and_the_exit_codes():
     assert version.returncode == 0 and version.stdout.startswith("lnl ")
 
 
+@pytest.mark.slow
 def test_presets_are_listed_with_descriptions():
     result = lnl("presets", "--json")
     assert result.returncode == 0
@@ -58,6 +37,7 @@ def test_presets_are_listed_with_descriptions():
     assert "colored-mnist" in names and names["colored-mnist"]
 
 
+@pytest.mark.slow
 def test_config_errors_exit_2_before_any_work(tmp_path):
     result = lnl("train", "--set", "trian.lr=0.1", "train.batch_size=-1", "--out", str(tmp_path / "r"))
     assert_one_line_error(result, 2, "did you mean 'train.lr'", "train.batch_size")
@@ -65,6 +45,7 @@ def test_config_errors_exit_2_before_any_work(tmp_path):
     assert_one_line_error(lnl("train", "--preset", "nope"), 2, "unknown preset")
 
 
+@pytest.mark.slow
 def test_missing_mnist_exits_3_and_names_the_folder(tmp_path):
     fresh_cache = {"LNL_CACHE_DIR": str(tmp_path / "cache")}  # a cached dataset would not need MNIST
     result = lnl("train", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), *SMALL, env=fresh_cache)
@@ -72,6 +53,7 @@ def test_missing_mnist_exits_3_and_names_the_folder(tmp_path):
     assert not (tmp_path / "r").exists()  # nothing half-made on disk
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_exit_4(tmp_path):
     assert_one_line_error(lnl("evaluate", "--checkpoint", str(tmp_path / "none.pt")), 4, "not found")
     junk = tmp_path / "junk.pt"
@@ -96,6 +78,7 @@ def trained_runs(tmp_path_factory, request):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
     _, runs = trained_runs
     for method, (out, summary, result) in runs.items():
@@ -115,6 +98,7 @@ def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
     _, runs = trained_runs
     out, summary, _ = runs["lnl"]
@@ -131,6 +115,7 @@ def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_probe_bias_gate_exit_codes(trained_runs):
     _, runs = trained_runs
     checkpoint = str(runs["baseline"][0] / "last.pt")
@@ -162,6 +147,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_train_writes_plots_and_evaluate_plots_the_report(trained_runs, tmp_path):
     _, runs = trained_runs
     for out, _, _ in runs.values():
@@ -178,6 +164,7 @@ def test_train_writes_plots_and_evaluate_plots_the_report(trained_runs, tmp_path
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_compare_json_and_csv_match_the_summaries(trained_runs):
     import csv
     import io
@@ -218,45 +205,13 @@ def test_an_unexpected_failure_is_exit_70_without_a_traceback(monkeypatch):
     assert "internal error: RuntimeError: boom" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2():
     assert lnl("train", "--no-such-flag").returncode == 2
     assert lnl("train", "--resume", "x", "--preset", "colored-mnist").returncode == 2
 
 
 # ------------------------------------------------------------------ stdout that cannot be written (exit 74)
-def lnl_to(stdout: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`lnl ARGS` with stdout on /dev/full ("full"), closed as by `>&-` ("closed"), or a pipe whose reader
-    has gone ("broken-pipe"); stderr is captured."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("LNL_DEBUG", None)
-    command = [sys.executable, "-m", "lnl_cli", *args]
-    run = dict(stderr=subprocess.PIPE, text=True, env=full_env, timeout=timeout)
-    if stdout == "full":
-        with open("/dev/full", "w") as full:
-            return subprocess.run(command, stdout=full, **run)
-    if stdout == "closed":
-        return subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), **run)
-    assert stdout == "broken-pipe"
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # nobody will read: the first write fails with EPIPE
-    try:
-        return subprocess.run(command, stdout=write_end, **run)
-    finally:
-        os.close(write_end)
-
-
-REASONS = {"full": "no space left on device", "closed": "stdout is closed", "broken-pipe": "broken pipe"}
-
-
-def assert_output_error(result: subprocess.CompletedProcess, stdout: str) -> None:
-    assert result.returncode == 74, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: cannot write the result to stdout"), result.stderr
-    assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
-    assert REASONS[stdout] in lines[-1], result.stderr
-
-
 def _finished_run(folder: Path) -> Path:
     """A run folder as `lnl compare` reads it, without training."""
     folder.mkdir(parents=True)
@@ -269,12 +224,14 @@ def _finished_run(folder: Path) -> Path:
     ("full", ["presets"]), ("closed", ["presets", "--json"]), ("broken-pipe", ["presets"]),
     ("full", ["compare", "RUN", "--csv"]), ("broken-pipe", ["compare", "RUN"]), ("closed", ["compare", "RUN", "--json"]),
 ])
+@pytest.mark.slow
 def test_an_unwritable_stdout_is_exit_74_with_one_line(tmp_path, stdout, args):
     run = _finished_run(tmp_path / "run")
     assert_output_error(lnl_to(stdout, *[str(run) if a == "RUN" else a for a in args]), stdout)
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_evaluate_and_probe_bias_exit_74_when_stdout_cannot_be_written(trained_runs):
     _, runs = trained_runs
     checkpoint = str(runs["baseline"][0] / "last.pt")
@@ -288,6 +245,7 @@ def test_evaluate_and_probe_bias_exit_74_when_stdout_cannot_be_written(trained_r
 
 # ------------------------------------------------------------------ stderr that cannot be written: training goes on
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_training_outlives_a_closed_stderr(tmp_path, mnist_root):
     args = [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "data.train_size=512",
             "data.test_size=256", "data.val_size=256", "train.epochs=3", "train.pretrain_epochs=1", "train.num_threads=1"]
@@ -330,13 +288,14 @@ def _without_matplotlib(tmp_path: Path) -> dict:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_paths_with_brackets_are_printed_as_they_are(tmp_path, mnist_root):
     env = {**os.environ, **_without_matplotlib(tmp_path), "COLUMNS": "300"}  # compare's table, unsqueezed
     env.pop("LNL_DEBUG", None)
     folder = "r[/]x/exp[lr=0.1]"  # '[/]' looks like a closing tag (rich: crash), '[lr=0.1]' like a style (dropped)
     result = subprocess.run(
         [sys.executable, "-m", "lnl_cli", "train", "--data-root", str(mnist_root), "--out", folder,
-         "data.train_size=256", "data.test_size=128", "train.epochs=1", "train.pretrain_epochs=1",
+         "data.train_size=256", "data.test_size=128", "data.val_size=128", "train.epochs=1", "train.pretrain_epochs=1",
          "train.num_threads=1"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"-> {folder}" in result.stderr
@@ -348,6 +307,7 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path, mnist_root):
     assert folder in compared.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_plots_without_matplotlib_fails_before_evaluating(tmp_path):
     """The checkpoint is not even looked at: without matplotlib there is no point in evaluating it."""
     plots = tmp_path / "plots"
@@ -393,12 +353,11 @@ def test_python_warnings_become_one_clean_line_each(capsys):
     assert capsys.readouterr().err == "warning: weights [are] odd second line\n"
 
 
+@pytest.mark.slow
 def test_only_the_main_process_reports_a_signal_to_its_dataloader_workers(tmp_path):
     """Ctrl-C reaches the whole process group, forked DataLoader workers included."""
     import signal
     import time
-
-    from test_data_manifest import write_folder, write_preset
 
     write_folder(tmp_path, {"train": [("cat", "red"), ("dog", "blue")] * 40, "test": [("cat", "blue"), ("dog", "red")] * 4})
     preset = write_preset(tmp_path, "")

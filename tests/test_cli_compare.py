@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from test_cli import lnl
+from helpers import lnl
+
+pytestmark = pytest.mark.slow  # every test runs `lnl compare` in a subprocess
 
 TEST = {"accuracy": 0.81234, "aligned_accuracy": 0.9, "conflicting_accuracy": 0.8, "worst_group_accuracy": 0.5,
         "bias_head_accuracy": 0.2}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from lnl_cli import config
-from test_cli import assert_one_line_error, lnl
+
+from helpers import assert_one_line_error, lnl
+
+pytestmark = pytest.mark.slow  # every test runs `lnl` in a subprocess
 
 
 def test_presets_show_prints_the_header_and_the_resolved_config_that_loads_back():

@@ -165,6 +165,7 @@ keys = st.one_of(st.sampled_from(sorted(SPECS)), st.text(min_size=1, max_size=15
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, values, max_size=6))
+@pytest.mark.slow
 def test_random_overrides_give_a_valid_config_or_a_config_error(overrides):
     try:
         config = load_config("colored-mnist", overrides)
@@ -226,6 +227,7 @@ def test_deeply_nested_yaml_is_a_config_error_not_a_recursion_error(tmp_path, de
         load_config("colored-mnist", [f"seed={nested}"])
 
 
+@pytest.mark.slow
 def test_error_messages_are_bounded_and_one_line(tmp_path):
     huge = "[" + ", ".join(["123456789"] * 50_000) + "]"
     with pytest.raises(ConfigError) as raised:

@@ -122,6 +122,7 @@ OVERRIDES = st.just([]) | st.lists(PLAUSIBLE, max_size=3) | st.lists(
 @example(preset=None, overrides=["train.num_threads=99999999999999999999", "seed=99999999999999999999"])
 @example(preset=None, overrides=["seed=" + "[" * 5000])
 @example(preset="data:\n  root: \"~nobody-here/x\"\n", overrides=[])
+@pytest.mark.slow
 def test_random_presets_and_overrides_keep_the_exit_code_contract(preset, overrides):
     with Scratch() as folder:
         out = folder / "run"
@@ -202,6 +203,7 @@ def _set_dotted(tree: dict, key: str, value) -> None:
 @example(task={"num_classes": "ten"}, drop=[], top={}, config={}, command="evaluate")
 @example(task={"num_classes": 10**9}, drop=[], top={}, config={}, command="probe-bias")
 @example(task={}, drop=[], top={"format_version": torch.ones(2)}, config={}, command="evaluate")
+@pytest.mark.slow
 def test_random_checkpoint_fields_keep_the_exit_code_contract(checkpoint_template, task, drop, top, config, command):
     checkpoint = dict(checkpoint_template)
     checkpoint["task"] = {k: v for k, v in {**checkpoint["task"], **task}.items() if k not in drop}

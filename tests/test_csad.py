@@ -40,6 +40,7 @@ def _moved(algorithm, before):
             if any(not torch.equal(p, before[network][n]) for n, p in getattr(algorithm, network).named_parameters())}
 
 
+@pytest.mark.slow
 def test_each_phase_reports_its_losses_and_trains_only_its_networks():
     _, algorithm, batch = _setup()
     expected = [("warm-up", {"label_loss"}, {"featurizer", "classifier"}),
@@ -56,6 +57,7 @@ def test_each_phase_reports_its_losses_and_trains_only_its_networks():
     assert algorithm.first_adversarial_epoch() == 3
 
 
+@pytest.mark.slow
 def test_the_game_gives_f_minus_lambda_times_the_estimator_gradient_and_nothing_to_g():
     """Step 4: f's gradient is -lambda * dL/df of the estimator's loss L (gradient ascent on what the
     estimator tells); g, the bias branch and the estimator get nothing from it."""
@@ -186,6 +188,7 @@ def test_learning_rates_follow_the_phases_and_optimizers_restart_with_the_estima
     assert resumed.bias_optimizer.state
 
 
+@pytest.mark.slow
 def test_a_state_round_trip_continues_exactly():
     """Two game steps from a state_dict and optimizer-state copy equal two steps of the original (Adam)."""
     _, algorithm, batch = _setup("train.optimizer=adam", "train.lr=0.001")
@@ -220,6 +223,7 @@ def _tiny_data(monkeypatch):
 
 
 @pytest.mark.usefixtures("_tiny_data")
+@pytest.mark.slow
 def test_an_interrupted_csad_run_resumes_to_the_same_weights(tmp_path):
     config = load_config("colored-mnist", [*PHASED, "train.epochs=4", "train.batch_size=16", "train.num_threads=1",
                                            "train.optimizer=adam", "train.lr=0.001", "csad.bias_steps=2",

@@ -17,38 +17,7 @@ from lnl_cli.data import manifest as manifest_module
 from lnl_cli.data.images import StreamingSplit
 from lnl_cli.errors import ConfigError, DataError
 
-from helpers import save
-from test_cli import assert_one_line_error, lnl
-
-COLORS = {"red": (200, 30, 30), "blue": (30, 30, 200)}
-
-
-def write_folder(root: Path, rows: dict[str, list[tuple[str, str]]], size: int = 12) -> None:
-    """PNG images whose colour is the bias; one CSV per split with (label, bias) rows."""
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    for split, pairs in rows.items():
-        lines = ["file,animal,tone"]
-        for i, (label, tone) in enumerate(pairs):
-            image = torch.tensor(COLORS[tone], dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).contiguous()
-            image[:, : size // 2] = 255 if label == "dog" else 0  # the label is a shape, the bias a colour
-            name = f"img/{split}-{i}.png"
-            save(image, root / name)
-            lines.append(f"{name},{label},{tone}")
-        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
-
-
-def write_preset(root: Path, extra: str = "") -> Path:
-    preset = root / "pets.yaml"
-    preset.write_text(
-        "# Pets: a tiny manifest for tests.\n# lnl train --preset pets.yaml\n"
-        "data:\n  type: manifest\n  root: .\n  train: train.csv\n  test: test.csv\n"
-        "  columns: {path: file, label: animal, bias: tone}\n  image_size: 16\n  num_workers: 0\n"
-        "train:\n  epochs: 2\n  pretrain_epochs: 1\n  batch_size: 4\n" + extra)
-    return preset
-
-
-BIASED = [("cat", "red")] * 6 + [("dog", "blue")] * 6 + [("cat", "blue"), ("dog", "red")]
-UNBIASED = [("cat", "red"), ("cat", "blue"), ("dog", "red"), ("dog", "blue")] * 2
+from helpers import BIASED, UNBIASED, assert_one_line_error, lnl, save, write_folder, write_preset
 
 
 @pytest.fixture
@@ -144,6 +113,7 @@ def test_a_file_that_fails_to_decode_while_streaming_is_a_data_error(pets):
         list(iterate_batches(dataset.train, 4, dataset.mean, dataset.std, shuffle=False))
 
 
+@pytest.mark.slow
 def test_cli_reports_manifest_problems_with_exit_code_3(pets):
     (pets.parent / "img" / "test-0.png").unlink()
     result = lnl("train", "--preset", str(pets), "--out", str(pets.parent / "run"))
@@ -177,6 +147,7 @@ def _natural_order_under_hash_seed(seed: int, values: list[str]) -> subprocess.P
                             stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_labels_equal_as_numbers_get_one_order_under_every_hash_seed():
     values = ["2", "02", "1", "10", "002", "+2", "2"]
     processes = [_natural_order_under_hash_seed(seed, values) for seed in range(12)]
@@ -326,6 +297,7 @@ def test_contradictory_split_settings_are_config_errors(pets_with_val, overrides
         load_config(pets_with_val, overrides)
 
 
+@pytest.mark.slow
 def test_lnl_train_runs_on_a_manifest_with_a_split_column(pets_with_val):
     write_split_csv(pets_with_val.parent, {"train": 0, "val": 1, "test": 2})
     out = pets_with_val.parent / "run"

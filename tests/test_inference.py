@@ -12,10 +12,10 @@ import torch
 from lnl_cli import api, load_config
 from lnl_cli.data import load_dataset
 
-from helpers import save
-from test_cli import assert_one_line_error, lnl
+from helpers import assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, save
 
-TINY = ["data.train_size=600", "data.test_size=300", "train.epochs=2", "train.pretrain_epochs=1"]
+# 200 validation digits, not the default 5,000: the tests read last.pt, whichever epoch validation picks
+TINY = ["data.train_size=600", "data.test_size=300", "data.val_size=200", "train.epochs=2", "train.pretrain_epochs=1"]
 FP32 = ["train.precision=fp32"]  # what the exported files compute in, whatever this CPU prefers
 
 
@@ -35,6 +35,7 @@ def _correct(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_torchscript_export_agrees_with_evaluate(trained, tmp_path):
     checkpoint, images, labels = trained
     result = lnl("export", "-c", str(checkpoint), "--format", "torchscript", "-o", str(tmp_path / "m.pt"), "--json")
@@ -47,6 +48,7 @@ def test_torchscript_export_agrees_with_evaluate(trained, tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_onnx_export_agrees_with_torchscript_and_evaluate(trained, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'lnl[onnx]' to check ONNX exports")
     checkpoint, images, labels = trained
@@ -60,6 +62,7 @@ def test_onnx_export_agrees_with_torchscript_and_evaluate(trained, tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(trained, tmp_path):
     checkpoint, images, _ = trained
     folder = tmp_path / "images"
@@ -79,6 +82,7 @@ def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(tra
     assert all(abs(sum(float(r[f"p_{k}"]) for k in range(10)) - 1) < 1e-4 for r in rows)
 
 
+@pytest.mark.slow
 def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
     missing = str(tmp_path / "none.pt")
     assert_one_line_error(lnl("export", "-c", missing, "-o", str(tmp_path / "m.pt")), 4, "not found")
@@ -87,6 +91,7 @@ def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_and_export_errors_name_the_file(trained, tmp_path):
     checkpoint = str(trained[0])
     assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "nope.png")), 3, "nope.png")
@@ -117,8 +122,6 @@ def untrained_run(tmp_path_factory):
 
 
 def test_export_and_predict_refuse_to_overwrite_a_run_s_files_without_force(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     best = (run / "best.pt").read_bytes()
     refused = lnl_in_process("export", "-c", str(run / "last.pt"), "--format", "torchscript", "--out", str(run / "best.pt"))
@@ -139,8 +142,6 @@ def test_export_and_predict_refuse_to_overwrite_a_run_s_files_without_force(untr
 
 
 def test_predict_out_through_a_symlink_keeps_the_link(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     (tmp_path / "keep.txt").write_text("old\n")
     (tmp_path / "link.csv").symlink_to("keep.txt")
@@ -156,16 +157,12 @@ def test_predict_out_through_a_symlink_keeps_the_link(untrained_run, tmp_path):
     ("full", ["export", "-c", "RUN", "--out", "MODEL", "--json"]), ("full", ["config", "keys", "--json"]),
 ])
 def test_predict_export_and_config_keys_exit_74_when_stdout_cannot_be_written(untrained_run, tmp_path, stdout, args):
-    from test_cli import assert_output_error, lnl_to
-
     run, image = untrained_run
     names = {"RUN": str(run), "IMAGE": str(image), "MODEL": str(tmp_path / "m.pt")}
     assert_output_error(lnl_to(stdout, *[names.get(arg, arg) for arg in args]), stdout)
 
 
 def test_a_csv_row_with_an_empty_path_is_refused_not_dropped(untrained_run, tmp_path):
-    from test_cli import lnl_in_process
-
     run, image = untrained_run
     listing = tmp_path / "list.csv"
     listing.write_text(f"path,note\n{image},first\n,second\n{image},third\n")

@@ -189,6 +189,25 @@ def test_evaluation_and_probing_do_not_need_the_training_engine(module):
     assert "lnl_cli.engine" not in _reachable(_graph(), module)
 
 
+def test_no_test_file_imports_another():
+    """Shared helpers live in tests/helpers.py and tests/conftest.py: a test file that imports another ties
+    the two together (renaming or splitting one breaks the other, and running one file imports the other)."""
+    tests = Path(__file__).resolve().parent
+    test_modules = {path.stem for path in tests.glob("test_*.py")}
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [f"{path.name}:{node.lineno} imports {name}" for name in names
+                      if name.split(".")[0] in test_modules]
+    assert not found, f"move what they share into tests/helpers.py: {found}"
+
+
 def _choices(key: str) -> tuple:
     return typing.get_args(config.SPECS[key].type)
 
@@ -247,6 +266,7 @@ DATASET = DatasetSpec(summary="toy (noise)", options=ToyOptions, load=load)
 '''
 
 
+@pytest.mark.slow
 def test_a_new_dataset_needs_only_its_module_and_a_registry_line(tmp_path):
     """Copy the package, add data/toy.py and one registry entry, and train on it through the CLI:
     nothing else (config schema, engine, CLI) needs to know the dataset."""

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_non_editable_install_finds_the_builtin_presets(tmp_path):
     target = tmp_path / "site"
     build = subprocess.run(

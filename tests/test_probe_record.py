@@ -12,7 +12,9 @@ import pytest
 from lnl_cli import api, load_config, run_folder
 from lnl_cli.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = ["data.train_size=256", "data.test_size=200", "train.epochs=1", "train.pretrain_epochs=1",
+from helpers import lnl
+
+TINY = ["data.train_size=256", "data.test_size=200", "data.val_size=200", "train.epochs=1", "train.pretrain_epochs=1",
         "train.num_threads=1"]
 SETTINGS = api.ProbeSettings(seeds=1, steps=20, split_seed=4)
 
@@ -45,6 +47,7 @@ def test_probe_json_records_settings_split_seed_and_the_checkpoint_it_measured(p
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_compare_marks_a_probe_stale_once_the_checkpoint_changes(probed_run, tmp_path):
     import shutil
 
@@ -59,7 +62,5 @@ def test_compare_marks_a_probe_stale_once_the_checkpoint_changes(probed_run, tmp
     save_checkpoint(checkpoint, changed)
     (row,) = api.compare([run])
     assert row["probe_stale"] is True
-    from test_cli import lnl
-
     table = lnl("compare", str(run), env={"COLUMNS": "300"})
     assert table.returncode == 0 and "probe_stale" in table.stdout and "yes" in table.stdout, table.stdout

@@ -48,6 +48,7 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize("stop_epoch", [1, 2])
+@pytest.mark.slow
 def test_interrupt_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, stop_epoch):
     config = load_config("colored-mnist", TINY)
     reference = api.train(config, tmp_path / "straight")
@@ -95,6 +96,7 @@ def test_a_run_resumed_inside_the_learning_rate_ramp_matches_an_uninterrupted_ru
         assert torch.equal(value, _weights(tmp_path / "cut")[key]), key
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_equals_training_longer(tmp_path):
     short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
     api.train(short, tmp_path / "a")
@@ -148,6 +150,7 @@ class Crash(Exception):
     """A crash (power cut, OOM kill) between the metrics record and the checkpoint of an epoch."""
 
 
+@pytest.mark.slow
 def test_a_crash_between_metrics_and_checkpoint_does_not_duplicate_the_epoch(tmp_path, monkeypatch):
     config = load_config("colored-mnist", [*TINY, "train.epochs=4"])
     api.train(config, tmp_path / "straight")
@@ -221,6 +224,7 @@ def test_an_unsafe_edit_of_config_yaml_is_refused_not_ignored(tmp_path):
     assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_a_safe_edit_of_config_yaml_applies_and_is_announced(tmp_path):
     short = load_config("colored-mnist", [*TINY, "train.epochs=2"])
     api.train(short, tmp_path / "r")
@@ -276,6 +280,7 @@ def test_resuming_a_hard_linked_copy_never_writes_into_the_original(tmp_path):
     assert os.stat(copy / "metrics.jsonl").st_ino != os.stat(run / "metrics.jsonl").st_ino
 
 
+@pytest.mark.slow
 def test_a_resume_removes_temp_files_a_killed_save_left(tmp_path):
     run = tmp_path / "run"
     api.train(load_config("colored-mnist", [*TINY, "train.epochs=2"]), run)

@@ -13,7 +13,7 @@ import yaml
 from lnl_cli import run_folder
 from lnl_cli.errors import ConfigError, OutputError
 
-TINY_RUN = ["data.train_size=512", "data.test_size=256", "train.epochs=2", "train.num_threads=1"]
+TINY_RUN = ["data.train_size=512", "data.test_size=256", "data.val_size=256", "train.epochs=2", "train.num_threads=1"]
 
 
 # ------------------------------------------------------------------ claiming, in one process
@@ -126,6 +126,7 @@ def _finish(process):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_two_runs_into_one_out_folder_one_trains_the_other_exits_2(tmp_path, mnist_root):
     out = tmp_path / "same"
     runs = {seed: _start(["--data-root", str(mnist_root), "--out", str(out), f"seed={seed}", *TINY_RUN, "--json"],
@@ -143,6 +144,7 @@ def test_two_runs_into_one_out_folder_one_trains_the_other_exits_2(tmp_path, mni
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_two_auto_numbered_runs_take_two_folders(tmp_path, mnist_root):
     runs = {seed: _start(["--data-root", str(mnist_root), f"seed={seed}", *TINY_RUN, "--json"], tmp_path)
             for seed in (3, 4)}

@@ -10,10 +10,11 @@ import pytest
 from lnl_cli import api, load_config
 from lnl_cli.errors import ConfigError
 
-TINY = ["data.train_size=256", "data.test_size=128", "train.epochs=2", "train.pretrain_epochs=1"]
+TINY = ["data.train_size=256", "data.test_size=128", "data.val_size=128", "train.epochs=2", "train.pretrain_epochs=1"]
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_results_csv_has_one_row_per_epoch_with_the_metrics_of_metrics_jsonl(mnist_root, tmp_path):
     pytest.importorskip("tensorboard", reason="pip install 'lnl[tensorboard]'")
     config = load_config("colored-mnist", [*TINY, f"data.root={mnist_root}", "train.tensorboard=true"])
@@ -42,6 +43,7 @@ def test_tensorboard_without_the_package_is_a_config_error(monkeypatch):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_the_python_api_writes_what_the_cli_writes_and_shows_progress_when_asked(mnist_root, tmp_path, capfd):
     pytest.importorskip("matplotlib", reason="pip install 'lnl[plots]'")
     config = load_config("colored-mnist", [*TINY, f"data.root={mnist_root}"])

@@ -14,8 +14,7 @@ from lnl_cli.checkpoint import INIT_NETWORKS, load_checkpoint
 from lnl_cli.errors import ConfigError
 from lnl_cli.selection import Selection
 
-from helpers import tiny_dataset
-from test_cli import assert_one_line_error, lnl_in_process
+from helpers import assert_one_line_error, lnl_in_process, tiny_dataset
 
 TINY = ["train.batch_size=16", "train.num_threads=1", "lnl.step=alternating"]
 

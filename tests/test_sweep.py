@@ -23,8 +23,7 @@ from lnl_cli.errors import ConfigError, TrainingInterrupted
 from lnl_cli.runtime import StopRequest
 from lnl_cli.sweep import locked, plan_sweep, split_values
 
-from test_cli import assert_one_line_error, lnl, lnl_in_process
-from test_data_manifest import BIASED, UNBIASED, write_folder, write_preset
+from helpers import BIASED, UNBIASED, assert_one_line_error, lnl, lnl_in_process, write_folder, write_preset
 
 FIXED = ["--set", "train.num_threads=1", "--set", "method=lnl"]
 GRID = ["--grid", "seed=0,1"]
@@ -282,6 +281,7 @@ def test_a_second_sweep_into_the_same_folder_waits_its_turn(pets, tmp_path):
 # ------------------------------------------------------------------ --jobs: points in processes of their own
 
 
+@pytest.mark.slow
 def test_points_in_parallel_processes_equal_the_points_trained_here(swept, pets, tmp_path):
     reference, document, _ = swept
     out = tmp_path / "jobs"
@@ -296,6 +296,7 @@ def test_points_in_parallel_processes_equal_the_points_trained_here(swept, pets,
     assert f"(log: {out / NAMES[0] / 'train.log'})" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_parallel_points_which_keep_resumable_folders(pets, tmp_path):
     out = tmp_path / "s"
     env = {k: v for k, v in os.environ.items() if k != "LNL_DEBUG"}

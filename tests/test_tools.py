@@ -10,13 +10,14 @@ import pytest
 from lnl_cli import load_config
 from lnl_cli.tools import background_mnist
 
-from test_cli import lnl
+from helpers import lnl
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
     """The issue's acceptance test: a manifest dataset written on the fly, every command, on CPU."""
-    preset = background_mnist.build(mnist_root, tmp_path / "bg", train_size=1500, test_size=500)
+    preset = background_mnist.build(mnist_root, tmp_path / "bg", train_size=1500, test_size=500, val_size=300)
     summaries = {}
     for method in ("baseline", "lnl"):
         out = tmp_path / method

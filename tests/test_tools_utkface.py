@@ -16,7 +16,7 @@ from PIL import Image
 
 from lnl_cli.tools import utkface
 
-from test_cli import lnl_in_process
+from helpers import lnl_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 GENDER_CODE = {"male": 0, "female": 1}
@@ -303,6 +303,7 @@ def test_every_bad_input_is_one_error_line_with_its_exit_code(tmp_path, capsys, 
         assert stdout == ""
 
 
+@pytest.mark.slow
 def test_the_module_runs_as_a_program_with_one_line_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lnl_cli.tools.utkface", "--images", str(tmp_path / "none"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
