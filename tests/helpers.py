@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -140,3 +141,33 @@ def assert_output_error(result: subprocess.CompletedProcess, stdout: str) -> Non
     assert lines and lines[-1].startswith("Error: cannot write the result to stdout"), result.stderr
     assert sum(line.startswith("Error:") for line in lines) == 1, result.stderr
     assert REASONS[stdout] in lines[-1], result.stderr
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "lnl_cli"
+
+
+def package_copy_with(tmp_path: Path, module: str, source: str, registry: str,
+                      edits: list[tuple[str, str]]) -> Callable[..., subprocess.CompletedProcess]:
+    """A copy of the package (and its presets) under `tmp_path` with one new `module` (a path inside
+    lnl_cli/) and its `registry` file edited by `edits` (old, new; each must match), and a function
+    running `lnl ARGS...` on that copy in `tmp_path`: what proves a new component needs nothing else."""
+    import shutil
+
+    copy = tmp_path / "src"
+    shutil.copytree(PACKAGE, copy / "lnl_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE.parent / "presets", copy / "presets")
+    (copy / "lnl_cli" / module).write_text(source)
+    path = copy / "lnl_cli" / registry
+    text = path.read_text()
+    for old, new in edits:
+        assert old in text, f"{registry} no longer holds {old!r}"
+        text = text.replace(old, new)
+    path.write_text(text)
+
+    def lnl_on_copy(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from lnl_cli.cli import main; main()", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                   **(env or {})})
+
+    return lnl_on_copy

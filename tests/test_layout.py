@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import ast
-import shutil
-import subprocess
-import sys
 import typing
 from pathlib import Path
 
@@ -14,6 +11,8 @@ import pytest
 from lnl_cli import config, models
 from lnl_cli.algorithms import ALGORITHMS
 from lnl_cli.data import DATASETS
+
+from helpers import package_copy_with
 
 PACKAGE = Path(config.__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -270,21 +269,10 @@ DATASET = DatasetSpec(summary="toy (noise)", options=ToyOptions, load=load)
 def test_a_new_dataset_needs_only_its_module_and_a_registry_line(tmp_path):
     """Copy the package, add data/toy.py and one registry entry, and train on it through the CLI:
     nothing else (config schema, engine, CLI) needs to know the dataset."""
-    copy = tmp_path / "src"
-    shutil.copytree(PACKAGE, copy / "lnl_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "presets", copy / "presets")
-    (copy / "lnl_cli" / "data" / "toy.py").write_text(TOY_DATASET)
-    registry = copy / "lnl_cli" / "data" / "__init__.py"
-    text = registry.read_text()
-    text = text.replace("from lnl_cli.data import celeba, colored_mnist, folder, manifest",
-                        "from lnl_cli.data import celeba, colored_mnist, folder, manifest, toy")
-    text = text.replace('    "celeba": celeba.DATASET,\n', '    "celeba": celeba.DATASET,\n    "toy": toy.DATASET,\n')
-    registry.write_text(text)
-
-    def lnl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", "from lnl_cli.cli import main; main()", *args],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    lnl = package_copy_with(tmp_path, "data/toy.py", TOY_DATASET, "data/__init__.py", [
+        ("from lnl_cli.data import celeba, colored_mnist, folder, manifest",
+         "from lnl_cli.data import celeba, colored_mnist, folder, manifest, toy"),
+        ('    "celeba": celeba.DATASET,\n', '    "celeba": celeba.DATASET,\n    "toy": toy.DATASET,\n')])
 
     out = tmp_path / "run"
     trained = lnl("train", "data.type=toy", "data.toy_images=32", "method=baseline", "train.epochs=1",

@@ -4,7 +4,6 @@ keys`, progress lines, plots and `lnl compare` learn it from the registry (Metho
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,9 @@ import yaml
 from lnl_cli import compare, config, plots, progress
 from lnl_cli.algorithms import METHODS, compare_keys, loss_names, method_sections
 
-PACKAGE = Path(config.__file__).resolve().parent
-REPO = PACKAGE.parent
+from helpers import package_copy_with
+
+REPO = Path(config.__file__).resolve().parent.parent
 
 
 def test_every_method_section_is_in_the_config_with_its_declared_keys():
@@ -90,22 +90,12 @@ METHOD = MethodSpec(ToyPenalty, "a toy penalty", sections=(("toy", ToyOptions),)
 def test_a_new_method_needs_only_its_module_and_a_registry_line(tmp_path, mnist_root):
     """Copy the package, add algorithms/toy.py and one registry entry; train with it through the CLI and
     find it in `lnl config keys`, progress, plots and `lnl compare`: nothing else needs to know it."""
-    copy = tmp_path / "src"
-    shutil.copytree(PACKAGE, copy / "lnl_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "presets", copy / "presets")
-    (copy / "lnl_cli" / "algorithms" / "toy.py").write_text(TOY_METHOD)
-    registry = copy / "lnl_cli" / "algorithms" / "__init__.py"
-    text = registry.read_text()
-    assert "from lnl_cli.algorithms import base, csad, lnl\n" in text and '    "csad": csad.METHOD,\n' in text
-    text = text.replace("from lnl_cli.algorithms import base, csad, lnl\n", "from lnl_cli.algorithms import base, csad, lnl, toy\n")
-    text = text.replace('    "csad": csad.METHOD,\n', '    "csad": csad.METHOD,\n    "toy": toy.METHOD,\n')
-    registry.write_text(text)
+    run = package_copy_with(tmp_path, "algorithms/toy.py", TOY_METHOD, "algorithms/__init__.py", [
+        ("from lnl_cli.algorithms import base, csad, lnl\n", "from lnl_cli.algorithms import base, csad, lnl, toy\n"),
+        ('    "csad": csad.METHOD,\n', '    "csad": csad.METHOD,\n    "toy": toy.METHOD,\n')])
 
     def lnl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", "from lnl_cli.cli import main; main()", *args],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                                   "LNL_DATA_ROOT": str(mnist_root)})
+        return run(*args, env={"LNL_DATA_ROOT": str(mnist_root)})
 
     keys = lnl("config", "keys")
     assert keys.returncode == 0, keys.stderr
@@ -119,7 +109,7 @@ def test_a_new_method_needs_only_its_module_and_a_registry_line(tmp_path, mnist_
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert record["toy_penalty"] > 0
     probe = subprocess.run([sys.executable, "-c", "from lnl_cli import plots; print(plots.loss_keys())"],
-                           cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(copy)})
+                           cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path / "src")})
     assert "toy_penalty" in probe.stdout  # losses.png draws its curve
     assert (out / "losses.png").stat().st_size > 0
     compared = lnl("compare", str(out), "--json")
