@@ -88,6 +88,16 @@ def lnl(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
                           env=full_env, timeout=timeout)
 
 
+def lnl_all(*commands: list[str], env: dict | None = None, timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Several `lnl` commands that do not depend on each other, each as `lnl(*command)`, all at once; their
+    results in the order given. Most of such a command's time is importing torch, on one core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(commands)) as pool:
+        futures = [pool.submit(lnl, *command, env=env, timeout=timeout) for command in commands]
+        return [future.result() for future in futures]
+
+
 def lnl_in_process(*args: str) -> subprocess.CompletedProcess:
     """`lnl ARGS` in this process (so that a test can monkeypatch the core), as a CompletedProcess."""
     from typer.testing import CliRunner

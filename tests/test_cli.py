@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from helpers import (assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, write_folder,
+from helpers import (assert_one_line_error, assert_output_error, lnl, lnl_all, lnl_in_process, lnl_to, write_folder,
                      write_preset)
 
 SMALL = ["data.train_size=1000", "data.test_size=600", "train.epochs=2", "train.pretrain_epochs=1",
@@ -39,10 +39,11 @@ def test_presets_are_listed_with_descriptions():
 
 @pytest.mark.slow
 def test_config_errors_exit_2_before_any_work(tmp_path):
-    result = lnl("train", "--set", "trian.lr=0.1", "train.batch_size=-1", "--out", str(tmp_path / "r"))
+    result, unknown = lnl_all(["train", "--set", "trian.lr=0.1", "train.batch_size=-1", "--out", str(tmp_path / "r")],
+                              ["train", "--preset", "nope"])
     assert_one_line_error(result, 2, "did you mean 'train.lr'", "train.batch_size")
     assert not (tmp_path / "r").exists()
-    assert_one_line_error(lnl("train", "--preset", "nope"), 2, "unknown preset")
+    assert_one_line_error(unknown, 2, "unknown preset")
 
 
 @pytest.mark.slow
@@ -55,11 +56,13 @@ def test_missing_mnist_exits_3_and_names_the_folder(tmp_path):
 
 @pytest.mark.slow
 def test_bad_checkpoints_exit_4(tmp_path):
-    assert_one_line_error(lnl("evaluate", "--checkpoint", str(tmp_path / "none.pt")), 4, "not found")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert_one_line_error(lnl("evaluate", "--checkpoint", str(junk)), 4, "truncated or not a checkpoint")
-    assert_one_line_error(lnl("probe-bias", "--checkpoint", str(junk)), 4)
+    missing, evaluated, probed = lnl_all(["evaluate", "--checkpoint", str(tmp_path / "none.pt")],
+                                         ["evaluate", "--checkpoint", str(junk)], ["probe-bias", "--checkpoint", str(junk)])
+    assert_one_line_error(missing, 4, "not found")
+    assert_one_line_error(evaluated, 4, "truncated or not a checkpoint")
+    assert_one_line_error(probed, 4)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,8 @@ def test_train_writes_the_run_folder_and_prints_only_json(trained_runs):
 def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
     _, runs = trained_runs
     out, summary, _ = runs["lnl"]
-    result = lnl("evaluate", "--checkpoint", str(out / "last.pt"), "--json")
+    result, human = lnl_all(["evaluate", "--checkpoint", str(out / "last.pt"), "--json"],
+                            ["evaluate", "--checkpoint", str(out / "last.pt")])
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["accuracy"] == pytest.approx(summary["test"]["accuracy"])
@@ -110,7 +114,6 @@ def test_evaluate_reports_aligned_conflicting_cells_and_confusion(trained_runs):
     assert report["num_samples"] == 600
     assert sum(c["count"] for c in report["cells"]) == 600 and len(report["cells"]) == 100
     assert sum(map(sum, report["confusion_matrix"])) == 600
-    human = lnl("evaluate", "--checkpoint", str(out / "last.pt"))
     assert human.returncode == 0 and "bias-conflicting accuracy" in human.stdout
 
 
@@ -128,12 +131,13 @@ def test_probe_bias_gate_exit_codes(trained_runs):
     assert report["layer"] == "features" and report["feature_size"] == 32 * 14 * 14
     recorded = json.loads((runs["baseline"][0] / "probe.json").read_text())
     assert recorded["leakage"] == report["leakage"]  # kept beside the checkpoint for `lnl compare`
-    failed = lnl("probe-bias", "--checkpoint", checkpoint, "--max-leakage", "0", "--json", *fast)
+    failed, usage, many = lnl_all(["probe-bias", "--checkpoint", checkpoint, "--max-leakage", "0", "--json", *fast],
+                                  ["probe-bias", "--checkpoint", checkpoint, "--probe", "svm"],
+                                  ["probe-bias", "--checkpoint", checkpoint, "--seeds", "many"])
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["passed"] is False
-    usage = lnl("probe-bias", "--checkpoint", checkpoint, "--probe", "svm")
     assert_one_line_error(usage, 2, "--probe")
-    assert lnl("probe-bias", "--checkpoint", checkpoint, "--seeds", "many").returncode == 2
+    assert many.returncode == 2
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -207,8 +211,9 @@ def test_an_unexpected_failure_is_exit_70_without_a_traceback(monkeypatch):
 
 @pytest.mark.slow
 def test_usage_errors_exit_2():
-    assert lnl("train", "--no-such-flag").returncode == 2
-    assert lnl("train", "--resume", "x", "--preset", "colored-mnist").returncode == 2
+    unknown, both = lnl_all(["train", "--no-such-flag"], ["train", "--resume", "x", "--preset", "colored-mnist"])
+    assert unknown.returncode == 2
+    assert both.returncode == 2
 
 
 # ------------------------------------------------------------------ stdout that cannot be written (exit 74)

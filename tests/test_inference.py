@@ -12,7 +12,7 @@ import torch
 from lnl_cli import api, load_config
 from lnl_cli.data import load_dataset
 
-from helpers import assert_one_line_error, assert_output_error, lnl, lnl_in_process, lnl_to, save
+from helpers import assert_one_line_error, assert_output_error, lnl, lnl_all, lnl_in_process, lnl_to, save
 
 # 200 validation digits, not the default 5,000: the tests read last.pt, whichever epoch validation picks
 TINY = ["data.train_size=600", "data.test_size=300", "data.val_size=200", "train.epochs=2", "train.pretrain_epochs=1"]
@@ -70,8 +70,8 @@ def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(tra
     for i in range(5):
         save((images[i] * 255).round().to(torch.uint8), folder / f"{i}.png")
     (tmp_path / "list.csv").write_text("path\n" + "".join(f"images/{i}.png\n" for i in range(5)))
-    from_folder = lnl("predict", "-c", str(checkpoint), str(folder))
-    from_csv = lnl("predict", "-c", str(checkpoint), str(tmp_path / "list.csv"), "-o", str(tmp_path / "p.csv"))
+    from_folder, from_csv = lnl_all(["predict", "-c", str(checkpoint), str(folder)],
+                                    ["predict", "-c", str(checkpoint), str(tmp_path / "list.csv"), "-o", str(tmp_path / "p.csv")])
     assert from_folder.returncode == 0 and from_csv.returncode == 0, (from_folder.stderr, from_csv.stderr)
     rows = list(csv.DictReader(io.StringIO(from_folder.stdout)))
     assert [r["path"] for r in rows] == [str(folder / f"{i}.png") for i in range(5)]
@@ -85,21 +85,28 @@ def test_predict_reads_files_folders_and_csvs_and_matches_the_exported_model(tra
 @pytest.mark.slow
 def test_export_and_predict_refuse_bad_input_with_one_line_errors(tmp_path):
     missing = str(tmp_path / "none.pt")
-    assert_one_line_error(lnl("export", "-c", missing, "-o", str(tmp_path / "m.pt")), 4, "not found")
-    assert_one_line_error(lnl("export", "-c", missing, "--format", "keras", "-o", str(tmp_path / "m")), 2, "torchscript")
-    assert_one_line_error(lnl("predict", "-c", missing, str(tmp_path)), 4)
+    exported, keras, predicted = lnl_all(["export", "-c", missing, "-o", str(tmp_path / "m.pt")],
+                                         ["export", "-c", missing, "--format", "keras", "-o", str(tmp_path / "m")],
+                                         ["predict", "-c", missing, str(tmp_path)])
+    assert_one_line_error(exported, 4, "not found")
+    assert_one_line_error(keras, 2, "torchscript")
+    assert_one_line_error(predicted, 4)
 
 
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_predict_and_export_errors_name_the_file(trained, tmp_path):
     checkpoint = str(trained[0])
-    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "nope.png")), 3, "nope.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "broken.png")), 3, "broken.png")
     (tmp_path / "list.csv").write_text("file\nx.png\n")
-    assert_one_line_error(lnl("predict", "-c", checkpoint, str(tmp_path / "list.csv")), 3, "'path' column")
-    assert_one_line_error(lnl("export", "-c", checkpoint, "-o", "/proc/lnl-cannot-write/m.pt"), 74, "cannot write")
+    nope, broken, listing, unwritable = lnl_all(["predict", "-c", checkpoint, str(tmp_path / "nope.png")],
+                                                ["predict", "-c", checkpoint, str(tmp_path / "broken.png")],
+                                                ["predict", "-c", checkpoint, str(tmp_path / "list.csv")],
+                                                ["export", "-c", checkpoint, "-o", "/proc/lnl-cannot-write/m.pt"])
+    assert_one_line_error(nope, 3, "nope.png")
+    assert_one_line_error(broken, 3, "broken.png")
+    assert_one_line_error(listing, 3, "'path' column")
+    assert_one_line_error(unwritable, 74, "cannot write")
 
 
 # ------------------------------------------------------------------ --out and stdout (issue 28), without MNIST

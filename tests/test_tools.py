@@ -10,7 +10,7 @@ import pytest
 from lnl_cli import load_config
 from lnl_cli.tools import background_mnist
 
-from helpers import lnl
+from helpers import lnl, lnl_all
 
 
 @pytest.mark.mnist
@@ -38,12 +38,12 @@ def test_background_mnist_end_to_end_train_evaluate_probe(mnist_root, tmp_path):
                    for c in cells)
     # The dataset is biased as built: the baseline's final model follows the background colour (its best.pt
     # is the epoch that does so least on the random-colour validation split).
-    final = lnl("evaluate", "--checkpoint", str(tmp_path / "baseline" / "last.pt"), "--json")
+    final, probe = lnl_all(["evaluate", "--checkpoint", str(tmp_path / "baseline" / "last.pt"), "--json"],
+                           ["probe-bias", "--checkpoint", str(tmp_path / "baseline" / "last.pt"), "--steps", "150",
+                            "--seeds", "1", "--max-leakage", "0.99", "--json"])
     assert final.returncode == 0, final.stderr
     baseline = json.loads(final.stdout)
     assert baseline["aligned_accuracy"] > baseline["conflicting_accuracy"] + 0.3
-    probe = lnl("probe-bias", "--checkpoint", str(tmp_path / "baseline" / "last.pt"), "--steps", "150",
-                "--seeds", "1", "--max-leakage", "0.99", "--json")
     assert probe.returncode in (0, 1), probe.stderr
     leak = json.loads(probe.stdout)
     assert leak["num_classes"] == 10 and leak["train_samples"] + leak["heldout_samples"] == 500
