@@ -28,6 +28,7 @@ def probed_run(tmp_path_factory, request):
     return run, report
 
 
+# Not marked slow: the fast lane's one run on real MNIST (256 digits, one epoch, a few seconds).
 @pytest.mark.mnist
 def test_probe_json_records_settings_split_seed_and_the_checkpoint_it_measured(probed_run):
     run, report = probed_run
