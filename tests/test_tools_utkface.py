@@ -243,6 +243,43 @@ def test_paths_are_relative_when_the_photos_lie_inside_the_output_folder(tmp_pat
     assert "image paths relative" in stdout
 
 
+def test_a_bias_rate_below_one_mixes_in_that_share_of_conflicting_images_and_keeps_the_held_out_splits(
+        tmp_path, capsys):
+    images = write_folder(tmp_path / "photos", per_cell={("female", "young"): 40, ("female", "old"): 30,
+                                                         ("male", "young"): 30, ("male", "old"): 24}, middle=0)
+    flags = ["--images", str(images), "--balanced-per-cell", "3", "--val-balanced-per-cell", "2"]
+    assert run_tool(capsys, *flags, "--out", str(tmp_path / "extreme"))[0] == 0
+    for rate in ("0.9", "0.75"):
+        out = tmp_path / f"rate{rate}"
+        code, stdout, stderr = run_tool(capsys, *flags, "--out", str(out), "--bias-rate", rate)
+        assert code == 0, stderr
+        counts = json.loads((out / "counts.json").read_text())
+        assert counts["bias_rate"] == float(rate) and "bias_rate" in counts["rules"]
+        extreme = json.loads((tmp_path / "extreme" / "counts.json").read_text())
+        # The held-out splits are the very same files at every rate: the same photos to choose and test on.
+        for name in ("balanced_test", "val_balanced", "eb1_val", "eb2_val"):
+            assert (out / f"{name}.csv").read_bytes() == (tmp_path / "extreme" / f"{name}.csv").read_bytes()
+        # No opposite split: it would hold the other split's training images.
+        assert not (out / "eb1.csv").exists() and not (out / "eb2.csv").exists()
+        for eb, cells, other in (("eb1", utkface.EB1, "eb2"), ("eb2", utkface.EB2, "eb1")):
+            rows = read_rows(out / f"{eb}_train.csv")
+            aligned_rows = read_rows(tmp_path / "extreme" / f"{eb}_train.csv")
+            other_rows = {r["path"] for r in read_rows(tmp_path / "extreme" / f"{other}_train.csv")}
+            assert {r["path"] for r in aligned_rows} <= {r["path"] for r in rows}  # every aligned image stays
+            for gender, group in cells:
+                aligned = extreme["splits"][f"{eb}_train"][f"{gender}/{group}"]
+                conflicting = [r for r in rows if r["gender"] == gender and r["age_group"] != group]
+                assert len(conflicting) == round(aligned * (1 - float(rate)) / float(rate)) > 0
+                assert abs(aligned / (aligned + len(conflicting)) - float(rate)) < 0.5 / aligned + 1e-9
+                # drawn from the other split's training images, never from a held-out split
+                assert {r["path"] for r in conflicting} <= other_rows
+        assert "--bias-rate" in stdout and "eb1.csv" not in stdout
+    # --force below rate 1 over an extreme-bias build removes its opposite splits: no stale test file.
+    code, _, stderr = run_tool(capsys, *flags, "--out", str(tmp_path / "extreme"), "--bias-rate", "0.9", "--force")
+    assert code == 0, stderr
+    assert not (tmp_path / "extreme" / "eb1.csv").exists() and not (tmp_path / "extreme" / "eb2.csv").exists()
+
+
 FEW = {("female", "young"): 5, ("female", "old"): 3, ("male", "young"): 5, ("male", "old"): 5}
 
 
@@ -269,6 +306,11 @@ FEW = {("female", "young"): 5, ("female", "old"): 3, ("male", "young"): 5, ("mal
     ("few", ["--val-balanced-per-cell", "2", "--balanced-per-cell", "2"], 3,
      ["cell female/old has 3 images, fewer than --balanced-per-cell 2 + --val-balanced-per-cell 2"]),
     ("few", ["--colour"], 2, ["unrecognized arguments: --colour"]),
+    ("few", ["--bias-rate", "0"], 2, ["--bias-rate", "above 0 and at most 1"]),
+    ("few", ["--bias-rate", "1.5"], 2, ["--bias-rate", "above 0 and at most 1"]),
+    ("few", ["--bias-rate", "most"], 2, ["--bias-rate", "not a number"]),
+    ("few", ["--bias-rate", "0.2", "--balanced-per-cell", "1"], 3,
+     ["--bias-rate 0.2 needs 12 conflicting female images for eb1_train, but eb2_train has 1"]),
     ("no-images-flag", [], 2, ["--images"]),
     ("out-is-a-file", [], 74, ["cannot write"]),
 ])

@@ -18,6 +18,13 @@ use only) carries its labels in each file name, AGE_GENDER_RACE_DATETIME.jpg.chi
    model trained on one is tested on the other (its bias-conflicting images) and on balanced_test.csv.
 4. --val-fraction of each cell of EB1 and EB2 is held out for validation (eb1_val.csv, eb2_val.csv);
    the rest is eb1_train.csv and eb2_train.csv. eb1.csv = eb1_train.csv + eb1_val.csv (likewise eb2).
+5. --bias-rate R (default 1.0, the extreme bias above) below 1 makes each training split only R
+   bias-aligned: for each gender with a aligned training images, round(a (1 - R) / R) bias-conflicting
+   images are added, drawn from the other split's training images of that gender (EB1's young men
+   come from EB2's), after every other draw. balanced_test, val_balanced and the *_val splits are then
+   the same as at R = 1, so models trained at several rates are chosen and tested on the same images.
+   eb1.csv and eb2.csv are not written at R < 1 (each would hold the other split's training images);
+   test on balanced_test.csv.
 
 Columns: path, gender (female/male), age_group (young/old), age, age_bin, race. age_bin is the
 fine-grained age of the public IMDB-face protocol (12 bins: 0-19, 20-24, ..., 65-69, 70+; 30-34 and
@@ -63,6 +70,7 @@ DEFAULT_SEED = 0
 DEFAULT_BALANCED_PER_CELL = 300   # balanced test images per (gender, age group) cell: 1,200 in all
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_VAL_BALANCED_PER_CELL = 100  # balanced validation images per cell: 200 conflicting ones for each EB
+DEFAULT_BIAS_RATE = 1.0           # share of bias-aligned training images: 1.0 is the extreme-bias split
 HASH_CHUNK = 1 << 20
 MAX_NAMES_SHOWN = 5               # skipped names quoted in a report, so that it stays one short line
 
@@ -73,6 +81,7 @@ EB1 = (("female", "young"), ("male", "old"))
 EB2 = (("female", "old"), ("male", "young"))
 HEADER = ["path", "gender", "age_group", "age", "age_bin", "race"]
 SPLITS = ("balanced_test", "eb1_train", "eb1_val", "eb1", "eb2_train", "eb2_val", "eb2")
+OPPOSITE_SPLITS = ("eb1", "eb2")  # not written below bias rate 1: they would overlap the other's training
 VAL_BALANCED = "val_balanced"
 COUNTS_FILE = "counts.json"
 # Fine-grained age bins (lowest age of each) of the public IMDB-face protocol (e.g. jiazhi412's LNL
@@ -95,6 +104,9 @@ RULES = {
            "1 for training) drawn with the same generator go to *_val, the others to *_train",
     "val_balanced": "held out second: val_balanced_per_cell images of each cell, drawn with the same generator "
                     "after balanced_test (none, and no file, when 0); for choosing settings, never for training",
+    "bias_rate": "below 1: per gender, round(aligned x (1 - rate) / rate) conflicting images added to each *_train "
+                 "from the other EB's *_train (same gender), drawn with the same generator after every other "
+                 "draw, cells in CELLS order; eb1.csv and eb2.csv are then not written",
     "age_bin": "12 bins of the age: 0-19, 20-24, ..., 65-69, 70+",
     "duplicates": "photos whose bytes equal an earlier name's (sorted order) are skipped",
     "paths": "relative to this folder when the images folder lies inside it, else absolute",
@@ -249,10 +261,30 @@ def val_count(size: int, fraction: float) -> int:
     return min(max(1, math.floor(fraction * size + 0.5)), size - 1) if size else 0
 
 
+def conflicting_count(aligned: int, bias_rate: float) -> int:
+    """Conflicting images to add to `aligned` ones so that aligned / (aligned + added) is nearest `bias_rate`."""
+    return math.floor(aligned * (1 - bias_rate) / bias_rate + 0.5) if bias_rate < 1 else 0
+
+
+def add_conflicting(splits: dict[str, list[Photo]], rng: random.Random, bias_rate: float) -> None:
+    """Make each *_train bias_rate aligned with conflicting images from the other EB's *_train (same
+    gender), drawn after every other choice so that the held-out splits do not depend on the rate."""
+    aligned = {eb: sorted(splits[f"{eb}_train"], key=lambda p: p.name) for eb in ("eb1", "eb2")}
+    for eb, other, cells in (("eb1", "eb2", EB1), ("eb2", "eb1", EB2)):
+        for cell in cells:
+            count = conflicting_count(sum(p.cell == cell for p in aligned[eb]), bias_rate)
+            pool = [p for p in aligned[other] if p.gender == cell[0]]
+            if count > len(pool):
+                raise DataError(f"--bias-rate {bias_rate} needs {count} conflicting {cell[0]} images for "
+                                f"{eb}_train, but {other}_train has {len(pool)}; raise --bias-rate")
+            splits[f"{eb}_train"] += rng.sample(pool, count)
+
+
 def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int,
-           val_per_cell: int = 0) -> dict[str, list[Photo]]:
+           val_per_cell: int = 0, bias_rate: float = DEFAULT_BIAS_RATE) -> dict[str, list[Photo]]:
     """Every split's photos. Deterministic for a seed: cells are visited in CELLS order, each cell's names
-    sorted, one random.Random(seed) draws every choice (balanced_test first, then val_balanced)."""
+    sorted, one random.Random(seed) draws every choice (balanced_test first, then val_balanced, the
+    validation splits, and last the conflicting images of a bias rate below 1)."""
     by_cell = {cell: sorted((p for p in photos if p.cell == cell), key=lambda p: p.name) for cell in CELLS}
     available = ", ".join(f"{cell_name(c)} {len(by_cell[c])}" for c in CELLS)
     for cell in CELLS:
@@ -278,6 +310,7 @@ def assign(photos: list[Photo], per_cell: int, val_fraction: float, seed: int,
             splits[f"{eb}_val"] += [p for i, p in enumerate(remaining) if i in val]
             splits[f"{eb}_train"] += [p for i, p in enumerate(remaining) if i not in val]
             splits[eb] += remaining
+    add_conflicting(splits, rng, bias_rate)
     for name in splits:
         splits[name].sort(key=lambda p: p.name)
     _check_classes(splits, rest, per_cell + val_per_cell)
@@ -347,11 +380,21 @@ def refuse_earlier_build(out: Path) -> None:
                           "overwrite them, or choose another --out")
 
 
+def written_splits(val_balanced_per_cell: int, bias_rate: float) -> tuple[str, ...]:
+    """The splits a build writes: no val_balanced without its images, no opposite split below rate 1."""
+    return tuple(name for name in (*SPLITS, VAL_BALANCED)
+                 if (name != VAL_BALANCED or val_balanced_per_cell)
+                 and (name not in OPPOSITE_SPLITS or bias_rate >= 1))
+
+
 def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: int = DEFAULT_BALANCED_PER_CELL,
           val_fraction: float = DEFAULT_VAL_FRACTION, check_images: bool = False,
-          val_balanced_per_cell: int = DEFAULT_VAL_BALANCED_PER_CELL, force: bool = False) -> dict:
+          val_balanced_per_cell: int = DEFAULT_VAL_BALANCED_PER_CELL, force: bool = False,
+          bias_rate: float = DEFAULT_BIAS_RATE) -> dict:
     """Write the CSVs and counts.json into `out` (counts.json last: a folder without it is an unfinished
     build); return what counts.json holds. Nothing is written when the folder cannot make every split."""
+    if not 0 < bias_rate <= 1:
+        raise ConfigError(f"--bias-rate must be above 0 and at most 1, got {bias_rate}")
     images = expand_path(images)
     out = expand_path(out)
     if not force:
@@ -372,8 +415,8 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
     photos, copies = drop_duplicates(images, photos)
     if copies:
         warn(f"{plural(len(copies), 'duplicate photo')} skipped (the same bytes as an earlier name): {_quoted(copies)}")
-    splits = assign(photos, balanced_per_cell, val_fraction, seed, val_balanced_per_cell)
-    written = (*SPLITS, VAL_BALANCED) if val_balanced_per_cell else SPLITS
+    splits = assign(photos, balanced_per_cell, val_fraction, seed, val_balanced_per_cell, bias_rate)
+    written = written_splits(val_balanced_per_cell, bias_rate)
 
     inside = relative_root(images, out)
     folder = inside if inside is not None else Path(os.path.abspath(images))
@@ -382,7 +425,7 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
         "tool": "lnl_cli.tools.utkface", "lnl_version": __version__,
         "source": os.path.abspath(images), "paths": "relative" if inside is not None else "absolute",
         "seed": seed, "balanced_per_cell": balanced_per_cell, "val_balanced_per_cell": val_balanced_per_cell,
-        "val_fraction": val_fraction, "age_bins": list(AGE_BINS),
+        "val_fraction": val_fraction, "bias_rate": bias_rate, "age_bins": list(AGE_BINS),
         "check_images": check_images, "rules": RULES,
         "files": {
             "jpeg_names": len(listing.photos) + len(listing.malformed) + sum(listing.middle_aged.values()),
@@ -397,9 +440,11 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
     }
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-    if not val_balanced_per_cell and os.path.lexists(out / f"{VAL_BALANCED}.csv"):
-        with output_errors(out / f"{VAL_BALANCED}.csv"):  # --force over a build that had one: no stale split
-            (out / f"{VAL_BALANCED}.csv").unlink()
+    for name in (*SPLITS, VAL_BALANCED):  # --force over a build that wrote more: no stale split
+        stale = out / f"{name}.csv"
+        if name not in written and os.path.lexists(stale):
+            with output_errors(stale):
+                stale.unlink()
     for name in written:
         target = out / f"{name}.csv"
         with output_errors(target):
@@ -415,7 +460,7 @@ def build(images: Path, out: Path, seed: int = DEFAULT_SEED, balanced_per_cell: 
           + ("" if unreadable is None else f", {len(unreadable)} unreadable (skipped)")
           + (f", {len(copies)} duplicates (skipped)" if copies else ""))
     print(f"seed {seed}, --balanced-per-cell {balanced_per_cell}, --val-balanced-per-cell {val_balanced_per_cell}, "
-          f"--val-fraction {val_fraction}")
+          f"--val-fraction {val_fraction}, --bias-rate {bias_rate}")
     print(table(counts))
     print(f"wrote {', '.join(f'{name}.csv' for name in written)} and {COUNTS_FILE} to {out} "
           f"(image paths {record['paths']})")
@@ -436,6 +481,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
     return value
 
 
@@ -471,6 +526,10 @@ def main(argv: list[str] | None = None) -> None:
                              f"(default {DEFAULT_VAL_BALANCED_PER_CELL})")
     parser.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION,
                         help=f"share of each training cell held out for validation (default {DEFAULT_VAL_FRACTION})")
+    parser.add_argument("--bias-rate", type=_rate, default=DEFAULT_BIAS_RATE,
+                        help="share of bias-aligned images in each training split; below 1, conflicting images "
+                             "from the other split are added and eb1.csv/eb2.csv are not written (default "
+                             f"{DEFAULT_BIAS_RATE}: extreme bias)")
     parser.add_argument("--check-images", action="store_true",
                         help="open every photo now and skip those that cannot be decoded (default: only the names "
                              "are read; an unreadable photo is then an error naming its CSV row when training "
@@ -479,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="overwrite the files of an earlier build in --out (default: refuse)")
     args = parser.parse_args(argv)
     build(args.images, args.out, args.seed, args.balanced_per_cell, args.val_fraction, args.check_images,
-          args.val_balanced_per_cell, args.force)
+          args.val_balanced_per_cell, args.force, args.bias_rate)
 
 
 if __name__ == "__main__":
