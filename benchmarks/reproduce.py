@@ -60,7 +60,7 @@ ALWAYS_SHOWN = ("baseline", "blind_eye", "gray", "lnl")  # the LNL paper's table
 PAPER_SOURCES = {**{method: PAPER_SOURCE for method in ALWAYS_SHOWN}, "csad": CSAD_SOURCE}
 
 ADVERSARIAL = ("lnl", "lnl_probe", "blind_eye", "csad")  # branched from the warm-up's last.pt
-STANDALONE = ("gray",)                      # trained from scratch with the warm-up schedule
+STANDALONE = ("gray", "group_dro")          # trained from scratch with the warm-up schedule
 METHODS = ("baseline", *ADVERSARIAL, *STANDALONE)
 DEFAULT_METHODS = ("baseline", "lnl", "blind_eye", "gray")  # the LNL paper's four rows
 SELECT_CHOICES = ("last", "val_accuracy", "val_worst_group_accuracy", "val_conflicting_accuracy")
