@@ -13,7 +13,7 @@ from lnl_cli.metric_names import SPLIT_METRICS
 
 # The run's own settings; then come what each registered method declares it is compared by (lnl.lambda, ...).
 RUN_COLUMNS = ("method", "data.color_var", "seed", "train.epochs", "train.pretrain_epochs", "train.optimizer",
-               "train.lr", "train.adversarial_lr", "train.select")
+               "train.lr", "train.adversarial_lr", "train.sampler", "train.select")
 # The test metrics are the selected model's (selected_epoch: which epoch train.select chose).
 METRIC_COLUMNS = (*SPLIT_METRICS, "selected_epoch", "leakage", "leakage_ci_high", "relative_leakage",
                   "probe_split", "probe_stale", "seconds")

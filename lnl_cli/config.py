@@ -23,6 +23,7 @@ from lnl_cli import models, tensorboard
 from lnl_cli.algorithms import METHODS, method_sections
 from lnl_cli.data import DATASETS
 from lnl_cli.data import augment as augmentation
+from lnl_cli.data import sampling
 from lnl_cli.errors import ConfigError, shown
 from lnl_cli.fileio import expand_path
 from lnl_cli.metric_names import LABEL_METRICS
@@ -130,6 +131,7 @@ class ModelConfig:
 
 
 # What train.select can maximise: the label metrics of the validation split (val_accuracy, ...), or last.
+Sampler = choice(sampling.SAMPLERS)
 SelectMetric = choice((LAST, *(VAL_PREFIX + metric for metric in LABEL_METRICS)))
 
 
@@ -138,6 +140,9 @@ class TrainConfig:
     epochs: int = option(100, "total epochs, warm-up included", min=1)
     pretrain_epochs: int = option(0, "leading epochs of plain cross-entropy before the adversarial game", min=0)
     batch_size: int = option(128, "mini-batch size", min=1, max=MAX_BATCH_SIZE)
+    sampler: Sampler = option(
+        "uniform", "which images an epoch draws: uniform (each once: ERM) or group_balanced (every (label, bias) "
+                   "group with training images equally often, ceil(N / groups) draws each; any method)")
     lr: float = option(0.01, "learning rate of plain cross-entropy training and the warm-ups", min_exclusive=0.0)
     optimizer: Literal["sgd", "adam"] = option(
         "sgd", "sgd (with train.momentum; the official LNL code's) or adam (torch's default betas 0.9, 0.999; "

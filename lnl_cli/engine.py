@@ -27,7 +27,7 @@ from lnl_cli.checkpoint import (Field, check_init_source, initialise_from, load_
                                  restore_algorithm, save_checkpoint)
 from lnl_cli.config import Config, dump_yaml
 from lnl_cli.data import augment as augmentation
-from lnl_cli.data import DATASETS, load_dataset
+from lnl_cli.data import DATASETS, load_dataset, sampling
 from lnl_cli.data.base import MIN_BIAS_VALUES, BiasedDataset, Split, iterate_batches, num_batches, resolve_data_root
 from lnl_cli.errors import CheckpointError, ConfigError, DataError, OutputError, TrainingDiverged, TrainingInterrupted
 from lnl_cli.fileio import expand_path
@@ -302,7 +302,8 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     stop is requested, they are agreed between processes and checked for NaN. `check` (validation
     inside the epoch) is called after each of `check_steps`, with the epoch's progress so far."""
     config, algorithm, split = ctx.config, ctx.algorithm, ctx.dataset.train
-    steps = num_batches(len(split), config.train.batch_size, distributed.world_size())
+    steps = num_batches(sampling.epoch_size(split.labels, split.bias, config.train.sampler), config.train.batch_size,
+                        distributed.world_size())
     checked_at = check_steps(steps, config.train.val_checks_per_epoch) if check else set()
     resumed = progress is not None
     progress = progress or EpochProgress(generator.get_state())
@@ -312,7 +313,8 @@ def _train_epoch(ctx: RunContext, epoch: int, generator: torch.Generator,
     algorithm.train()
     tally = _LossTally.resumed(progress, split.labels.device)
     batches = iterate_batches(split, config.train.batch_size, ctx.dataset.mean, ctx.dataset.std, generator,
-                              start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()))
+                              start_batch=progress.step, shard=(distributed.rank(), distributed.world_size()),
+                              sampler=config.train.sampler)
     augment = augmentation.enabled(config.data.augment)
     for step, batch in enumerate(batches, start=progress.step + 1):
         algorithm.begin_step(step)
@@ -410,8 +412,11 @@ def _build(config: Config, run_dir: Path, callbacks: TrainCallbacks | None, stop
     stop.armed = True  # from here on a stop is agreed on at a step boundary and saved
     torch.manual_seed(config.seed)
     if checkpoint is None:
+        counts = sampling.group_counts(dataset.train.labels, dataset.train.bias, dataset.num_classes,
+                                       dataset.num_bias_classes)
         task = TaskSpec(dataset.num_classes, dataset.num_bias_classes, dataset.bias_bins, dataset.in_channels,
-                        tuple(dataset.mean), tuple(dataset.std), dataset.class_names, dataset.bias_names)
+                        tuple(dataset.mean), tuple(dataset.std), dataset.class_names, dataset.bias_names,
+                        tuple(counts.flatten().tolist()))
         algorithm = build_algorithm(config, task).prepare(device)
         if config.train.init_from:
             epoch = initialise_from(algorithm, config, run_folder.model_checkpoint(expand_path(config.train.init_from)))
@@ -471,14 +476,43 @@ def _check_bias_values(config: Config, dataset: BiasedDataset) -> None:
                         f"folder: data.bias_from) or use method=baseline")
 
 
+MAX_GROUPS_SHOWN = 4  # empty groups named in the warning; summary.json lists them all
+
+
+def train_groups(dataset: BiasedDataset) -> dict[str, Any]:
+    """The (label, bias) groups of the training split: how many there are, how many hold images, and the
+    empty ones by name (label, bias), which no group-aware method can balance or weight."""
+    counts = sampling.group_counts(dataset.train.labels, dataset.train.bias, dataset.num_classes,
+                                   dataset.num_bias_classes)
+    labels = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
+    bias = dataset.bias_names or tuple(str(i) for i in range(dataset.num_bias_classes))
+    empty = [[labels[int(i)], bias[int(j)]] for i, j in (counts == 0).nonzero().tolist()]
+    return {"groups": counts.numel(), "with_images": counts.numel() - len(empty), "empty": empty}
+
+
+def _empty_groups_warning(config: Config, dataset: BiasedDataset) -> str | None:
+    """A group-aware run (a method that weights groups, or the group-balanced sampler) is told which
+    groups it cannot act on: they have no training image."""
+    if not (METHODS[config.method].uses_groups or config.train.sampler == sampling.GROUP_BALANCED):
+        return None
+    groups = train_groups(dataset)
+    if not groups["empty"]:
+        return None
+    shown = ", ".join("/".join(pair) for pair in groups["empty"][:MAX_GROUPS_SHOWN])
+    more = len(groups["empty"]) - MAX_GROUPS_SHOWN
+    return (f"{len(groups['empty'])} of {groups['groups']} (label, bias) groups have no training image ({shown}"
+            f"{f' and {more} more' if more > 0 else ''}); method={config.method} train.sampler={config.train.sampler} "
+            "cannot weight or draw them (summary.json: train_groups)")
+
+
 def _announce(ctx: RunContext, start_epoch: int) -> None:
     """Write the resolved config (rank 0) and tell the callbacks what is about to run."""
     config = ctx.config
     if distributed.is_main():
         run_folder.write_config(ctx.run_dir, dump_yaml(config))
-    warning = _schedule_warning(config, ctx.algorithm)
-    if warning:
-        ctx.callbacks.on_message(warning)
+    for warning in (_schedule_warning(config, ctx.algorithm), _empty_groups_warning(config, ctx.dataset)):
+        if warning:
+            ctx.callbacks.on_message(warning)
     ctx.callbacks.on_start({
         "run_dir": str(ctx.run_dir), "device": str(ctx.device), "dataset": ctx.dataset.description,
         "train_size": len(ctx.dataset.train), "test_size": len(ctx.dataset.test), "method": config.method,
@@ -505,7 +539,8 @@ def _save(ctx: RunContext, epochs_done: int, generator: torch.Generator, train_s
 def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_seconds: float,
              selection: Selection) -> dict[str, Any]:
     config = ctx.config
-    images = len(ctx.dataset.train) * config.train.epochs  # every epoch, resumed ones included
+    train = ctx.dataset.train  # every epoch's draws (train.sampler), resumed epochs included
+    images = sampling.epoch_size(train.labels, train.bias, config.train.sampler) * config.train.epochs
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "run_dir": str(ctx.run_dir),
@@ -522,6 +557,7 @@ def _summary(ctx: RunContext, final: dict[str, Any], seconds: float, train_secon
         "train_seconds": round(train_seconds, 2),  # every segment of a resumed run
         "train_images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None,
         "val_size": None if ctx.dataset.val is None else len(ctx.dataset.val),
+        "train_groups": train_groups(ctx.dataset),
         "selected": selection.to_dict(),  # the epoch whose model was tested (and is best.pt)
         "test": dict(final),              # the selected model on the test set: read once, here
         "checkpoint": str(run_folder.best_checkpoint_path(ctx.run_dir)),

@@ -46,7 +46,7 @@ def count_predictions(algorithm: "Algorithm", split: Split, dataset: BiasedDatas
         confusion += torch.bincount(batch.labels * classes + predicted, minlength=confusion.numel())
         if algorithm.has_bias_head:
             with algorithm.autocast():
-                head_logits = algorithm.bias_head(features)
+                head_logits = algorithm.bias_logits(features, batch.labels)
             targets = algorithm.bias_targets(batch, head_logits)
             valid = targets != IGNORE_INDEX
             bias_hits += (head_logits.argmax(dim=1) == targets)[valid].sum()

@@ -31,11 +31,13 @@ METRICS = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_
 
 # Every method trains under several processes; csad pairs the samples of each process's own share (see
 # lnl_cli/algorithms/csad.py), so only the methods whose losses are means over the global batch must match
-# one process exactly.
-MULTI_PROCESS_METHODS = ("baseline", "lnl", "lnl_probe", "csad")
-SAME_AS_ONE_PROCESS = ("baseline", "lnl", "lnl_probe")
+# one process exactly. group_dro's group means and weights are over the global batch too; it runs with the
+# group-balanced sampler, whose epoch is sharded like any other.
+MULTI_PROCESS_METHODS = ("baseline", "lnl", "lnl_probe", "csad", "group_dro")
+SAME_AS_ONE_PROCESS = ("baseline", "lnl", "lnl_probe", "group_dro")
 METHOD_OVERRIDES = {"csad": ["csad.bias_warmup_epochs=0", "csad.mi_warmup_epochs=0", "csad.bias_steps=2",
-                             "csad.mi_steps=2"]}
+                             "csad.mi_steps=2"],
+                    "group_dro": ["train.sampler=group_balanced", "group_dro.eta=0.1"]}
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -110,7 +112,7 @@ def test_two_processes_write_one_run_that_single_process_evaluate_agrees_with(ru
         assert (run_dir / name).is_file(), name
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]  # one writer: no duplicated lines
-    if method != "baseline":
+    if method not in ("baseline", "group_dro"):  # group_dro has no warm-up: one phase throughout
         assert [r["phase"] for r in records] == ["warm-up", "adversarial"]
     epoch_lines = [line for line in multi.stderr.splitlines() if line.startswith("epoch 2/2 ")]
     assert len(epoch_lines) == 1  # progress from rank 0 only
@@ -141,7 +143,7 @@ def test_two_processes_with_half_batches_equal_one_process(runs, method):
     records = [[json.loads(line) for line in (folder / name / "metrics.jsonl").read_text().splitlines()]
                for folder, name in zip((single_dir, multi_dir), losses_one)]
     for a, b in zip(*records):
-        for key in ("label_loss", "neg_entropy", "bias_loss", "probe_loss"):
+        for key in ("label_loss", "neg_entropy", "bias_loss", "probe_loss", "robust_loss"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4), key
 

@@ -24,7 +24,7 @@ def test_every_method_section_is_in_the_config_with_its_declared_keys():
         for section, options in spec.sections:
             declared = {s.key for s in config.collect_specs(options, section + ".")}
             assert declared and declared <= set(config.SPECS), f"{name}: {section}.* missing from the config"
-    assert list(method_sections()) == ["lnl", "lnl_probe", "blind_eye", "csad"]
+    assert list(method_sections()) == ["lnl", "lnl_probe", "blind_eye", "csad", "group_dro"]
 
 
 def test_names_shown_by_progress_plots_and_compare_come_from_the_registry():
@@ -91,8 +91,9 @@ def test_a_new_method_needs_only_its_module_and_a_registry_line(tmp_path, mnist_
     """Copy the package, add algorithms/toy.py and one registry entry; train with it through the CLI and
     find it in `lnl config keys`, progress, plots and `lnl compare`: nothing else needs to know it."""
     run = package_copy_with(tmp_path, "algorithms/toy.py", TOY_METHOD, "algorithms/__init__.py", [
-        ("from lnl_cli.algorithms import base, csad, lnl\n", "from lnl_cli.algorithms import base, csad, lnl, toy\n"),
-        ('    "csad": csad.METHOD,\n', '    "csad": csad.METHOD,\n    "toy": toy.METHOD,\n')])
+        ("from lnl_cli.algorithms import base, csad, group_dro, lnl\n",
+         "from lnl_cli.algorithms import base, csad, group_dro, lnl, toy\n"),
+        ('    "group_dro": group_dro.METHOD,\n', '    "group_dro": group_dro.METHOD,\n    "toy": toy.METHOD,\n')])
 
     def lnl(*args: str) -> subprocess.CompletedProcess:
         return run(*args, env={"LNL_DATA_ROOT": str(mnist_root)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lnl_cli.algorithms import base, csad, lnl
+from lnl_cli.algorithms import base, csad, group_dro, lnl
 from lnl_cli.algorithms.base import Algorithm, Baseline, Gray, MethodSpec, TaskSpec
 from lnl_cli.algorithms.csad import CrossSampleAdversarialDebiasing
 from lnl_cli.algorithms.lnl import BlindEye, LearningNotToLearn, LearningNotToLearnWithProbe
@@ -24,6 +24,7 @@ METHODS: dict[str, MethodSpec] = {
     "gray": base.GRAY,
     "blind_eye": lnl.BLIND_EYE,
     "csad": csad.METHOD,
+    "group_dro": group_dro.METHOD,
 }
 
 ALGORITHMS: dict[str, type[Algorithm]] = {name: spec.algorithm for name, spec in METHODS.items()}

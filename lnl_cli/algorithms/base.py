@@ -38,6 +38,9 @@ class TaskSpec:
     input_std: tuple[float, ...] = (1.0, 1.0, 1.0)
     class_names: tuple[str, ...] = ()  # for reports; empty: class indices
     bias_names: tuple[str, ...] = ()
+    # Training images per (label, bias) group, label-major (data.sampling.group_index); empty: not recorded
+    # (checkpoints of earlier versions). What group-aware methods size their group weights by.
+    group_counts: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, values: dict) -> "TaskSpec":
@@ -46,7 +49,7 @@ class TaskSpec:
         if not isinstance(values, dict):
             raise TypeError(f"expected a mapping, got {type(values).__name__}")
         values = dict(values)
-        for key in ("input_mean", "input_std", "class_names", "bias_names"):
+        for key in ("input_mean", "input_std", "class_names", "bias_names", "group_counts"):
             if key in values:
                 if not isinstance(values[key], (list, tuple)):
                     raise ValueError(f"task.{key} must be a list, got {shown(values[key])}")
@@ -73,6 +76,16 @@ class TaskSpec:
             if value and (len(value) != count or not all(isinstance(v, str) for v in value)):
                 raise ValueError(f"task.{name} must be empty or {count} strings, got {shown(value)}")
 
+        counts = self.group_counts
+        if counts and (len(counts) != self.num_classes * self.num_bias_classes or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)):
+            raise ValueError(f"task.group_counts must be empty or {self.num_classes * self.num_bias_classes} "
+                             f"counts, got {shown(counts)}")
+
+    @property
+    def num_groups(self) -> int:
+        return self.num_classes * self.num_bias_classes
+
     def to_dict(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
@@ -95,7 +108,7 @@ class MethodSpec:
     (several methods may share one, e.g. ``lnl``, with the same class); the config builds them from the
     registry. `losses` maps every loss `update` reports to its short name in progress lines; plots draw
     them. `check` returns the problems of a config choosing this method; `compare_keys` are the config
-    keys `lnl compare` shows for its runs."""
+    keys `lnl compare` shows for its runs; `uses_groups` marks a group-aware method."""
 
     algorithm: type["Algorithm"]
     summary: str
@@ -103,6 +116,8 @@ class MethodSpec:
     losses: dict[str, str] = field(default_factory=lambda: dict(LABEL_LOSS))
     check: Callable[["Config"], list[str]] = no_problems
     compare_keys: tuple[str, ...] = ()
+    # Weights or draws per (label, bias) group: a group without training images is warned about.
+    uses_groups: bool = False
 
 
 def make_optimizer(params, config: Config) -> torch.optim.Optimizer:
@@ -262,6 +277,11 @@ class Algorithm(nn.Module):
         """The representation the bias is removed from (what the bias head reads)."""
         with self.autocast():
             return self.featurizer(self._input(images))
+
+    def bias_logits(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The bias head's logits of these features (methods with has_bias_head); `labels` for a head
+        that predicts the bias given the label."""
+        return self.bias_head(features)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}

@@ -34,6 +34,9 @@ class LnlConfig:
     step: Literal["alternating", "single_pass"] = option(
         "alternating", "alternating: the paper's two passes per batch; single_pass: one forward of f, the same "
                        "gradients routed in one update")
+    conditional: bool = option(
+        False, "h predicts the bias given the label (one set of bias logits per class, the analogue of DomainBed's "
+               "CDANN; not in the paper), so f is asked to hide only the bias the label does not explain")
 
 
 MAX_HEAD_STEPS = 1000  # lnl_probe.head_steps: a typo, not a schedule, beyond this
@@ -80,10 +83,20 @@ def bias_loss(logits: torch.Tensor, targets: torch.Tensor, heads: int = 1) -> to
 
 
 def build_bias_head(config: Config, task: TaskSpec, in_channels: int) -> torch.nn.Module:
+    """h; with lnl.conditional, num_classes times as many outputs, label-major (see label_slice)."""
     kind = bias_head_kind(config)
+    copies = task.num_classes if config.lnl.conditional else 1
     if kind == PIXEL_HEAD:
-        return ColorBiasHead(task.bias_bins, in_channels)
-    return CategoricalBiasHead(task.num_bias_classes, in_channels, kind, config.model.bias_head_width)
+        return ColorBiasHead(task.bias_bins * copies, in_channels)
+    return CategoricalBiasHead(task.num_bias_classes * copies, in_channels, kind, config.model.bias_head_width)
+
+
+def label_slice(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Each sample's own class's bias logits from a conditional head's N x (classes * K) x ... output:
+    N x K x ... (what h predicts of the bias given the label)."""
+    n, width = logits.shape[:2]
+    grouped = logits.reshape(n, num_classes, width // num_classes, *logits.shape[2:])
+    return grouped[torch.arange(n, device=logits.device), labels]
 
 
 def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -150,6 +163,11 @@ class LearningNotToLearn(Algorithm):
             "bias_loss": head_loss / self.bias_head.num_heads,  # per head, as the official log
         }
 
+    def bias_logits(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """h's logits of the bias (given each sample's label with lnl.conditional)."""
+        logits = self.bias_head(features)
+        return label_slice(logits, labels, self.task.num_classes) if self.config.lnl.conditional else logits
+
     def bias_targets(self, batch: Batch, head_logits: torch.Tensor) -> torch.Tensor:
         return self.bias_head.targets(batch.bias, batch.bias_targets, head_logits)
 
@@ -172,7 +190,7 @@ class LearningNotToLearn(Algorithm):
         self.train_extra_adversary(features.detach(), batch)
         with self.autocast():
             label_logits = self.classifier(features)
-            head_logits = self.bias_head(features)
+            head_logits = self.bias_logits(features, batch.labels)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
         extra = self.extra_adversary_loss(features, batch)
@@ -188,7 +206,7 @@ class LearningNotToLearn(Algorithm):
         with self.autocast():
             features = self.features(batch.images)
             features = grad_reverse(features, self.reversal_scale) if self.reversal_scale else features.detach()
-            head_logits = self.bias_head(features)
+            head_logits = self.bias_logits(features, batch.labels)
         loss = self.head_loss(head_logits, batch)
         loss.backward()
         self._step(self.optimizer, self.bias_optimizer)
@@ -210,7 +228,7 @@ class LearningNotToLearn(Algorithm):
         with self.autocast():
             label_logits = self.classifier(features)
             head_input = features.detach().requires_grad_(True)
-            head_logits = self.bias_head(head_input)
+            head_logits = self.bias_logits(head_input, batch.labels)
         label_loss = self.label_loss(label_logits.float(), batch.labels)
         term = self.feature_term(head_logits)
         head_loss = self.head_loss(head_logits, batch)
@@ -332,7 +350,7 @@ class LearningNotToLearnWithProbe(LearningNotToLearn):
         return settings.lambda_ * negative_entropy(logits) - settings.grl_scale * loss
 
 
-LNL_COMPARED = ("lnl.lambda", "lnl.grl_scale", "lnl.step")
+LNL_COMPARED = ("lnl.lambda", "lnl.grl_scale", "lnl.step", "lnl.conditional")
 
 LNL = MethodSpec(LearningNotToLearn, "Kim et al. 2019", sections=(("lnl", LnlConfig),),
                  losses={**LABEL_LOSS, "neg_entropy": "neg_entropy", **HEAD_LOSS}, compare_keys=LNL_COMPARED)
@@ -343,4 +361,4 @@ LNL_PROBE = MethodSpec(
     compare_keys=(*LNL_COMPARED, "lnl_probe.lambda", "lnl_probe.grl_scale", "lnl_probe.head_steps"))
 BLIND_EYE = MethodSpec(BlindEye, "Alvi et al. 2018", sections=(("lnl", LnlConfig), ("blind_eye", BlindEyeConfig)),
                        losses={**LABEL_LOSS, "confusion": "confusion", **HEAD_LOSS},
-                       compare_keys=("lnl.step", "blind_eye.confusion_weight"))
+                       compare_keys=("lnl.step", "lnl.conditional", "blind_eye.confusion_weight"))

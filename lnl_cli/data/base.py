@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
+from lnl_cli.data import sampling
 from lnl_cli.fileio import expand_path
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ def iterate_batches(
     shuffle: bool = True,
     start_batch: int = 0,
     shard: tuple[int, int] = (0, 1),
+    sampler: str = sampling.UNIFORM,
 ) -> Iterator[Batch]:
     """Batches of `split` on its own device; the permutation is drawn on the CPU so that it is
     reproducible across devices from the same generator. `start_batch` skips batches already
@@ -159,10 +161,10 @@ def iterate_batches(
     `shard=(rank, world)`: every process draws the same permutation and takes the share
     ``global_batch[rank::world]`` of each global batch. A last batch is cut to a multiple of
     `world` (at most world - 1 samples left out, different ones each epoch), so shares are always
-    equal and averaging their gradients equals one process's step on the global batch."""
+    equal and averaging their gradients equals one process's step on the global batch. `sampler`
+    (train.sampler) says which images the epoch draws (:mod:`lnl_cli.data.sampling`)."""
     rank, world = shard
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = sampling.epoch_order(split.labels, split.bias, sampler, generator, shuffle)
     chunks = list(order.to(split.index_device).split(batch_size))[start_batch:]
     if world > 1:
         chunks = [chunk[:len(chunk) - len(chunk) % world][rank::world] for chunk in chunks]
