@@ -419,6 +419,42 @@ def test_utkface_age_bins_are_the_bias_and_the_worst_group_pools_them_by_age_gro
     assert any(word.startswith("data.bias_classes=[0-19,20-24,") and word.endswith(",70+]") for word in train)
 
 
+def test_utkface_variants_train_their_method_with_its_overrides_and_a_lower_rate_tests_on_the_balanced_split(
+        tmp_path, monkeypatch):
+    """group_balanced is the baseline with the balanced sampler; a --data-root built below rate 1 has no
+    opposite split, so training tests on balanced_test.csv and the report's opposite column is empty."""
+    utkface = _script("utkface")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "counts.json").write_text(json.dumps({"bias_rate": 0.95}))
+    commands = []
+
+    def fake_lnl(arguments, threads):
+        commands.append(arguments)
+        raise SystemExit("stop after the first command")
+
+    monkeypatch.setattr(utkface, "lnl", fake_lnl)
+    for method in ("group_balanced", "lnl_conditional"):
+        with pytest.raises(SystemExit):
+            utkface.main(["--out", str(tmp_path / "runs"), "--directions", "eb1", "--methods", method, "--seeds", "0",
+                          "--data-root", str(build), "--set-for", method, "train.epochs=2"])
+    group_balanced, conditional = commands
+    assert "method=baseline" in group_balanced and "train.sampler=group_balanced" in group_balanced
+    assert "method=lnl" in conditional and "lnl.conditional=true" in conditional
+    for train in commands:
+        assert f"data.root={build}" in train and "data.test=balanced_test.csv" in train
+        assert train[-1] == "train.epochs=2"  # --set-for names the variant and comes last
+    _fake_utkface_run(tmp_path / "runs" / "eb1-group_balanced-seed0", 0.7, 0.8, 0.2)
+    utkface.main(["--out", str(tmp_path / "runs"), "--directions", "eb1", "--methods", "group_balanced",
+                  "--seeds", "0", "--data-root", str(build), "--report-only"])
+    report = json.loads((tmp_path / "runs" / "report.json").read_text())
+    assert report["bias_rate"] == 0.95 and report["variants"]["group_balanced"][0] == "baseline"
+    cell = report["summaries"]["eb1/group_balanced"]
+    assert "opposite" not in cell and cell["balanced"]["mean"] == pytest.approx(0.8)
+    with pytest.raises(SystemExit):  # a folder that is no build
+        utkface.main(["--out", str(tmp_path / "runs"), "--methods", "erm", "--data-root", str(tmp_path / "none")])
+
+
 # ------------------------------------------------------------------ throughput.py against the official code
 FAKE_OFFICIAL = {
     "main.py": "import trainer\n",
