@@ -130,8 +130,8 @@ class ModelConfig:
     bias_head_width: int = option(128, "hidden width of the conv/mlp bias head", min=1, max=MAX_HEAD_WIDTH)
 
 
+Sampler = choice(sampling.SAMPLERS)  # train.sampler: which images an epoch draws (lnl_cli.data.sampling)
 # What train.select can maximise: the label metrics of the validation split (val_accuracy, ...), or last.
-Sampler = choice(sampling.SAMPLERS)
 SelectMetric = choice((LAST, *(VAL_PREFIX + metric for metric in LABEL_METRICS)))
 
 
@@ -141,7 +141,7 @@ class TrainConfig:
     pretrain_epochs: int = option(0, "leading epochs of plain cross-entropy before the adversarial game", min=0)
     batch_size: int = option(128, "mini-batch size", min=1, max=MAX_BATCH_SIZE)
     sampler: Sampler = option(
-        "uniform", "which images an epoch draws: uniform (each once: ERM) or group_balanced (every (label, bias) "
+        sampling.UNIFORM, "which images an epoch draws: uniform (each once: ERM) or group_balanced (every (label, bias) "
                    "group with training images equally often, ceil(N / groups) draws each; any method)")
     lr: float = option(0.01, "learning rate of plain cross-entropy training and the warm-ups", min_exclusive=0.0)
     optimizer: Literal["sgd", "adam"] = option(
