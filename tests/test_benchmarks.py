@@ -455,6 +455,29 @@ def test_utkface_variants_train_their_method_with_its_overrides_and_a_lower_rate
         utkface.main(["--out", str(tmp_path / "runs"), "--methods", "erm", "--data-root", str(tmp_path / "none")])
 
 
+def test_bias_rates_joins_the_reports_highest_rate_first_and_plots_the_worst_group(tmp_path):
+    bias_rates = _script("bias_rates")
+    utkface = _script("utkface")
+    for rate, balanced in ((0.95, 0.8), (1.0, 0.6)):
+        folder = tmp_path / f"r{rate}"
+        build = tmp_path / f"build{rate}"
+        build.mkdir()
+        (build / "counts.json").write_text(json.dumps({"bias_rate": rate}))
+        for seed in (0, 1):
+            _fake_utkface_run(folder / f"eb1-group_dro-seed{seed}", 0.5, balanced + 0.01 * seed, 0.2)
+        utkface.main(["--out", str(folder), "--directions", "eb1", "--methods", "group_dro", "--seeds", "0", "1",
+                      "--data-root", str(build), "--report-only"])
+    bias_rates.main(["--reports", str(tmp_path / "r0.95" / "report.json"), str(tmp_path / "r1.0" / "report.json"),
+                     "--out", str(tmp_path / "joined")])
+    rows = [line for line in (tmp_path / "joined.md").read_text().splitlines() if line.startswith("| 0") or
+            line.startswith("| 1")]
+    assert [row.split(" | ")[0:2] for row in rows] == [["| 1.0", "group_dro"], ["| 0.95", "group_dro"]]
+    assert "0.805 ± 0.064 (n=2)" in rows[1]  # the report's own interval, not recomputed
+    assert (tmp_path / "joined.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        bias_rates.main(["--reports", str(tmp_path / "none.json"), "--out", str(tmp_path / "x")])
+
+
 # ------------------------------------------------------------------ throughput.py against the official code
 FAKE_OFFICIAL = {
     "main.py": "import trainer\n",
