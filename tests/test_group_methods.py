@@ -180,7 +180,6 @@ def test_a_run_with_every_group_present_is_not_warned_and_balanced_epochs_have_t
     train(load_config(str(preset), ["method=baseline", "train.batch_size=2", "train.sampler=uniform",
                                     "train.epochs=1"]), tmp_path / "uniform", uniform)
     assert uniform.steps == [7]
-    assert summary["train_images_per_second"] * summary["train_seconds"] == pytest.approx(32, rel=0.05)
 
 
 @pytest.mark.parametrize("override, needles", [
