@@ -37,7 +37,7 @@ def group_counts(labels: torch.Tensor, bias: torch.Tensor, num_classes: int, num
 
 def _members(labels: torch.Tensor, bias: torch.Tensor) -> list[torch.Tensor]:
     """The image indices of every non-empty group, groups in label-major order."""
-    keys = labels.cpu() * (int(bias.max()) + 1 if len(bias) else 1) + bias.cpu()
+    keys = group_index(labels.cpu(), bias.cpu(), int(bias.max()) + 1 if len(bias) else 1)
     order = torch.argsort(keys, stable=True)
     _, sizes = torch.unique_consecutive(keys[order], return_counts=True)
     return list(order.split(sizes.tolist()))
